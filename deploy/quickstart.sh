@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# quickstart.sh -- try the gateway locally against a throwaway OpenLDAP.
+#
+#   ./deploy/quickstart.sh            (from any directory)
+#
+# Installs slapd/ldap-utils/openssl if missing, starts OpenLDAP on
+# 127.0.0.1:3389 with fresh demo data under .run/slapd, makes a self-signed
+# TLS certificate under .run/tls, builds the gateway and runs it in the
+# foreground on https://127.0.0.1:8443. Ctrl-C stops the gateway and slapd.
+#
+# Environment:
+#   LDAP_ADMIN_PASSWORD  password of cn=admin,dc=example,dc=org (default: admin)
+#   SCIM_TOKEN           bearer token clients must send (default: random)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/lib/slapd.sh
+source deploy/lib/slapd.sh
+
+LDAP_PORT=3389
+GATEWAY_PORT=8443
+RUN_DIR=$PWD/.run
+SLAPD_DIR=$RUN_DIR/slapd
+TLS_DIR=$RUN_DIR/tls
+CONFIG=config/gateway.toml
+GATEWAY_BIN=./target/release/scim-ldap-gateway
+
+gateway_pid=""
+# shellcheck disable=SC2317  # invoked from the traps below
+cleanup() {
+    trap - EXIT INT TERM
+    if [[ -n $gateway_pid ]] && kill -0 "$gateway_pid" 2>/dev/null; then
+        kill -TERM "$gateway_pid" 2>/dev/null || true
+        wait "$gateway_pid" 2>/dev/null || true
+    fi
+    if [[ -f $SLAPD_DIR/slapd.pid ]]; then
+        step "stopping slapd"
+        stop_slapd "$SLAPD_DIR"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "1/6 checking Debian packages (slapd, ldap-utils, openssl)"
+ensure_packages slapd ldap-utils openssl
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install a Rust toolchain (https://rustup.rs) and re-run"
+[[ -f $CONFIG ]] || die "$CONFIG is missing"
+
+# An instance left over from an interrupted run is ours to stop; anything
+# else on our ports is somebody else's and we refuse to continue.
+stop_slapd "$SLAPD_DIR"
+port_in_use "$LDAP_PORT" &&
+    die "port $LDAP_PORT is already in use on 127.0.0.1 (needed for the demo LDAP server)"
+port_in_use "$GATEWAY_PORT" &&
+    die "port $GATEWAY_PORT is already in use on 127.0.0.1 (needed for the gateway)"
+
+export LDAP_ADMIN_PASSWORD=${LDAP_ADMIN_PASSWORD:-admin}
+
+step "2/6 starting throwaway OpenLDAP on ldap://127.0.0.1:$LDAP_PORT (data in .run/slapd)"
+slapd_pid=$(start_slapd "$SLAPD_DIR" "$LDAP_PORT" "$LDAP_ADMIN_PASSWORD")
+echo "    slapd pid $slapd_pid; users alice, bob, carol under ou=people,dc=example,dc=org" >&2
+
+step "3/6 TLS certificate"
+if [[ -f $TLS_DIR/gateway.crt && -f $TLS_DIR/gateway.key ]]; then
+    echo "    reusing $TLS_DIR/gateway.crt" >&2
+else
+    mkdir -p "$TLS_DIR"
+    # A leaf (CA:FALSE) certificate for localhost/127.0.0.1, trusted directly
+    # by clients via --cacert. Key written with umask 077, i.e. mode 600.
+    (
+        umask 077
+        openssl req -x509 -nodes -days 825 \
+            -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -keyout "$TLS_DIR/gateway.key" -out "$TLS_DIR/gateway.crt" \
+            -subj "/CN=localhost" \
+            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+            -addext "basicConstraints=critical,CA:FALSE" \
+            -addext "keyUsage=critical,digitalSignature" \
+            -addext "extendedKeyUsage=serverAuth" 2>/dev/null
+    ) || die "openssl could not create the self-signed certificate"
+    chmod 600 "$TLS_DIR/gateway.key"
+    chmod 644 "$TLS_DIR/gateway.crt"
+    echo "    created $TLS_DIR/gateway.crt (self-signed, 825 days)" >&2
+fi
+
+step "4/6 cargo build --release"
+cargo build --release
+
+step "5/6 credentials"
+if [[ -z ${SCIM_TOKEN:-} ]]; then
+    SCIM_TOKEN=$(openssl rand -hex 32)
+    echo "    generated SCIM_TOKEN=$SCIM_TOKEN" >&2
+fi
+export SCIM_TOKEN
+cat >&2 <<MSG
+    Try it (in another terminal):
+
+    export SCIM_TOKEN=$SCIM_TOKEN
+    curl --cacert .run/tls/gateway.crt -H "Authorization: Bearer \$SCIM_TOKEN" \\
+      'https://127.0.0.1:$GATEWAY_PORT/scim/v2/Users?filter=userName%20eq%20%22alice%22'
+
+    curl --cacert .run/tls/gateway.crt -H "Authorization: Bearer \$SCIM_TOKEN" \\
+      -H 'Content-Type: application/scim+json' -X POST \\
+      https://127.0.0.1:$GATEWAY_PORT/scim/v2/Users -d '{
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "dave", "externalId": "ext-dave",
+        "name": {"givenName": "Dave", "familyName": "Davis"},
+        "emails": [{"value": "dave@example.org", "primary": true}],
+        "active": true }'
+
+MSG
+
+step "6/6 running the gateway (Ctrl-C stops it and slapd)"
+# Run in the background and wait, so that INT/TERM reach our traps at once.
+"$GATEWAY_BIN" serve --config "$CONFIG" &
+gateway_pid=$!
+status=0
+wait "$gateway_pid" || status=$?
+gateway_pid=""
+exit "$status"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# test.sh -- run the whole test suite, integration tests against a real
+# OpenLDAP included. Installs slapd and ldap-utils if they are missing: the
+# integration tests start their own private slapd instances and must never
+# be skipped for lack of one.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=deploy/lib/slapd.sh
+source deploy/lib/slapd.sh
+
+step "checking Debian packages (slapd, ldap-utils)"
+ensure_packages slapd ldap-utils
+
+step "checking OpenLDAP binaries"
+for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do
+    [[ -x $bin ]] || die "$bin is missing although slapd is installed; the integration tests need it"
+done
+
+step "cargo test --all-targets --locked"
+exec cargo test --all-targets --locked

@@ -1,0 +1,177 @@
+//! `scim-ldap-gateway check`: validate a config against the live directory's subschema.
+
+use crate::config::{Config, ConfigProblem, DirectorySettings};
+use crate::directory::ldap::pool;
+use crate::mapping::UserMapping;
+use std::collections::HashSet;
+
+/// Names an RFC 4512 definition declares: `NAME 'cn'` or `NAME ( 'cn' 'commonName' )`.
+pub fn definition_names(def: &str) -> Vec<String> {
+    let Some(pos) = def.find(" NAME ") else {
+        return vec![];
+    };
+    let rest = def[pos + 6..].trim_start();
+    let part = if let Some(inner) = rest.strip_prefix('(') {
+        inner.split(')').next().unwrap_or("")
+    } else {
+        rest.split_whitespace().next().unwrap_or("")
+    };
+    part.split('\'')
+        .enumerate()
+        .filter(|(i, s)| i % 2 == 1 && !s.is_empty())
+        .map(|(_, s)| s.to_ascii_lowercase())
+        .collect()
+}
+
+/// The object classes and attribute types a directory's subschema defines.
+#[derive(Debug, Default)]
+pub struct Subschema {
+    pub object_classes: HashSet<String>,
+    pub attribute_types: HashSet<String>,
+}
+
+impl Subschema {
+    pub fn from_definitions(object_classes: &[String], attribute_types: &[String]) -> Self {
+        Subschema {
+            object_classes: object_classes.iter().flat_map(|d| definition_names(d)).collect(),
+            attribute_types: attribute_types.iter().flat_map(|d| definition_names(d)).collect(),
+        }
+    }
+
+    fn has_attribute(&self, name: &str) -> bool {
+        // `member;range=0-1499` style options do not change the type.
+        let base = name.split(';').next().unwrap_or(name);
+        base == "1.1" || self.attribute_types.contains(&base.to_ascii_lowercase())
+    }
+}
+
+/// Every objectClass and attribute the user mapping uses that the subschema lacks.
+pub fn mapping_problems(m: &UserMapping, schema: &Subschema, key: &str) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    let mut push = |k: String, msg: String| out.push(ConfigProblem { key: k, message: msg });
+    for (i, oc) in m.object_classes.iter().enumerate() {
+        if !schema.object_classes.contains(&oc.to_ascii_lowercase()) {
+            push(format!("{key}.object_classes[{i}]"), format!("object class {oc} is not in the directory's schema"));
+        }
+    }
+    for (i, s) in m.slots.iter().enumerate() {
+        if !schema.has_attribute(&s.ldap) {
+            push(format!("{key}.attributes[{i}].ldap"), format!("attribute {} is not in the directory's schema", s.ldap));
+        }
+    }
+    for (i, (a, _)) in m.constants.iter().enumerate() {
+        if !schema.has_attribute(a) {
+            push(format!("{key}.constants[{i}].ldap"), format!("attribute {a} is not in the directory's schema"));
+        }
+    }
+    for (k, a) in [
+        ("id_attribute", &m.id_attribute),
+        ("rdn_attribute", &m.rdn_attribute),
+        ("created_attribute", &m.created_attribute),
+        ("modified_attribute", &m.modified_attribute),
+    ] {
+        if !schema.has_attribute(a) {
+            push(format!("{key}.{k}"), format!("attribute {a} is not in the directory's schema"));
+        }
+    }
+    if let Some(a) = m.disable.attribute() {
+        if !schema.has_attribute(a) {
+            push(
+                format!("{key}.disable"),
+                format!("attribute {a} is not in the directory's schema (is the overlay or schema for this strategy loaded?)"),
+            );
+        }
+    }
+    out
+}
+
+/// Bind with the service account, read the subschema, and check the mapping against it.
+pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let d: &DirectorySettings = &config.directory;
+    let cs = match pool::conn_settings(d) {
+        Ok(cs) => cs,
+        Err(e) => {
+            return vec![ConfigProblem { key: "directory.ca_file".into(), message: e.to_string() }];
+        }
+    };
+    let (mut ldap, driver) = match pool::connect(d, cs).await {
+        Ok(x) => x,
+        Err(e) => {
+            let key = match e {
+                pool::ConnectError::Bind(_) => "directory.bind_dn",
+                _ => "directory.url",
+            };
+            return vec![ConfigProblem { key: key.into(), message: e.to_string() }];
+        }
+    };
+    ldap.with_timeout(d.operation_timeout);
+    let root = ldap
+        .search("", ldap3::Scope::Base, "(objectClass=*)", vec!["subschemaSubentry"])
+        .await
+        .and_then(|r| r.success());
+    let subschema_dn = match root {
+        Ok((entries, _)) => entries
+            .into_iter()
+            .next()
+            .map(ldap3::SearchEntry::construct)
+            .and_then(|e| e.attrs.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry")))
+            .and_then(|(_, v)| v.into_iter().next())
+            .unwrap_or_else(|| "cn=Subschema".to_string()),
+        Err(_) => "cn=Subschema".to_string(),
+    };
+    ldap.with_timeout(d.operation_timeout);
+    let schema = ldap
+        .search(&subschema_dn, ldap3::Scope::Base, "(objectClass=*)", vec!["objectClasses", "attributeTypes"])
+        .await
+        .and_then(|r| r.success());
+    match schema {
+        Ok((entries, _)) => {
+            let e = entries.into_iter().next().map(ldap3::SearchEntry::construct);
+            let get = |name: &str| {
+                e.as_ref()
+                    .and_then(|e| e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()))
+                    .unwrap_or_default()
+            };
+            let s = Subschema::from_definitions(&get("objectClasses"), &get("attributeTypes"));
+            if s.object_classes.is_empty() {
+                problems.push(ConfigProblem {
+                    key: "directory.bind_dn".into(),
+                    message: format!("could not read the subschema at {subschema_dn}; does the service account have read access?"),
+                });
+            } else {
+                problems.extend(mapping_problems(&config.users, &s, "mapping.users"));
+            }
+        }
+        Err(e) => problems.push(ConfigProblem {
+            key: "directory.bind_dn".into(),
+            message: format!("could not read the subschema: {e}"),
+        }),
+    }
+    ldap.with_timeout(d.operation_timeout);
+    let base = ldap
+        .search(&config.users.base, ldap3::Scope::Base, "(objectClass=*)", vec!["1.1"])
+        .await
+        .and_then(|r| r.success());
+    if let Err(e) = base {
+        problems.push(ConfigProblem {
+            key: "mapping.users.base".into(),
+            message: format!("{} cannot be read: {e}", config.users.base),
+        });
+    }
+    let _ = ldap.unbind().await;
+    driver.abort();
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_definitions() {
+        assert_eq!(definition_names("( 2.5.4.3 NAME ( 'cn' 'commonName' ) DESC 'x' SUP name )"), vec!["cn", "commonname"]);
+        assert_eq!(definition_names("( 0.9.2342.19200300.100.1.1 NAME 'uid' EQUALITY caseIgnoreMatch )"), vec!["uid"]);
+        assert!(definition_names("( 1.2.3 DESC 'no name' )").is_empty());
+    }
+}

@@ -1,0 +1,196 @@
+//! The configuration file as written: TOML shapes only, no validation.
+//!
+//! Every struct denies unknown keys so a typo is reported with its name
+//! instead of being silently ignored. Defaults are stated on each field.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the gateway listens. At least one listener is required.
+    pub listeners: Vec<ListenerFile>,
+    /// Server certificate for HTTPS listeners. Required when any listener uses https.
+    pub tls: Option<TlsFile>,
+    /// SCIM protocol settings. Default: base path `/scim/v2`, 1 MiB bodies, pages of at most 200.
+    #[serde(default)]
+    pub scim: ScimFile,
+    /// Bearer tokens accepted from clients. At least one is required.
+    pub tokens: Vec<TokenFile>,
+    /// How the gateway reaches the LDAP directory.
+    pub directory: DirectoryFile,
+    /// How SCIM resources map onto directory entries.
+    pub mapping: MappingFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// Socket address, for example `0.0.0.0:8443`.
+    pub address: String,
+    /// `https` (default) or `http`. Plain `http` must be chosen explicitly and logs a warning.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// PEM certificate chain, leaf first. Relative paths are resolved against the config file's folder.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimFile {
+    /// URL path prefix of the SCIM endpoints. Default `/scim/v2`.
+    pub base_path: Option<String>,
+    /// Largest accepted request body. Default 1048576.
+    pub max_body_bytes: Option<usize>,
+    /// Largest page a list request returns, whatever `count` asks for. Default 200.
+    pub max_page_size: Option<usize>,
+    /// Page size when a list request sends no `count`. Default 100.
+    pub default_page_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    /// A label for logs (never the token itself), for example `entra`.
+    pub name: String,
+    /// Where the token's value comes from.
+    pub secret: SecretFile,
+}
+
+/// A secret is read from an environment variable or a file, never written inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    /// Name of an environment variable holding the secret.
+    pub env: Option<String>,
+    /// Path of a file holding the secret; one trailing newline is stripped.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS. Default false.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file of CA certificates trusted for ldaps/StartTLS. Default: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification of the directory. Default false. Logs a warning; for labs only.
+    #[serde(default)]
+    pub danger_skip_tls_verify: bool,
+    /// DN of the service account the gateway binds as.
+    pub bind_dn: String,
+    /// The service account's password.
+    pub bind_password: SecretFile,
+    /// Number of pooled connections, each with its own driver task. Default 4.
+    pub pool_size: Option<usize>,
+    /// Timeout for TCP connect, TLS and bind. Default 5.
+    pub connect_timeout_secs: Option<u64>,
+    /// Timeout for one directory operation. Default 10.
+    pub operation_timeout_secs: Option<u64>,
+    /// `Retry-After` sent with 503 while the directory is unreachable. Default 5.
+    pub retry_after_secs: Option<u64>,
+    /// Largest number of entries one search may walk through. Default 100000.
+    pub max_search_entries: Option<usize>,
+    /// Which server-maintained attribute changes on every write, used to guard read-modify-write.
+    /// Default `entryCSN` (OpenLDAP); `uSNChanged` on Active Directory; empty string disables the guard.
+    pub version_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    /// How SCIM Users map onto directory entries.
+    pub users: UserMappingFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserMappingFile {
+    /// The subtree that holds users. The gateway never reads or writes outside it.
+    pub base: String,
+    /// `one` or `sub` (default) below `base`.
+    pub scope: Option<String>,
+    /// LDAP filter selecting user entries. Default `(objectClass=inetOrgPerson)`.
+    pub filter: Option<String>,
+    /// Object classes of new entries.
+    pub object_classes: Vec<String>,
+    /// Immutable unique id attribute that becomes the SCIM `id`. Default `entryUUID`.
+    pub id_attribute: Option<String>,
+    /// RDN attribute of new entries; its value comes from the SCIM attribute mapped to it. Default `uid`.
+    pub rdn_attribute: Option<String>,
+    /// Creation time attribute for `meta.created`. Default `createTimestamp`.
+    pub created_attribute: Option<String>,
+    /// Modification time attribute for `meta.lastModified`. Default `modifyTimestamp`.
+    pub modified_attribute: Option<String>,
+    /// How `active=false` is written. Default: `type = "ppolicy"`.
+    pub disable: Option<DisableFile>,
+    /// What DELETE does. Default: `type = "hard"`.
+    pub delete: Option<DeleteFile>,
+    /// SCIM attribute ↔ LDAP attribute pairs.
+    pub attributes: Vec<AttributeFile>,
+    /// Attributes written with fixed values on every new entry.
+    #[serde(default)]
+    pub constants: Vec<ConstantFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableFile {
+    /// `ppolicy`, `ns_account_lock`, `ad_user_account_control`, `attribute` or `none`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `attribute`: the attribute to set.
+    pub attribute: Option<String>,
+    /// For `attribute`: the value that means disabled.
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteFile {
+    /// `hard` (remove the entry) or `soft` (disable it, and move it when `move_to` is set).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `soft`: the OU that receives deleted users. Must lie outside the users base so later GETs give 404.
+    pub move_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeFile {
+    /// SCIM attribute path, for example `name.givenName`, `emails[type eq "work"].value`,
+    /// or `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department`.
+    pub scim: String,
+    /// LDAP attribute that stores it.
+    pub ldap: String,
+    /// `string` (default) or `reference`: the SCIM value is another user's id, stored as that user's DN.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// For typed multi-valued attributes: mark the element `primary: true` in responses. Default false.
+    #[serde(default)]
+    pub primary: bool,
+    /// SCIM attributes whose value fills this LDAP attribute on create when the client sent none
+    /// (for attributes the schema requires, such as `cn` and `sn`). Default: none.
+    #[serde(default)]
+    pub create_default_from: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstantFile {
+    /// LDAP attribute written on create.
+    pub ldap: String,
+    /// Its values.
+    pub values: Vec<String>,
+}

@@ -1,0 +1,391 @@
+//! The directory traits implemented over ldap3 and a pool of service-account connections.
+
+pub mod pool;
+
+use super::{dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest};
+use crate::config::DirectorySettings;
+use ldap3::controls::{Assertion, Control, ControlType, PagedResults, PostRead, PostReadResp, RawControl};
+use ldap3::{Ldap, LdapError, Mod, SearchEntry};
+use pool::Pool;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// Page size of the id-only walk over a large result set.
+const WALK_PAGE_SIZE: i32 = 1000;
+/// Windows ending at or before this index are fetched with one paged request carrying all attributes.
+const SMALL_WINDOW: usize = 200;
+
+/// The LDAP implementation of the directory traits.
+pub struct LdapDirectory {
+    pool: Pool,
+    /// Subtrees the gateway may write to; any other DN is refused before it reaches the wire.
+    allowed_bases: Vec<String>,
+    op_timeout: Duration,
+    retry_after: Duration,
+    max_search_entries: usize,
+}
+
+/// The name of an LDAP result code, from a fixed set (safe as a metric label).
+pub fn result_code_name(rc: u32) -> &'static str {
+    match rc {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        11 => "adminLimitExceeded",
+        12 => "unavailableCriticalExtension",
+        13 => "confidentialityRequired",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        18 => "inappropriateMatching",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        80 => "other",
+        122 => "assertionFailed",
+        _ => "unknown",
+    }
+}
+
+/// Classify an ldap3 error into the directory layer's error.
+pub fn classify(e: LdapError, timeout: Duration) -> DirectoryError {
+    match e {
+        LdapError::LdapResult { result } => {
+            let code = result_code_name(result.rc);
+            match result.rc {
+                68 => DirectoryError::AlreadyExists,
+                32 => DirectoryError::NoSuchObject,
+                122 => DirectoryError::Conflict,
+                4 | 11 => DirectoryError::SizeLimit,
+                3 => DirectoryError::Timeout(timeout),
+                51 | 52 => DirectoryError::Unavailable(format!("directory answered {code}")),
+                16 | 17 | 18 | 19 | 20 | 21 | 34 | 64 | 65 | 67 | 69 => DirectoryError::Rejected {
+                    code,
+                    message: result.text,
+                },
+                _ => DirectoryError::Other {
+                    code,
+                    message: result.text,
+                },
+            }
+        }
+        LdapError::Timeout { .. } => DirectoryError::Timeout(timeout),
+        other => DirectoryError::Unavailable(other.to_string()),
+    }
+}
+
+fn scope(s: Scope) -> ldap3::Scope {
+    match s {
+        Scope::Base => ldap3::Scope::Base,
+        Scope::OneLevel => ldap3::Scope::OneLevel,
+        Scope::Subtree => ldap3::Scope::Subtree,
+    }
+}
+
+fn entry_from(dn: String, attrs: HashMap<String, Vec<String>>) -> Entry {
+    let mut out = BTreeMap::new();
+    for (k, v) in attrs {
+        out.entry(k.to_ascii_lowercase()).or_insert_with(Vec::new).extend(v);
+    }
+    Entry { dn, attrs: out }
+}
+
+fn mods(list: Vec<Modification>) -> Vec<Mod<String>> {
+    list.into_iter()
+        .map(|m| match m {
+            Modification::Add(a, v) => Mod::Add(a, v.into_iter().collect::<HashSet<_>>()),
+            Modification::Delete(a, v) => Mod::Delete(a, v.into_iter().collect::<HashSet<_>>()),
+            Modification::Replace(a, v) => Mod::Replace(a, v.into_iter().collect::<HashSet<_>>()),
+        })
+        .collect()
+}
+
+impl LdapDirectory {
+    /// Start the pool; `allowed_bases` are the subtrees writes may touch.
+    pub fn start(settings: &DirectorySettings, allowed_bases: Vec<String>) -> Result<Self, pool::ConnectError> {
+        Ok(LdapDirectory {
+            pool: Pool::start(settings.clone())?,
+            allowed_bases,
+            op_timeout: settings.operation_timeout,
+            retry_after: settings.retry_after,
+            max_search_entries: settings.max_search_entries,
+        })
+    }
+
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    pub fn live_connections(&self) -> usize {
+        self.pool.live_connections()
+    }
+
+    async fn handle(&self) -> Result<Ldap, DirectoryError> {
+        let mut h = self
+            .pool
+            .get()
+            .await
+            .ok_or_else(|| DirectoryError::Unavailable("no directory connection is up".into()))?;
+        h.with_timeout(self.op_timeout);
+        Ok(h)
+    }
+
+    fn check_within(&self, target: &str) -> Result<(), DirectoryError> {
+        if self.allowed_bases.iter().any(|b| dn::is_within(target, b)) {
+            Ok(())
+        } else {
+            tracing::error!("refused a write outside the configured subtrees");
+            Err(DirectoryError::OutsideSubtree)
+        }
+    }
+
+    fn check_search_base(&self, base: &str) -> Result<(), DirectoryError> {
+        self.check_within(base)
+    }
+
+    /// Run `f` with a bounded time; ldap3's own timeout covers the request, this covers the rest.
+    async fn timed<T, F>(&self, f: F) -> Result<T, DirectoryError>
+    where
+        F: std::future::Future<Output = Result<T, LdapError>>,
+    {
+        match tokio::time::timeout(self.op_timeout + Duration::from_millis(250), f).await {
+            Err(_) => Err(DirectoryError::Timeout(self.op_timeout)),
+            Ok(r) => r.map_err(|e| classify(e, self.op_timeout)),
+        }
+    }
+
+    /// One page of a paged search on `ldap` (the cookie binds it to that connection).
+    async fn page(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        attrs: &[String],
+        size: i32,
+        cookie: Vec<u8>,
+    ) -> Result<(Vec<Entry>, Vec<u8>), DirectoryError> {
+        ldap.with_timeout(self.op_timeout);
+        ldap.with_controls(RawControl::from(PagedResults { size, cookie }));
+        let res = self
+            .timed(ldap.search(&req.base, scope(req.scope), &req.filter, attrs.to_vec()))
+            .await?;
+        let (entries, result) = match res.success() {
+            Ok(ok) => ok,
+            Err(e) => return Err(classify(e, self.op_timeout)),
+        };
+        let next = result
+            .ctrls
+            .iter()
+            .find_map(|Control(t, raw)| match t {
+                Some(ControlType::PagedResults) if raw.val.is_some() => Some(raw.parse::<PagedResults>().cookie),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let entries = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(|e| {
+                let se = SearchEntry::construct(e);
+                entry_from(se.dn, se.attrs)
+            })
+            .collect();
+        Ok((entries, next))
+    }
+
+    /// Tell the server to drop a paged search's state.
+    async fn abandon_paging(&self, ldap: &mut Ldap, req: &SearchRequest, cookie: Vec<u8>) {
+        if cookie.is_empty() {
+            return;
+        }
+        let _ = self.page(ldap, req, &["1.1".to_string()], 0, cookie).await;
+    }
+
+    /// Walk the whole result set with paged results, keeping only `attrs`.
+    async fn walk(&self, ldap: &mut Ldap, req: &SearchRequest, attrs: &[String]) -> Result<Vec<Entry>, DirectoryError> {
+        let mut all = Vec::new();
+        let mut cookie = Vec::new();
+        loop {
+            let (entries, next) = self.page(ldap, req, attrs, WALK_PAGE_SIZE, cookie).await?;
+            all.extend(entries);
+            if all.len() > self.max_search_entries {
+                self.abandon_paging(ldap, req, next).await;
+                return Err(DirectoryError::SizeLimit);
+            }
+            if next.is_empty() {
+                return Ok(all);
+            }
+            cookie = next;
+        }
+    }
+
+    /// Attributes of the entry as the server now holds them: from the PostRead control when the server sent it.
+    async fn read_back(&self, target: &str, ctrls: &[Control], attrs: &[String]) -> Result<Entry, DirectoryError> {
+        if attrs.is_empty() {
+            return Ok(Entry {
+                dn: target.to_string(),
+                ..Entry::default()
+            });
+        }
+        for Control(t, raw) in ctrls {
+            if matches!(t, Some(ControlType::PostReadResp)) && raw.val.is_some() {
+                let resp: PostReadResp = raw.parse();
+                return Ok(entry_from(target.to_string(), resp.attrs));
+            }
+        }
+        let found = self
+            .search(SearchRequest {
+                base: target.to_string(),
+                scope: Scope::Base,
+                filter: "(objectClass=*)".into(),
+                attrs: attrs.to_vec(),
+            })
+            .await?;
+        found.into_iter().next().ok_or(DirectoryError::NoSuchObject)
+    }
+}
+
+impl EntryReader for LdapDirectory {
+    async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
+        self.check_search_base(&req.base)?;
+        let mut ldap = self.handle().await?;
+        let res = self
+            .timed(ldap.search(&req.base, scope(req.scope), &req.filter, req.attrs.clone()))
+            .await?;
+        match res.success() {
+            Ok((entries, _)) => Ok(entries
+                .into_iter()
+                .filter(|e| !e.is_ref() && !e.is_intermediate())
+                .map(|e| {
+                    let se = SearchEntry::construct(e);
+                    entry_from(se.dn, se.attrs)
+                })
+                .collect()),
+            Err(e) => Err(classify(e, self.op_timeout)),
+        }
+    }
+
+    async fn search_page(&self, req: SearchRequest, id_attr: &str, offset: usize, limit: usize) -> Result<Page, DirectoryError> {
+        self.check_search_base(&req.base)?;
+        let mut ldap = self.handle().await?;
+        let end = offset.saturating_add(limit);
+        if end <= SMALL_WINDOW {
+            // Entra's match and Test Connection: one round trip carries everything.
+            let size = end.max(1) as i32;
+            let (entries, next) = self.page(&mut ldap, &req, &req.attrs, size, Vec::new()).await?;
+            if next.is_empty() {
+                let total = entries.len();
+                let entries = entries.into_iter().skip(offset).take(limit).collect();
+                return Ok(Page { total, entries });
+            }
+            self.abandon_paging(&mut ldap, &req, next).await;
+        }
+        // Large result sets: walk ids only, then fetch the window's entries in one search.
+        let ids = self.walk(&mut ldap, &req, &[id_attr.to_string()]).await?;
+        let total = ids.len();
+        let window: Vec<&str> = ids
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|e| e.first(id_attr))
+            .collect();
+        if window.is_empty() {
+            return Ok(Page { total, entries: vec![] });
+        }
+        let alternatives: String = window
+            .iter()
+            .map(|id| format!("({id_attr}={})", ldap3::ldap_escape(*id)))
+            .collect();
+        let fetched = self
+            .search(SearchRequest {
+                filter: format!("(&{}(|{alternatives}))", req.filter),
+                ..req.clone()
+            })
+            .await?;
+        let mut by_id: HashMap<String, Entry> = fetched
+            .into_iter()
+            .filter_map(|e| e.first(id_attr).map(|id| (id.to_ascii_lowercase(), e.clone())))
+            .collect();
+        // Keep the walk's order; an entry deleted in between simply drops out of the window.
+        let entries = window
+            .iter()
+            .filter_map(|id| by_id.remove(&id.to_ascii_lowercase()))
+            .collect();
+        Ok(Page { total, entries })
+    }
+}
+
+impl EntryWriter for LdapDirectory {
+    async fn add(&self, target: &str, attrs: Vec<(String, Vec<String>)>, read_back: &[String]) -> Result<Entry, DirectoryError> {
+        self.check_within(target)?;
+        let mut ldap = self.handle().await?;
+        if !read_back.is_empty() {
+            ldap.with_controls(PostRead::new(read_back.to_vec()));
+        }
+        let attrs: Vec<(String, HashSet<String>)> = attrs.into_iter().map(|(a, v)| (a, v.into_iter().collect())).collect();
+        let res = self.timed(ldap.add(target, attrs)).await?;
+        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        self.read_back(target, &res.ctrls, read_back).await
+    }
+
+    async fn modify(
+        &self,
+        target: &str,
+        list: Vec<Modification>,
+        guard: Option<String>,
+        read_back: &[String],
+    ) -> Result<Entry, DirectoryError> {
+        self.check_within(target)?;
+        let mut ldap = self.handle().await?;
+        let mut controls: Vec<RawControl> = Vec::new();
+        if let Some(g) = &guard {
+            if ldap3::parse_filter(g).is_ok() {
+                controls.push(Assertion::new(g.clone()));
+            }
+        }
+        if !read_back.is_empty() {
+            controls.push(PostRead::new(read_back.to_vec()));
+        }
+        if !controls.is_empty() {
+            ldap.with_controls(controls);
+        }
+        let res = self.timed(ldap.modify(target, mods(list))).await?;
+        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        self.read_back(target, &res.ctrls, read_back).await
+    }
+
+    async fn rename(&self, target: &str, new_rdn: &str, new_parent: Option<&str>) -> Result<String, DirectoryError> {
+        self.check_within(target)?;
+        let parent = match new_parent {
+            Some(p) => p.to_string(),
+            None => dn::parent(target).ok_or(DirectoryError::OutsideSubtree)?,
+        };
+        let new_dn = format!("{new_rdn},{parent}");
+        self.check_within(&new_dn)?;
+        let mut ldap = self.handle().await?;
+        let res = self.timed(ldap.modifydn(target, new_rdn, true, new_parent)).await?;
+        res.success().map_err(|e| classify(e, self.op_timeout))?;
+        Ok(new_dn)
+    }
+
+    async fn delete(&self, target: &str) -> Result<(), DirectoryError> {
+        self.check_within(target)?;
+        let mut ldap = self.handle().await?;
+        let res = self.timed(ldap.delete(target)).await?;
+        res.success().map_err(|e| classify(e, self.op_timeout))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! A pool of LDAP connections bound as the service account.
+//!
+//! Each slot is owned by a supervisor task with an explicit state machine:
+//! connect → bind → serve (until the connection's driver ends) → back off → connect.
+//! ldap3 multiplexes operations on one connection, so a request takes a clone
+//! of any live handle; there is no checkout and nothing to return.
+
+use crate::config::DirectorySettings;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// Exponential backoff between reconnect attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff { min, max, current: min }
+    }
+
+    /// The delay before the next attempt; each call doubles the following one up to `max`.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// Why a connection attempt failed; logged, never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Connect(#[source] ldap3::LdapError),
+    #[error("bind as the service account failed: {0}")]
+    Bind(#[source] ldap3::LdapError),
+    #[error("cannot read directory.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+}
+
+struct Shared {
+    settings: DirectorySettings,
+    conn_settings: LdapConnSettings,
+    handles: Vec<Mutex<Option<Ldap>>>,
+    next: AtomicUsize,
+    ready: Notify,
+}
+
+/// The connection pool. Dropping it stops the supervisors and closes the connections.
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisors: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for s in &self.supervisors {
+            s.abort();
+        }
+    }
+}
+
+/// Connection settings (TLS trust, StartTLS, timeouts) from the directory config.
+pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectError> {
+    let mut cs = LdapConnSettings::new()
+        .set_conn_timeout(s.connect_timeout)
+        .set_starttls(s.starttls);
+    if s.danger_skip_tls_verify {
+        tracing::warn!("directory.danger_skip_tls_verify is set: the directory's certificate is not checked");
+        cs = cs.set_no_tls_verify(true);
+    } else if let Some(path) = &s.ca_file {
+        let ca_err = |message: String| ConnectError::CaFile {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| ca_err(e.to_string()))?;
+            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(ca_err("no certificate found".into()));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ca_err(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cs = cs.set_config(Arc::new(config));
+    }
+    Ok(cs)
+}
+
+/// Open one connection, start its driver and bind as the service account.
+pub async fn connect(
+    settings: &DirectorySettings,
+    cs: LdapConnSettings,
+) -> Result<(Ldap, JoinHandle<()>), ConnectError> {
+    let timeout = settings.connect_timeout;
+    let (conn, mut ldap) = tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, &settings.url))
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(ConnectError::Connect)?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.drive().await {
+            tracing::debug!(error = %e, "directory connection ended with an error");
+        }
+    });
+    let bind = tokio::time::timeout(
+        timeout,
+        ldap.simple_bind(&settings.bind_dn, settings.bind_password.expose()),
+    )
+    .await;
+    let result = match bind {
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+        Ok(Err(e)) => Err(ConnectError::Bind(e)),
+        Ok(Ok(res)) => res.success().map(|_| ()).map_err(ConnectError::Bind),
+    };
+    match result {
+        Ok(()) => Ok((ldap, driver)),
+        Err(e) => {
+            driver.abort();
+            Err(e)
+        }
+    }
+}
+
+impl Pool {
+    /// Start one supervisor per slot. Connections come up in the background; `get` waits for them.
+    pub fn start(settings: DirectorySettings) -> Result<Pool, ConnectError> {
+        let conn_settings = conn_settings(&settings)?;
+        let n = settings.pool_size;
+        let shared = Arc::new(Shared {
+            settings,
+            conn_settings,
+            handles: (0..n).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            ready: Notify::new(),
+        });
+        let supervisors = (0..n)
+            .map(|i| tokio::spawn(supervise(shared.clone(), i)))
+            .collect();
+        Ok(Pool { shared, supervisors })
+    }
+
+    fn try_get(&self) -> Option<Ldap> {
+        let n = self.shared.handles.len();
+        let start = self.shared.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let slot = &self.shared.handles[(start + k) % n];
+            let handle = slot.lock().ok().and_then(|g| g.clone());
+            if let Some(mut h) = handle {
+                if !h.is_closed() {
+                    return Some(h);
+                }
+            }
+        }
+        None
+    }
+
+    /// A live handle, waiting up to the connect timeout for one to come up.
+    pub async fn get(&self) -> Option<Ldap> {
+        if let Some(h) = self.try_get() {
+            return Some(h);
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.settings.connect_timeout;
+        loop {
+            let notified = self.shared.ready.notified();
+            if let Some(h) = self.try_get() {
+                return Some(h);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.try_get();
+            }
+        }
+    }
+
+    /// How many slots hold a live connection.
+    pub fn live_connections(&self) -> usize {
+        self.shared
+            .handles
+            .iter()
+            .filter(|s| s.lock().ok().and_then(|g| g.clone()).is_some_and(|mut h| !h.is_closed()))
+            .count()
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, slot: usize) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        match connect(&shared.settings, shared.conn_settings.clone()).await {
+            Ok((ldap, driver)) => {
+                backoff.reset();
+                if let Ok(mut g) = shared.handles[slot].lock() {
+                    *g = Some(ldap);
+                }
+                shared.ready.notify_waiters();
+                tracing::debug!(slot, "directory connection ready");
+                let _ = driver.await;
+                if let Ok(mut g) = shared.handles[slot].lock() {
+                    *g = None;
+                }
+                tracing::warn!(slot, "directory connection lost; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(slot, error = %e, "cannot connect to the directory");
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let seq: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(seq, vec![100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+}

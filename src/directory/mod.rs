@@ -1,0 +1,157 @@
+//! Directory capability traits and the LDAP-shaped types they exchange.
+//!
+//! The SCIM layer talks to the directory only through these traits, so the
+//! LDAP implementation (`directory::ldap`) and the fakes used by unit tests are
+//! interchangeable. Values are LDAP strings; filters arrive already built and
+//! escaped by `mapping::translate`.
+
+pub mod dn;
+pub mod ldap;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One directory entry: its DN and its attributes, keyed by lowercased name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub dn: String,
+    pub attrs: BTreeMap<String, Vec<String>>,
+}
+
+impl Entry {
+    /// All values of an attribute (case-insensitive name); empty when absent.
+    pub fn values(&self, attr: &str) -> &[String] {
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The first value of an attribute, if any.
+    pub fn first(&self, attr: &str) -> Option<&str> {
+        self.values(attr).first().map(String::as_str)
+    }
+}
+
+/// Search scope below a base DN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Base,
+    OneLevel,
+    Subtree,
+}
+
+/// A search, with the filter already escaped and complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchRequest {
+    pub base: String,
+    pub scope: Scope,
+    pub filter: String,
+    pub attrs: Vec<String>,
+}
+
+/// One change to one attribute, as in an LDAP modify request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    /// Add values; with the permissive-modify semantics an existing value is not an error.
+    Add(String, Vec<String>),
+    /// Delete the given values, or the whole attribute when the list is empty.
+    Delete(String, Vec<String>),
+    /// Replace all values; an empty list removes the attribute if it is present.
+    Replace(String, Vec<String>),
+}
+
+impl Modification {
+    pub fn attribute(&self) -> &str {
+        match self {
+            Modification::Add(a, _) | Modification::Delete(a, _) | Modification::Replace(a, _) => a,
+        }
+    }
+}
+
+/// A window of search results in the directory's stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// How many entries matched in total.
+    pub total: usize,
+    /// The entries of the requested window, in order.
+    pub entries: Vec<Entry>,
+}
+
+/// Errors from the directory layer. The HTTP mapping lives in `http::error`.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("directory unreachable: {0}")]
+    Unavailable(String),
+    #[error("directory operation timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("entry already exists")]
+    AlreadyExists,
+    #[error("no such entry")]
+    NoSuchObject,
+    /// Schema, syntax or constraint violations: the client sent a value the directory refuses.
+    #[error("directory rejected the value ({code}): {message}")]
+    Rejected { code: &'static str, message: String },
+    /// The entry changed between read and write (assertion control failed).
+    #[error("entry changed concurrently")]
+    Conflict,
+    #[error("the directory returned more entries than the configured limit")]
+    SizeLimit,
+    /// The gateway refused to touch a DN outside its configured subtrees.
+    #[error("DN is outside the configured subtree")]
+    OutsideSubtree,
+    /// Any other LDAP result: a misconfiguration or a directory-side problem.
+    #[error("directory error ({code}): {message}")]
+    Other { code: &'static str, message: String },
+}
+
+/// Reading entries of one kind (users now, groups later).
+#[allow(async_fn_in_trait)]
+pub trait EntryReader: Send + Sync {
+    /// Run a search and return every matching entry (bounded by the directory's limits).
+    fn search(
+        &self,
+        req: SearchRequest,
+    ) -> impl std::future::Future<Output = Result<Vec<Entry>, DirectoryError>> + Send;
+
+    /// Return entries `offset .. offset+limit` of a search in stable order, and the total count.
+    /// `id_attr` is the immutable id attribute used to fetch the window in a second step.
+    fn search_page(
+        &self,
+        req: SearchRequest,
+        id_attr: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Page, DirectoryError>> + Send;
+}
+
+/// Writing entries; every DN passed in must lie inside a configured subtree.
+pub trait EntryWriter: Send + Sync {
+    /// Add an entry and read `read_back` attributes of the new entry.
+    fn add(
+        &self,
+        dn: &str,
+        attrs: Vec<(String, Vec<String>)>,
+        read_back: &[String],
+    ) -> impl std::future::Future<Output = Result<Entry, DirectoryError>> + Send;
+
+    /// Apply all modifications in one LDAP modify. When `guard` is set it is an
+    /// LDAP assertion filter that must still hold, or `DirectoryError::Conflict` is returned.
+    fn modify(
+        &self,
+        dn: &str,
+        mods: Vec<Modification>,
+        guard: Option<String>,
+        read_back: &[String],
+    ) -> impl std::future::Future<Output = Result<Entry, DirectoryError>> + Send;
+
+    /// Rename an entry (new RDN, optionally a new parent); returns the new DN.
+    fn rename(
+        &self,
+        dn: &str,
+        new_rdn: &str,
+        new_parent: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<String, DirectoryError>> + Send;
+
+    fn delete(&self, dn: &str) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
+}

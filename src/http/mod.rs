@@ -1,0 +1,328 @@
+//! The HTTP front: routing, authentication, body handling and SCIM responses.
+//!
+//! Handlers stay thin: extract, call the service, map the error.
+
+pub mod auth;
+pub mod error;
+pub mod server;
+
+use crate::directory::{EntryReader, EntryWriter};
+use crate::scim::users::{ListQuery, UserService};
+use crate::scim::{discovery, ScimError, LIST_RESPONSE};
+use auth::TokenSet;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use error::{ApiError, SCIM_JSON};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything the handlers share.
+pub struct AppState<D> {
+    pub users: UserService<D>,
+    pub tokens: TokenSet,
+    pub base_path: String,
+    pub max_body_bytes: usize,
+    pub max_page_size: usize,
+    pub retry_after: Duration,
+    /// Scheme for `Location` and `meta.location`: `https` on TLS listeners.
+    pub scheme: &'static str,
+    /// Authority used when a request carries no usable Host.
+    pub fallback_authority: String,
+}
+
+type Shared<D> = Arc<AppState<D>>;
+type ApiResult = Result<Response, ApiError>;
+
+/// Build the router for one listener.
+pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Router {
+    let scim = Router::new()
+        .route("/Users", get(list_users::<D>).post(create_user::<D>))
+        .route(
+            "/Users/{id}",
+            get(get_user::<D>)
+                .put(replace_user::<D>)
+                .patch(patch_user::<D>)
+                .delete(delete_user::<D>),
+        )
+        .route("/ServiceProviderConfig", any(service_provider_config::<D>))
+        .route("/Schemas", any(schemas::<D>))
+        .route("/Schemas/{id}", any(schema::<D>))
+        .route("/ResourceTypes", any(resource_types::<D>))
+        .route("/ResourceTypes/{id}", any(resource_type::<D>))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate::<D>))
+        .with_state(state.clone());
+    let app = if state.base_path.is_empty() {
+        scim
+    } else {
+        Router::new().nest(&state.base_path, scim).fallback(not_found)
+    };
+    app.layer(middleware::from_fn_with_state(state, access_log::<D>))
+}
+
+/// Access log without headers or bodies (never a token), and `Retry-After` on every 503.
+async fn access_log<D: Send + Sync + 'static>(State(state): State<Shared<D>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE && !resp.headers().contains_key(header::RETRY_AFTER) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(state.retry_after.as_secs()));
+    }
+    tracing::info!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn authenticate<D: Send + Sync + 'static>(State(state): State<Shared<D>>, req: Request, next: Next) -> Response {
+    match state.tokens.authenticate(req.headers()) {
+        Some(_) => next.run(req).await,
+        None => ApiError(ScimError::Unauthorized(
+            "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+        ))
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError(ScimError::NotFound("no such endpoint".into()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(ScimError::MethodNotAllowed("method not allowed on this endpoint".into()))
+}
+
+/// `https://host:port/scim/v2`, from the request's Host (or HTTP/2 authority) when it is well-formed.
+fn base_url<D>(state: &AppState<D>, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
+        })
+        .unwrap_or_else(|| state.fallback_authority.clone());
+    format!("{}://{host}{}", state.scheme, state.base_path)
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+/// Read and parse a JSON body within the size limit.
+async fn json_body<D>(state: &AppState<D>, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !ct.contains("json") {
+            return Err(ScimError::UnsupportedMediaType(format!(
+                "send {SCIM_JSON} or application/json, not {ct:?}"
+            ))
+            .into());
+        }
+    }
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
+        ScimError::PayloadTooLarge(format!("the body exceeds {} bytes", state.max_body_bytes))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
+}
+
+fn list_query(raw: Option<String>, max_page_size: usize) -> Result<(ListQuery, Option<i64>), ApiError> {
+    let mut q = ListQuery::default();
+    let int = |k: &str, v: &str| {
+        v.trim().parse::<i64>().map_err(|_| {
+            ApiError(ScimError::InvalidValue(format!("{k} must be an integer, got {v:?}")))
+        })
+    };
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if k.eq_ignore_ascii_case("filter") {
+            q.filter = Some(v.into_owned());
+        } else if k.eq_ignore_ascii_case("startIndex") {
+            q.start_index = Some(int("startIndex", &v)?);
+        } else if k.eq_ignore_ascii_case("count") {
+            q.count = Some(int("count", &v)?.min(max_page_size as i64));
+        }
+        // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
+    }
+    let count = q.count;
+    Ok((q, count))
+}
+
+async fn list_users<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let (q, _) = list_query(raw, state.max_page_size)?;
+    let base = base_url(&state, &headers, &uri);
+    let page = state.users.list(&q, &base).await?;
+    let body = json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": page.total,
+        "startIndex": page.start_index,
+        "itemsPerPage": page.resources.len(),
+        "Resources": page.resources,
+    });
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+async fn get_user<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &state.users.get(&id, &base).await?))
+}
+
+async fn create_user<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    let created = state.users.create(&body, &base).await?;
+    let mut resp = scim_json(StatusCode::CREATED, &created);
+    if let Some(loc) = created["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn replace_user<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &state.users.replace(&id, &body, &base).await?))
+}
+
+async fn patch_user<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &state.users.patch(&id, &body, &base).await?))
+}
+
+async fn delete_user<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    state.users.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Discovery endpoints are read-only: anything but GET is 405.
+fn read_only(method: &Method) -> Result<(), ApiError> {
+    if method == Method::GET || method == Method::HEAD {
+        Ok(())
+    } else {
+        Err(ScimError::MethodNotAllowed("discovery endpoints are read-only".into()).into())
+    }
+}
+
+fn list_of(resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    read_only(&method)?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &discovery::service_provider_config(&base, state.max_page_size)))
+}
+
+async fn schemas<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    read_only(&method)?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &list_of(discovery::schemas(state.users.mapping(), &base))))
+}
+
+async fn schema<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+) -> ApiResult {
+    read_only(&method)?;
+    let base = base_url(&state, &headers, &uri);
+    discovery::schemas(state.users.mapping(), &base)
+        .into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(&id)))
+        .map(|s| scim_json(StatusCode::OK, &s))
+        .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")).into())
+}
+
+async fn resource_types<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    read_only(&method)?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(StatusCode::OK, &list_of(discovery::resource_types(state.users.mapping(), &base))))
+}
+
+async fn resource_type<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+) -> ApiResult {
+    read_only(&method)?;
+    let base = base_url(&state, &headers, &uri);
+    discovery::resource_types(state.users.mapping(), &base)
+        .into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(&id)))
+        .map(|s| scim_json(StatusCode::OK, &s))
+        .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")).into())
+}

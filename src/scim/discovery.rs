@@ -1,0 +1,148 @@
+//! `/ServiceProviderConfig`, `/Schemas` and `/ResourceTypes`, generated from the mapping so that
+//! clients see exactly the attributes that persist.
+
+use crate::mapping::{DisableStrategy, Target, UserMapping, ValueKind, CORE_USER, ENTERPRISE_USER};
+use serde_json::{json, Map, Value};
+
+const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+
+pub fn service_provider_config(base_url: &str, max_page_size: usize) -> Value {
+    json!({
+        "schemas": [SPC],
+        "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": max_page_size},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "pagination": {"cursor": false, "index": true, "defaultPaginationMethod": "index", "maxPageSize": max_page_size},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "Authentication with a bearer token configured on the gateway",
+            "primary": true
+        }],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base_url}/ServiceProviderConfig")}
+    })
+}
+
+pub fn resource_types(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
+    let extensions: Vec<Value> = mapping
+        .schemas()
+        .into_iter()
+        .filter(|s| *s != CORE_USER)
+        .map(|s| json!({"schema": s, "required": false}))
+        .collect();
+    vec![json!({
+        "schemas": [RESOURCE_TYPE],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "User accounts in the directory",
+        "schema": CORE_USER,
+        "schemaExtensions": extensions,
+        "meta": {"resourceType": "ResourceType", "location": format!("{base_url}/ResourceTypes/User")}
+    })]
+}
+
+fn attribute(name: &str, kind: &str, multi: bool, required: bool, unique: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::from(name));
+    m.insert("type".into(), Value::from(kind));
+    m.insert("multiValued".into(), Value::Bool(multi));
+    m.insert("description".into(), Value::from(name.to_string()));
+    m.insert("required".into(), Value::Bool(required));
+    if kind == "string" || kind == "reference" {
+        m.insert("caseExact".into(), Value::Bool(false));
+    }
+    m.insert("mutability".into(), Value::from("readWrite"));
+    m.insert("returned".into(), Value::from("default"));
+    m.insert("uniqueness".into(), Value::from(unique));
+    m
+}
+
+/// The schemas for users, listing only mapped attributes.
+pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
+    mapping
+        .schemas()
+        .into_iter()
+        .map(|urn| {
+            let mut attrs: Vec<Map<String, Value>> = Vec::new();
+            if urn == CORE_USER && mapping.disable != DisableStrategy::None {
+                attrs.push(attribute("active", "boolean", false, false, "none"));
+            }
+            for slot in mapping.slots.iter().filter(|s| s.schema.eq_ignore_ascii_case(urn)) {
+                let name = slot.target.attr();
+                let existing = attrs
+                    .iter()
+                    .position(|a| a.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                match &slot.target {
+                    Target::Simple { attr } => {
+                        let is_user_name = urn == CORE_USER && attr.eq_ignore_ascii_case("userName");
+                        let mut a = if slot.kind == ValueKind::Reference {
+                            let mut a = attribute(attr, "complex", false, false, "none");
+                            let mut v = attribute("value", "string", false, false, "none");
+                            v.insert("description".into(), Value::from("The id of the referenced user"));
+                            a.insert("subAttributes".into(), Value::Array(vec![Value::Object(v)]));
+                            a
+                        } else {
+                            attribute(attr, "string", false, is_user_name, if is_user_name { "server" } else { "none" })
+                        };
+                        a.insert("description".into(), Value::from(format!("Stored in LDAP attribute {}", slot.ldap)));
+                        attrs.push(a);
+                    }
+                    Target::Sub { attr, sub } | Target::Typed { attr, sub, .. } => {
+                        let multi = matches!(slot.target, Target::Typed { .. });
+                        let idx = existing.unwrap_or_else(|| {
+                            let mut a = attribute(attr, "complex", multi, false, "none");
+                            a.insert("subAttributes".into(), Value::Array(vec![]));
+                            if multi {
+                                let mut t = attribute("type", "string", false, false, "none");
+                                t.insert("canonicalValues".into(), Value::Array(vec![]));
+                                t.insert("description".into(), Value::from("Element type; only the listed values are stored"));
+                                let mut p = attribute("primary", "boolean", false, false, "none");
+                                p.insert("description".into(), Value::from("Returned for the configured primary type"));
+                                a.insert("subAttributes".into(), Value::Array(vec![Value::Object(t), Value::Object(p)]));
+                            }
+                            attrs.push(a);
+                            attrs.len() - 1
+                        });
+                        let Some(Value::Array(subs)) = attrs[idx].get_mut("subAttributes") else {
+                            continue;
+                        };
+                        if let Target::Typed { type_value, .. } = &slot.target {
+                            if let Some(Value::Array(canon)) = subs.first_mut().and_then(|t| t.get_mut("canonicalValues")) {
+                                if !canon.iter().any(|c| c.as_str() == Some(type_value)) {
+                                    canon.push(Value::from(type_value.clone()));
+                                }
+                            }
+                        }
+                        if !subs.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(sub.as_str())) {
+                            let mut s = attribute(sub, "string", false, false, "none");
+                            s.insert("description".into(), Value::from(format!("Stored in LDAP attribute {}", slot.ldap)));
+                            subs.push(Value::Object(s));
+                        }
+                    }
+                }
+            }
+            let name = if urn == CORE_USER {
+                "User"
+            } else if urn == ENTERPRISE_USER {
+                "EnterpriseUser"
+            } else {
+                urn.rsplit(':').next().unwrap_or(urn)
+            };
+            json!({
+                "schemas": [SCHEMA],
+                "id": urn,
+                "name": name,
+                "description": format!("{name} attributes this gateway stores in the directory"),
+                "attributes": attrs.into_iter().map(Value::Object).collect::<Vec<_>>(),
+                "meta": {"resourceType": "Schema", "location": format!("{base_url}/Schemas/{urn}")}
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,71 @@
+//! Conversions between LDAP GeneralizedTime and SCIM's RFC 3339 dateTime.
+
+/// `20261122144200Z` or `20261122144200.123Z` → `2026-11-22T14:42:00Z`. `None` when not that shape.
+pub fn generalized_to_rfc3339(g: &str) -> Option<String> {
+    let b = g.as_bytes();
+    if b.len() < 15 || !b[..14].iter().all(u8::is_ascii_digit) || !g.ends_with('Z') {
+        return None;
+    }
+    let frac = &g[14..g.len() - 1];
+    let frac = match frac.strip_prefix('.').or_else(|| frac.strip_prefix(',')) {
+        Some(f) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => format!(".{f}"),
+        None if frac.is_empty() => String::new(),
+        _ => return None,
+    };
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}{frac}Z",
+        &g[0..4],
+        &g[4..6],
+        &g[6..8],
+        &g[8..10],
+        &g[10..12],
+        &g[12..14]
+    ))
+}
+
+/// `2026-11-22T14:42:00Z` (optionally with fraction) → `20261122144200Z`. Offsets other than Z are refused.
+pub fn rfc3339_to_generalized(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !s.ends_with(['Z', 'z']) {
+        return None;
+    }
+    let shape_ok = b[4] == b'-' && b[7] == b'-' && (b[10] == b'T' || b[10] == b't') && b[13] == b':' && b[16] == b':';
+    let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19];
+    if !shape_ok || !digits.iter().all(|r| b[r.clone()].iter().all(u8::is_ascii_digit)) {
+        return None;
+    }
+    let frac = &s[19..s.len() - 1];
+    let frac = match frac.strip_prefix('.') {
+        Some(f) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => format!(".{f}"),
+        None if frac.is_empty() => String::new(),
+        _ => return None,
+    };
+    Some(format!(
+        "{}{}{}{}{}{}{frac}Z",
+        &s[0..4],
+        &s[5..7],
+        &s[8..10],
+        &s[11..13],
+        &s[14..16],
+        &s[17..19]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ways() {
+        assert_eq!(generalized_to_rfc3339("20261122144200Z").as_deref(), Some("2026-11-22T14:42:00Z"));
+        assert_eq!(generalized_to_rfc3339("20261122144200.5Z").as_deref(), Some("2026-11-22T14:42:00.5Z"));
+        assert_eq!(generalized_to_rfc3339("2026112214Z"), None);
+        assert_eq!(generalized_to_rfc3339("2026112214420xZ"), None);
+        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00Z").as_deref(), Some("20261122144200Z"));
+        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00.25Z").as_deref(), Some("20261122144200.25Z"));
+        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00+01:00"), None);
+        assert_eq!(rfc3339_to_generalized("2026-11-22 14:42:00Z"), None);
+        assert_eq!(rfc3339_to_generalized("x"), None);
+        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00é"), None);
+    }
+}

@@ -1,0 +1,473 @@
+//! The `/Users` resource: every RFC 7644 operation over the directory traits.
+
+use super::filter::parse_filter;
+use super::patch::{self, SchemaLookup};
+use super::time::generalized_to_rfc3339;
+use super::ScimError;
+use crate::directory::{dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest};
+use crate::mapping::resource::{UserMeta, UserValues};
+use crate::mapping::translate::{referenced_ids, translate_filter};
+use crate::mapping::{UserMapping, ValueKind, CORE_USER};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest filter accepted; Entra's longest real filters are a few hundred bytes.
+const MAX_FILTER_BYTES: usize = 8192;
+/// How often a PATCH is retried when the entry changed between its read and its write.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Paging and versioning settings the user service needs.
+#[derive(Debug, Clone)]
+pub struct UserServiceSettings {
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+    /// Attribute that changes on every write, used to guard read-modify-write; None disables the guard.
+    pub version_attribute: Option<String>,
+}
+
+/// Query parameters of a list request.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<String>,
+    pub start_index: Option<i64>,
+    pub count: Option<i64>,
+}
+
+/// One page of users.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub total: usize,
+    pub start_index: usize,
+    pub resources: Vec<Value>,
+}
+
+pub struct UserService<D> {
+    dir: Arc<D>,
+    mapping: Arc<UserMapping>,
+    settings: UserServiceSettings,
+}
+
+impl<D> Clone for UserService<D> {
+    fn clone(&self) -> Self {
+        UserService {
+            dir: self.dir.clone(),
+            mapping: self.mapping.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl SchemaLookup for UserMapping {
+    fn schema_urn(&self, key: &str) -> Option<String> {
+        self.schemas().into_iter().find(|s| s.eq_ignore_ascii_case(key)).map(str::to_string)
+    }
+    fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
+        UserMapping::schema_of(self, urn, attr)
+    }
+    fn core(&self) -> &str {
+        CORE_USER
+    }
+}
+
+impl<D: EntryReader + EntryWriter> UserService<D> {
+    pub fn new(dir: Arc<D>, mapping: Arc<UserMapping>, settings: UserServiceSettings) -> Self {
+        UserService { dir, mapping, settings }
+    }
+
+    pub fn mapping(&self) -> &UserMapping {
+        &self.mapping
+    }
+
+    fn read_attributes(&self) -> Vec<String> {
+        let mut attrs = self.mapping.read_attributes();
+        attrs.extend(self.settings.version_attribute.clone());
+        attrs
+    }
+
+    fn not_found(id: &str) -> ScimError {
+        ScimError::NotFound(format!("User {id} not found"))
+    }
+
+    /// The entry with this SCIM id, searched only inside the users subtree.
+    async fn find(&self, id: &str) -> Result<Option<Entry>, ScimError> {
+        let m = &self.mapping;
+        let filter = format!(
+            "(&{}({}={}))",
+            m.object_filter,
+            m.id_attribute,
+            ldap3::ldap_escape(id)
+        );
+        let mut found = self
+            .dir
+            .search(SearchRequest {
+                base: m.base.clone(),
+                scope: m.scope,
+                filter,
+                attrs: self.read_attributes(),
+            })
+            .await?;
+        Ok(if found.len() == 1 { found.pop() } else { None })
+    }
+
+    pub async fn get(&self, id: &str, base_url: &str) -> Result<Value, ScimError> {
+        let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+        let mut cache = HashMap::new();
+        self.render(&entry, base_url, &mut cache).await
+    }
+
+    pub async fn list(&self, q: &ListQuery, base_url: &str) -> Result<ListPage, ScimError> {
+        let m = &self.mapping;
+        let filter = match q.filter.as_deref().map(str::trim) {
+            None | Some("") => m.object_filter.clone(),
+            Some(text) => {
+                if text.len() > MAX_FILTER_BYTES {
+                    return Err(ScimError::InvalidFilter(format!("filter longer than {MAX_FILTER_BYTES} bytes")));
+                }
+                let ast = parse_filter(text).map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {text:?}")))?;
+                let ids = referenced_ids(m, &ast);
+                let refs = self.ids_to_dns(&ids).await?;
+                translate_filter(m, &ast, &refs)?
+            }
+        };
+        let start_index = q.start_index.unwrap_or(1).max(1) as usize;
+        let count = q
+            .count
+            .unwrap_or(self.settings.default_page_size as i64)
+            .clamp(0, self.settings.max_page_size as i64) as usize;
+        let page = self
+            .dir
+            .search_page(
+                SearchRequest {
+                    base: m.base.clone(),
+                    scope: m.scope,
+                    filter,
+                    attrs: self.read_attributes(),
+                },
+                &m.id_attribute,
+                start_index - 1,
+                count,
+            )
+            .await?;
+        let mut cache = HashMap::new();
+        let mut resources = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            resources.push(self.render(e, base_url, &mut cache).await?);
+        }
+        Ok(ListPage {
+            total: page.total,
+            start_index,
+            resources,
+        })
+    }
+
+    pub async fn create(&self, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+        let m = &self.mapping;
+        let mut values = m.values_from_json(body)?;
+        let user_name = values.slots[m.user_name_slot]
+            .first()
+            .cloned()
+            .ok_or_else(|| ScimError::InvalidValue("userName is required".into()))?;
+        let rdn_value = values.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
+            ScimError::InvalidValue(format!("{} is required to name the new entry", m.slots[m.rdn_slot].path))
+        })?;
+        if values.slots[m.user_name_slot].len() > 1 {
+            return Err(ScimError::InvalidValue("userName is single-valued".into()));
+        }
+        self.ensure_unique_user_name(&user_name, None).await?;
+        self.references_to_dns(&mut values, &HashMap::new()).await?;
+        let attrs = m.create_attributes(&values)?;
+        let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &rdn_value), m.base);
+        let entry = match self.dir.add(&new_dn, attrs, &self.read_attributes()).await {
+            Err(DirectoryError::AlreadyExists) => {
+                return Err(ScimError::Uniqueness(format!("a user with userName {user_name:?} already exists")))
+            }
+            other => other?,
+        };
+        let mut cache = HashMap::new();
+        self.render(&entry, base_url, &mut cache).await
+    }
+
+    /// PUT: the body replaces every mapped attribute; `active` left out keeps its state.
+    pub async fn replace(&self, id: &str, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+        if let Some(sent) = body.get("id").and_then(Value::as_str) {
+            if sent != id {
+                return Err(ScimError::Mutability(format!("id {sent:?} does not match the URL's {id:?}")));
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+            let old = self.mapping.values_from_entry(&entry);
+            let mut new = self.mapping.values_from_json(body)?;
+            if new.active.is_none() {
+                new.active = old.active;
+            }
+            self.references_to_dns(&mut new, &HashMap::new()).await?;
+            match self.write(&entry, &old, &new, base_url).await {
+                Err(ScimError::Directory(DirectoryError::Conflict)) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// PATCH: all operations are applied to the current resource in memory, then written in one modify.
+    pub async fn patch(&self, id: &str, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+        let ops = patch::parse_request(body)?;
+        let mut attempt = 0;
+        loop {
+            let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+            let old = self.mapping.values_from_entry(&entry);
+            let mut cache = HashMap::new();
+            let mut doc = self.render(&entry, base_url, &mut cache).await?;
+            patch::apply(&mut doc, &ops, self.mapping.as_ref())?;
+            let mut new = self.mapping.values_from_json(&doc)?;
+            let known: HashMap<String, String> = cache
+                .iter()
+                .filter_map(|(dn, id)| id.as_ref().map(|id| (id.clone(), dn.clone())))
+                .collect();
+            self.references_to_dns(&mut new, &known).await?;
+            match self.write(&entry, &old, &new, base_url).await {
+                Err(ScimError::Directory(DirectoryError::Conflict)) if attempt < CONFLICT_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
+        let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+        match &self.mapping.delete {
+            crate::mapping::DeletePolicy::Hard => match self.dir.delete(&entry.dn).await {
+                Err(DirectoryError::NoSuchObject) => Err(Self::not_found(id)),
+                other => Ok(other?),
+            },
+            crate::mapping::DeletePolicy::Soft { move_to } => {
+                let disable_attr = self.mapping.disable.attribute().unwrap_or_default();
+                if let Some(m) = self.mapping.disable.transition(entry.values(disable_attr), false) {
+                    self.dir.modify(&entry.dn, vec![m], self.guard(&entry), &[]).await?;
+                }
+                if let Some(parent) = move_to {
+                    let rdn = dn::split_rdns(&entry.dn).into_iter().next().unwrap_or_default();
+                    self.dir.rename(&entry.dn, &rdn, Some(parent)).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Write the difference between `old` and `new` to `entry`: one guarded modify, and a rename
+    /// when the RDN value changed. If the rename fails, the modify is reverted so nothing stays half-applied.
+    async fn write(&self, entry: &Entry, old: &UserValues, new: &UserValues, base_url: &str) -> Result<Value, ScimError> {
+        let m = &self.mapping;
+        let disable_values = m.disable.attribute().map(|a| entry.values(a)).unwrap_or(&[]);
+        let mods = m.diff(old, new, disable_values)?;
+        let new_rdn_value = new.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
+            ScimError::InvalidValue(format!("{} cannot be removed", m.slots[m.rdn_slot].path))
+        })?;
+        if new.slots[m.rdn_slot].len() > 1 {
+            return Err(ScimError::InvalidValue(format!("{} is single-valued", m.slots[m.rdn_slot].path)));
+        }
+        let rename = old.slots[m.rdn_slot].first() != Some(&new_rdn_value);
+        if rename {
+            if let Some(user_name) = new.slots[m.user_name_slot].first() {
+                self.ensure_unique_user_name(user_name, Some(&entry.dn)).await?;
+            }
+        }
+        let mut current = entry.clone();
+        if !mods.is_empty() {
+            current = self
+                .dir
+                .modify(&entry.dn, mods.clone(), self.guard(entry), &self.read_attributes())
+                .await?;
+        }
+        if rename {
+            let new_rdn = dn::rdn(&m.rdn_attribute, &new_rdn_value);
+            let parent = dn::parent(&entry.dn);
+            if let Err(e) = self.dir.rename(&entry.dn, &new_rdn, None).await {
+                if !mods.is_empty() {
+                    let undo: Vec<Modification> = mods
+                        .iter()
+                        .map(|md| Modification::Replace(md.attribute().to_string(), entry.values(md.attribute()).to_vec()))
+                        .collect();
+                    if let Err(undo_err) = self.dir.modify(&entry.dn, undo, None, &[]).await {
+                        tracing::error!(error = %undo_err, "could not revert a modify after a failed rename");
+                    }
+                }
+                return Err(match e {
+                    DirectoryError::AlreadyExists => ScimError::Uniqueness(format!(
+                        "a user named {new_rdn_value:?} already exists"
+                    )),
+                    other => other.into(),
+                });
+            }
+            let id = entry.first(&m.id_attribute).unwrap_or_default().to_string();
+            current = match self.find(&id).await? {
+                Some(e) => e,
+                None => {
+                    let new_dn = parent.map(|p| format!("{new_rdn},{p}")).unwrap_or(new_rdn);
+                    Entry { dn: new_dn, ..current }
+                }
+            };
+        }
+        let mut cache = HashMap::new();
+        self.render(&current, base_url, &mut cache).await
+    }
+
+    fn guard(&self, entry: &Entry) -> Option<String> {
+        let attr = self.settings.version_attribute.as_deref()?;
+        let v = entry.first(attr)?;
+        Some(format!("({attr}={})", ldap3::ldap_escape(v)))
+    }
+
+    /// userName must be unique in the subtree. With one-level scope and userName as the RDN the
+    /// directory enforces it by itself (entryAlreadyExists), so the extra search is skipped.
+    async fn ensure_unique_user_name(&self, user_name: &str, except_dn: Option<&str>) -> Result<(), ScimError> {
+        let m = &self.mapping;
+        if m.scope == Scope::OneLevel && m.rdn_slot == m.user_name_slot {
+            return Ok(());
+        }
+        let attr = &m.slots[m.user_name_slot].ldap;
+        let found = self
+            .dir
+            .search(SearchRequest {
+                base: m.base.clone(),
+                scope: m.scope,
+                filter: format!("(&{}({attr}={}))", m.object_filter, ldap3::ldap_escape(user_name)),
+                attrs: vec!["1.1".into()],
+            })
+            .await?;
+        let clash = found
+            .iter()
+            .any(|e| except_dn.is_none_or(|d| dn::normalize(d) != dn::normalize(&e.dn)));
+        if clash {
+            return Err(ScimError::Uniqueness(format!("a user with userName {user_name:?} already exists")));
+        }
+        Ok(())
+    }
+
+    /// Replace ids in reference slots by DNs; `known` maps ids already resolved.
+    async fn references_to_dns(&self, values: &mut UserValues, known: &HashMap<String, String>) -> Result<(), ScimError> {
+        let m = &self.mapping;
+        let mut wanted = Vec::new();
+        for (i, s) in m.slots.iter().enumerate() {
+            if s.kind == ValueKind::Reference {
+                wanted.extend(values.slots[i].iter().filter(|id| !known.contains_key(*id)).cloned());
+            }
+        }
+        let mut resolved = self.ids_to_dns(&wanted).await?;
+        resolved.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (i, s) in m.slots.iter().enumerate() {
+            if s.kind != ValueKind::Reference {
+                continue;
+            }
+            let mut dns = Vec::new();
+            for id in &values.slots[i] {
+                match resolved.get(id) {
+                    Some(dn) => dns.push(dn.clone()),
+                    None => {
+                        return Err(ScimError::InvalidValue(format!(
+                            "{}: no user has id {id:?}",
+                            s.path
+                        )))
+                    }
+                }
+            }
+            values.slots[i] = dns;
+        }
+        Ok(())
+    }
+
+    /// Resolve SCIM ids to DNs in one search.
+    async fn ids_to_dns(&self, ids: &[String]) -> Result<HashMap<String, String>, ScimError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let m = &self.mapping;
+        let alternatives: String = ids
+            .iter()
+            .map(|id| format!("({}={})", m.id_attribute, ldap3::ldap_escape(id.as_str())))
+            .collect();
+        let found = self
+            .dir
+            .search(SearchRequest {
+                base: m.base.clone(),
+                scope: m.scope,
+                filter: format!("(&{}(|{alternatives}))", m.object_filter),
+                attrs: vec![m.id_attribute.clone()],
+            })
+            .await?;
+        let mut out = HashMap::new();
+        for e in found {
+            if let Some(id) = e.first(&m.id_attribute) {
+                // The directory matches ids by its own rule; key by the id as the client wrote it.
+                if let Some(asked) = ids.iter().find(|i| i.eq_ignore_ascii_case(id)) {
+                    out.insert(asked.clone(), e.dn.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SCIM id of the user at `dn`, if it is a user inside the subtree.
+    async fn dn_to_id(&self, target: &str) -> Result<Option<String>, ScimError> {
+        let m = &self.mapping;
+        if !dn::is_within(target, &m.base) {
+            return Ok(None);
+        }
+        let found = self
+            .dir
+            .search(SearchRequest {
+                base: target.to_string(),
+                scope: Scope::Base,
+                filter: m.object_filter.clone(),
+                attrs: vec![m.id_attribute.clone()],
+            })
+            .await;
+        match found {
+            Ok(entries) => Ok(entries.first().and_then(|e| e.first(&m.id_attribute)).map(str::to_string)),
+            Err(DirectoryError::NoSuchObject) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// SCIM JSON for an entry. `cache` maps reference DNs to ids (None: not a user in scope).
+    async fn render(&self, entry: &Entry, base_url: &str, cache: &mut HashMap<String, Option<String>>) -> Result<Value, ScimError> {
+        let m = &self.mapping;
+        let mut values = m.values_from_entry(entry);
+        for (i, s) in m.slots.iter().enumerate() {
+            if s.kind != ValueKind::Reference {
+                continue;
+            }
+            let mut ids = Vec::new();
+            for target in &values.slots[i] {
+                if !cache.contains_key(target) {
+                    let id = self.dn_to_id(target).await?;
+                    cache.insert(target.clone(), id);
+                }
+                if let Some(Some(id)) = cache.get(target) {
+                    ids.push(id.clone());
+                }
+            }
+            values.slots[i] = ids;
+        }
+        let id = entry
+            .first(&m.id_attribute)
+            .ok_or_else(|| {
+                DirectoryError::Other {
+                    code: "missingId",
+                    message: format!("entry has no {} attribute", m.id_attribute),
+                }
+            })?
+            .to_string();
+        let meta = UserMeta {
+            location: format!("{base_url}/Users/{id}"),
+            created: entry.first(&m.created_attribute).and_then(generalized_to_rfc3339),
+            last_modified: entry.first(&m.modified_attribute).and_then(generalized_to_rfc3339),
+            id,
+        };
+        Ok(m.to_json(&values, &meta))
+    }
+}
+
+#[cfg(test)]
+mod tests;
