@@ -33,8 +33,14 @@ pub struct Subschema {
 impl Subschema {
     pub fn from_definitions(object_classes: &[String], attribute_types: &[String]) -> Self {
         Subschema {
-            object_classes: object_classes.iter().flat_map(|d| definition_names(d)).collect(),
-            attribute_types: attribute_types.iter().flat_map(|d| definition_names(d)).collect(),
+            object_classes: object_classes
+                .iter()
+                .flat_map(|d| definition_names(d))
+                .collect(),
+            attribute_types: attribute_types
+                .iter()
+                .flat_map(|d| definition_names(d))
+                .collect(),
         }
     }
 
@@ -48,20 +54,34 @@ impl Subschema {
 /// Every objectClass and attribute the user mapping uses that the subschema lacks.
 pub fn mapping_problems(m: &UserMapping, schema: &Subschema, key: &str) -> Vec<ConfigProblem> {
     let mut out = Vec::new();
-    let mut push = |k: String, msg: String| out.push(ConfigProblem { key: k, message: msg });
+    let mut push = |k: String, msg: String| {
+        out.push(ConfigProblem {
+            key: k,
+            message: msg,
+        })
+    };
     for (i, oc) in m.object_classes.iter().enumerate() {
         if !schema.object_classes.contains(&oc.to_ascii_lowercase()) {
-            push(format!("{key}.object_classes[{i}]"), format!("object class {oc} is not in the directory's schema"));
+            push(
+                format!("{key}.object_classes[{i}]"),
+                format!("object class {oc} is not in the directory's schema"),
+            );
         }
     }
     for (i, s) in m.slots.iter().enumerate() {
         if !schema.has_attribute(&s.ldap) {
-            push(format!("{key}.attributes[{i}].ldap"), format!("attribute {} is not in the directory's schema", s.ldap));
+            push(
+                format!("{key}.attributes[{i}].ldap"),
+                format!("attribute {} is not in the directory's schema", s.ldap),
+            );
         }
     }
     for (i, (a, _)) in m.constants.iter().enumerate() {
         if !schema.has_attribute(a) {
-            push(format!("{key}.constants[{i}].ldap"), format!("attribute {a} is not in the directory's schema"));
+            push(
+                format!("{key}.constants[{i}].ldap"),
+                format!("attribute {a} is not in the directory's schema"),
+            );
         }
     }
     for (k, a) in [
@@ -71,7 +91,10 @@ pub fn mapping_problems(m: &UserMapping, schema: &Subschema, key: &str) -> Vec<C
         ("modified_attribute", &m.modified_attribute),
     ] {
         if !schema.has_attribute(a) {
-            push(format!("{key}.{k}"), format!("attribute {a} is not in the directory's schema"));
+            push(
+                format!("{key}.{k}"),
+                format!("attribute {a} is not in the directory's schema"),
+            );
         }
     }
     if let Some(a) = m.disable.attribute() {
@@ -92,7 +115,10 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
     let cs = match pool::conn_settings(d) {
         Ok(cs) => cs,
         Err(e) => {
-            return vec![ConfigProblem { key: "directory.ca_file".into(), message: e.to_string() }];
+            return vec![ConfigProblem {
+                key: "directory.ca_file".into(),
+                message: e.to_string(),
+            }];
         }
     };
     let (mut ldap, driver) = match pool::connect(d, cs).await {
@@ -102,12 +128,20 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
                 pool::ConnectError::Bind(_) => "directory.bind_dn",
                 _ => "directory.url",
             };
-            return vec![ConfigProblem { key: key.into(), message: e.to_string() }];
+            return vec![ConfigProblem {
+                key: key.into(),
+                message: e.to_string(),
+            }];
         }
     };
     ldap.with_timeout(d.operation_timeout);
     let root = ldap
-        .search("", ldap3::Scope::Base, "(objectClass=*)", vec!["subschemaSubentry"])
+        .search(
+            "",
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["subschemaSubentry"],
+        )
         .await
         .and_then(|r| r.success());
     let subschema_dn = match root {
@@ -115,22 +149,39 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
             .into_iter()
             .next()
             .map(ldap3::SearchEntry::construct)
-            .and_then(|e| e.attrs.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry")))
+            .and_then(|e| {
+                e.attrs
+                    .into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))
+            })
             .and_then(|(_, v)| v.into_iter().next())
             .unwrap_or_else(|| "cn=Subschema".to_string()),
         Err(_) => "cn=Subschema".to_string(),
     };
     ldap.with_timeout(d.operation_timeout);
     let schema = ldap
-        .search(&subschema_dn, ldap3::Scope::Base, "(objectClass=*)", vec!["objectClasses", "attributeTypes"])
+        .search(
+            &subschema_dn,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["objectClasses", "attributeTypes"],
+        )
         .await
         .and_then(|r| r.success());
     match schema {
         Ok((entries, _)) => {
-            let e = entries.into_iter().next().map(ldap3::SearchEntry::construct);
+            let e = entries
+                .into_iter()
+                .next()
+                .map(ldap3::SearchEntry::construct);
             let get = |name: &str| {
                 e.as_ref()
-                    .and_then(|e| e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()))
+                    .and_then(|e| {
+                        e.attrs
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.clone())
+                    })
                     .unwrap_or_default()
             };
             let s = Subschema::from_definitions(&get("objectClasses"), &get("attributeTypes"));
@@ -150,7 +201,12 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
     }
     ldap.with_timeout(d.operation_timeout);
     let base = ldap
-        .search(&config.users.base, ldap3::Scope::Base, "(objectClass=*)", vec!["1.1"])
+        .search(
+            &config.users.base,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["1.1"],
+        )
         .await
         .and_then(|r| r.success());
     if let Err(e) = base {
@@ -170,8 +226,14 @@ mod tests {
 
     #[test]
     fn names_from_definitions() {
-        assert_eq!(definition_names("( 2.5.4.3 NAME ( 'cn' 'commonName' ) DESC 'x' SUP name )"), vec!["cn", "commonname"]);
-        assert_eq!(definition_names("( 0.9.2342.19200300.100.1.1 NAME 'uid' EQUALITY caseIgnoreMatch )"), vec!["uid"]);
+        assert_eq!(
+            definition_names("( 2.5.4.3 NAME ( 'cn' 'commonName' ) DESC 'x' SUP name )"),
+            vec!["cn", "commonname"]
+        );
+        assert_eq!(
+            definition_names("( 0.9.2342.19200300.100.1.1 NAME 'uid' EQUALITY caseIgnoreMatch )"),
+            vec!["uid"]
+        );
         assert!(definition_names("( 1.2.3 DESC 'no name' )").is_empty());
     }
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(version, about = "SCIM 2.0 gateway that provisions users into an LDAP directory")]
+#[command(
+    version,
+    about = "SCIM 2.0 gateway that provisions users into an LDAP directory"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +38,10 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -76,13 +82,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -102,7 +109,10 @@ async fn check(path: PathBuf) -> ExitCode {
     };
     let problems = scim_ldap_gateway::check::check_directory(&config).await;
     if problems.is_empty() {
-        println!("{}: configuration valid; directory reachable; mapping matches the schema", path.display());
+        println!(
+            "{}: configuration valid; directory reachable; mapping matches the schema",
+            path.display()
+        );
         ExitCode::SUCCESS
     } else {
         for p in &problems {

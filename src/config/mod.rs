@@ -7,7 +7,7 @@ pub mod secret;
 
 use crate::mapping::UserMapping;
 use file::{FileConfig, SecretFile};
-pub use secret::{Environment, ProcessEnv, Secret};
+pub use secret::{Environment, FixedEnv, ProcessEnv, Secret};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -136,7 +136,11 @@ impl Config {
     }
 
     /// Turn the file type into the runtime type, collecting every problem.
-    pub fn validate(file: FileConfig, dir: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    pub fn validate(
+        file: FileConfig,
+        dir: &Path,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Problems::default();
 
         let mut listeners = Vec::new();
@@ -150,7 +154,10 @@ impl Config {
                 Err(_) => {
                     problems.push(
                         format!("{key}.address"),
-                        format!("{:?} is not a socket address; write it like \"127.0.0.1:8443\"", l.address),
+                        format!(
+                            "{:?} is not a socket address; write it like \"127.0.0.1:8443\"",
+                            l.address
+                        ),
                     );
                     None
                 }
@@ -182,13 +189,23 @@ impl Config {
             );
         }
 
-        let base_path = file.scim.base_path.clone().unwrap_or_else(|| "/scim/v2".into());
+        let base_path = file
+            .scim
+            .base_path
+            .clone()
+            .unwrap_or_else(|| "/scim/v2".into());
         let base_path = base_path.trim_end_matches('/').to_string();
         if !base_path.starts_with('/') && !base_path.is_empty() {
-            problems.push("scim.base_path", format!("{base_path:?} must start with '/'"));
+            problems.push(
+                "scim.base_path",
+                format!("{base_path:?} must start with '/'"),
+            );
         }
         let max_page_size = file.scim.max_page_size.unwrap_or(200);
-        let default_page_size = file.scim.default_page_size.unwrap_or(100.min(max_page_size));
+        let default_page_size = file
+            .scim
+            .default_page_size
+            .unwrap_or(100.min(max_page_size));
         if max_page_size == 0 {
             problems.push("scim.max_page_size", "must be at least 1");
         }
@@ -213,7 +230,10 @@ impl Config {
             let key = format!("tokens[{i}].secret");
             if let Some(secret) = resolve_secret(&t.secret, &key, dir, env, &mut problems) {
                 if secret.expose().len() < 16 {
-                    problems.push(key, "the token is shorter than 16 characters; use a long random token");
+                    problems.push(
+                        key,
+                        "the token is shorter than 16 characters; use a long random token",
+                    );
                 } else {
                     tokens.push(Token {
                         name: t.name.clone(),
@@ -231,12 +251,24 @@ impl Config {
             );
         }
         if d.starttls && d.url.starts_with("ldaps://") {
-            problems.push("directory.starttls", "StartTLS applies to ldap:// URLs only");
+            problems.push(
+                "directory.starttls",
+                "StartTLS applies to ldap:// URLs only",
+            );
         }
-        let bind_password = resolve_secret(&d.bind_password, "directory.bind_password", dir, env, &mut problems);
+        let bind_password = resolve_secret(
+            &d.bind_password,
+            "directory.bind_password",
+            dir,
+            env,
+            &mut problems,
+        );
         let pool_size = d.pool_size.unwrap_or(4);
         if pool_size == 0 || pool_size > 256 {
-            problems.push("directory.pool_size", format!("{pool_size} must be between 1 and 256"));
+            problems.push(
+                "directory.pool_size",
+                format!("{pool_size} must be between 1 and 256"),
+            );
         }
         let directory = DirectorySettings {
             url: d.url.clone(),
@@ -294,19 +326,25 @@ fn resolve_secret(
         },
         (None, Some(path)) => {
             let path = dir.join(path);
-            match std::fs::read_to_string(&path) {
+            match env.read_file(&path) {
                 Ok(v) => {
                     let v = v.strip_suffix('\n').unwrap_or(&v);
                     let v = v.strip_suffix('\r').unwrap_or(v);
                     if v.is_empty() {
-                        problems.push(format!("{key}.file"), format!("{} is empty", path.display()));
+                        problems.push(
+                            format!("{key}.file"),
+                            format!("{} is empty", path.display()),
+                        );
                         None
                     } else {
                         Some(Secret::new(v))
                     }
                 }
                 Err(e) => {
-                    problems.push(format!("{key}.file"), format!("cannot read {}: {e}", path.display()));
+                    problems.push(
+                        format!("{key}.file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
                     None
                 }
             }

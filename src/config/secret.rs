@@ -29,9 +29,12 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Where configuration reads environment variables; tests pass a map instead of the process env.
+/// Where configuration reads environment variables and secret files; tests pass a fake.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
 }
 
 /// The real process environment.
@@ -43,9 +46,22 @@ impl Environment for ProcessEnv {
     }
 }
 
-impl Environment for std::collections::HashMap<String, String> {
+/// A fixed environment for tests: variables from a map, files from a map keyed by path.
+#[derive(Debug, Default, Clone)]
+pub struct FixedEnv {
+    pub vars: std::collections::HashMap<String, String>,
+    pub files: std::collections::HashMap<std::path::PathBuf, String>,
+}
+
+impl Environment for FixedEnv {
     fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
+        self.vars.get(name).cloned()
+    }
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
     }
 }
 

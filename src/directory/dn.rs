@@ -72,7 +72,11 @@ mod tests {
     fn rdn_escapes_specials() {
         assert_eq!(rdn("uid", "x,ou=admins"), "uid=x\\2cou\\3dadmins");
         assert_eq!(
-            split_rdns(&format!("{},ou=people,dc=example,dc=org", rdn("uid", "x,ou=admins"))).len(),
+            split_rdns(&format!(
+                "{},ou=people,dc=example,dc=org",
+                rdn("uid", "x,ou=admins")
+            ))
+            .len(),
             4
         );
         assert!(rdn("uid", "#a b ").starts_with("uid=\\"));
@@ -94,10 +98,16 @@ mod tests {
         assert!(is_within("uid=a, OU=People, dc=Example,dc=org", base));
         assert!(is_within(base, base));
         assert!(!is_within("uid=a,ou=admins,dc=example,dc=org", base));
-        assert!(!is_within("uid=a\\,ou=people,dc=example,dc=org", "dc=other"));
+        assert!(!is_within(
+            "uid=a\\,ou=people,dc=example,dc=org",
+            "dc=other"
+        ));
         assert!(!is_within("dc=org", base));
         // An escaped comma must not fake a boundary.
-        assert!(!is_within("uid=x\\,ou=people,ou=admins,dc=example,dc=org", base));
+        assert!(!is_within(
+            "uid=x\\,ou=people,ou=admins,dc=example,dc=org",
+            base
+        ));
         assert!(!is_within("uid=a,ou=people,dc=example,dc=org", ""));
     }
 

@@ -153,5 +153,8 @@ pub trait EntryWriter: Send + Sync {
         new_parent: Option<&str>,
     ) -> impl std::future::Future<Output = Result<String, DirectoryError>> + Send;
 
-    fn delete(&self, dn: &str) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
+    fn delete(
+        &self,
+        dn: &str,
+    ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
 }

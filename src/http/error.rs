@@ -36,7 +36,11 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
                 None,
                 format!("the directory did not answer within {} s", t.as_secs()),
             ),
-            DirectoryError::AlreadyExists => (S::CONFLICT, Some("uniqueness"), "the entry already exists".into()),
+            DirectoryError::AlreadyExists => (
+                S::CONFLICT,
+                Some("uniqueness"),
+                "the entry already exists".into(),
+            ),
             DirectoryError::NoSuchObject => (S::NOT_FOUND, None, "resource not found".into()),
             DirectoryError::Rejected { code, message } => (
                 S::BAD_REQUEST,
@@ -88,7 +92,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %self.0, "request failed");
         }
-        let mut body = json!({"schemas": [ERROR], "status": status.as_u16().to_string(), "detail": detail});
+        let mut body =
+            json!({"schemas": [ERROR], "status": status.as_u16().to_string(), "detail": detail});
         if let Some(t) = scim_type {
             body["scimType"] = json!(t);
         }
@@ -117,32 +122,71 @@ mod tests {
 
     #[test]
     fn every_arm() {
-        assert_eq!(status(ScimError::InvalidSyntax("x".into())), (400, Some("invalidSyntax")));
-        assert_eq!(status(ScimError::InvalidFilter("x".into())), (400, Some("invalidFilter")));
-        assert_eq!(status(ScimError::InvalidValue("x".into())), (400, Some("invalidValue")));
-        assert_eq!(status(ScimError::InvalidPath("x".into())), (400, Some("invalidPath")));
-        assert_eq!(status(ScimError::NoTarget("x".into())), (400, Some("noTarget")));
-        assert_eq!(status(ScimError::Mutability("x".into())), (400, Some("mutability")));
-        assert_eq!(status(ScimError::TooMany("x".into())), (400, Some("tooMany")));
-        assert_eq!(status(ScimError::Uniqueness("x".into())), (409, Some("uniqueness")));
+        assert_eq!(
+            status(ScimError::InvalidSyntax("x".into())),
+            (400, Some("invalidSyntax"))
+        );
+        assert_eq!(
+            status(ScimError::InvalidFilter("x".into())),
+            (400, Some("invalidFilter"))
+        );
+        assert_eq!(
+            status(ScimError::InvalidValue("x".into())),
+            (400, Some("invalidValue"))
+        );
+        assert_eq!(
+            status(ScimError::InvalidPath("x".into())),
+            (400, Some("invalidPath"))
+        );
+        assert_eq!(
+            status(ScimError::NoTarget("x".into())),
+            (400, Some("noTarget"))
+        );
+        assert_eq!(
+            status(ScimError::Mutability("x".into())),
+            (400, Some("mutability"))
+        );
+        assert_eq!(
+            status(ScimError::TooMany("x".into())),
+            (400, Some("tooMany"))
+        );
+        assert_eq!(
+            status(ScimError::Uniqueness("x".into())),
+            (409, Some("uniqueness"))
+        );
         assert_eq!(status(ScimError::NotFound("x".into())), (404, None));
         assert_eq!(status(ScimError::Unauthorized("x".into())), (401, None));
         assert_eq!(status(ScimError::MethodNotAllowed("x".into())), (405, None));
         assert_eq!(status(ScimError::PayloadTooLarge("x".into())), (413, None));
-        assert_eq!(status(ScimError::UnsupportedMediaType("x".into())), (415, None));
+        assert_eq!(
+            status(ScimError::UnsupportedMediaType("x".into())),
+            (415, None)
+        );
         let d = |e| status(ScimError::Directory(e));
         assert_eq!(d(DirectoryError::Unavailable("down".into())), (503, None));
-        assert_eq!(d(DirectoryError::Timeout(Duration::from_secs(3))), (504, None));
+        assert_eq!(
+            d(DirectoryError::Timeout(Duration::from_secs(3))),
+            (504, None)
+        );
         assert_eq!(d(DirectoryError::AlreadyExists), (409, Some("uniqueness")));
         assert_eq!(d(DirectoryError::NoSuchObject), (404, None));
         assert_eq!(
-            d(DirectoryError::Rejected { code: "objectClassViolation", message: "attribute 'c' not allowed".into() }),
+            d(DirectoryError::Rejected {
+                code: "objectClassViolation",
+                message: "attribute 'c' not allowed".into()
+            }),
             (400, Some("invalidValue"))
         );
         assert_eq!(d(DirectoryError::Conflict), (409, None));
         assert_eq!(d(DirectoryError::SizeLimit), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::OutsideSubtree), (500, None));
-        assert_eq!(d(DirectoryError::Other { code: "insufficientAccessRights", message: String::new() }), (502, None));
+        assert_eq!(
+            d(DirectoryError::Other {
+                code: "insufficientAccessRights",
+                message: String::new()
+            }),
+            (502, None)
+        );
     }
 
     #[test]
@@ -158,7 +202,10 @@ mod tests {
     fn body_shape() {
         let resp = ApiError(ScimError::Unauthorized("no".into())).into_response();
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"scim\"");
+        assert_eq!(
+            resp.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"scim\""
+        );
         assert_eq!(resp.headers()[header::CONTENT_TYPE], SCIM_JSON);
     }
 }

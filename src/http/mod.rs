@@ -57,25 +57,38 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
         .route("/ResourceTypes/{id}", any(resource_type::<D>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate::<D>))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate::<D>,
+        ))
         .with_state(state.clone());
     let app = if state.base_path.is_empty() {
         scim
     } else {
-        Router::new().nest(&state.base_path, scim).fallback(not_found)
+        Router::new()
+            .nest(&state.base_path, scim)
+            .fallback(not_found)
     };
     app.layer(middleware::from_fn_with_state(state, access_log::<D>))
 }
 
 /// Access log without headers or bodies (never a token), and `Retry-After` on every 503.
-async fn access_log<D: Send + Sync + 'static>(State(state): State<Shared<D>>, req: Request, next: Next) -> Response {
+async fn access_log<D: Send + Sync + 'static>(
+    State(state): State<Shared<D>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let started = Instant::now();
     let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::SERVICE_UNAVAILABLE && !resp.headers().contains_key(header::RETRY_AFTER) {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(state.retry_after.as_secs()));
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(state.retry_after.as_secs()),
+        );
     }
     tracing::info!(
         %method,
@@ -87,7 +100,11 @@ async fn access_log<D: Send + Sync + 'static>(State(state): State<Shared<D>>, re
     resp
 }
 
-async fn authenticate<D: Send + Sync + 'static>(State(state): State<Shared<D>>, req: Request, next: Next) -> Response {
+async fn authenticate<D: Send + Sync + 'static>(
+    State(state): State<Shared<D>>,
+    req: Request,
+    next: Next,
+) -> Response {
     match state.tokens.authenticate(req.headers()) {
         Some(_) => next.run(req).await,
         None => ApiError(ScimError::Unauthorized(
@@ -102,7 +119,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError(ScimError::MethodNotAllowed("method not allowed on this endpoint".into()))
+    ApiError(ScimError::MethodNotAllowed(
+        "method not allowed on this endpoint".into(),
+    ))
 }
 
 /// `https://host:port/scim/v2`, from the request's Host (or HTTP/2 authority) when it is well-formed.
@@ -115,7 +134,8 @@ fn base_url<D>(state: &AppState<D>, headers: &HeaderMap, uri: &axum::http::Uri) 
         .filter(|h| {
             !h.is_empty()
                 && h.len() <= 255
-                && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
         })
         .unwrap_or_else(|| state.fallback_authority.clone());
     format!("{}://{host}{}", state.scheme, state.base_path)
@@ -129,7 +149,11 @@ fn scim_json(status: StatusCode, body: &Value) -> Response {
 }
 
 /// Read and parse a JSON body within the size limit.
-async fn json_body<D>(state: &AppState<D>, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+async fn json_body<D>(
+    state: &AppState<D>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         if !ct.contains("json") {
@@ -139,17 +163,25 @@ async fn json_body<D>(state: &AppState<D>, headers: &HeaderMap, body: Body) -> R
             .into());
         }
     }
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        ScimError::PayloadTooLarge(format!("the body exceeds {} bytes", state.max_body_bytes))
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ScimError::PayloadTooLarge(format!("the body exceeds {} bytes", state.max_body_bytes))
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
 }
 
-fn list_query(raw: Option<String>, max_page_size: usize) -> Result<(ListQuery, Option<i64>), ApiError> {
+fn list_query(
+    raw: Option<String>,
+    max_page_size: usize,
+) -> Result<(ListQuery, Option<i64>), ApiError> {
     let mut q = ListQuery::default();
     let int = |k: &str, v: &str| {
         v.trim().parse::<i64>().map_err(|_| {
-            ApiError(ScimError::InvalidValue(format!("{k} must be an integer, got {v:?}")))
+            ApiError(ScimError::InvalidValue(format!(
+                "{k} must be an integer, got {v:?}"
+            )))
         })
     };
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
@@ -192,7 +224,10 @@ async fn get_user<D: EntryReader + EntryWriter + 'static>(
     Path(id): Path<String>,
 ) -> ApiResult {
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &state.users.get(&id, &base).await?))
+    Ok(scim_json(
+        StatusCode::OK,
+        &state.users.get(&id, &base).await?,
+    ))
 }
 
 async fn create_user<D: EntryReader + EntryWriter + 'static>(
@@ -205,7 +240,10 @@ async fn create_user<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     let created = state.users.create(&body, &base).await?;
     let mut resp = scim_json(StatusCode::CREATED, &created);
-    if let Some(loc) = created["meta"]["location"].as_str().and_then(|l| HeaderValue::from_str(l).ok()) {
+    if let Some(loc) = created["meta"]["location"]
+        .as_str()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     Ok(resp)
@@ -220,7 +258,10 @@ async fn replace_user<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &state.users.replace(&id, &body, &base).await?))
+    Ok(scim_json(
+        StatusCode::OK,
+        &state.users.replace(&id, &body, &base).await?,
+    ))
 }
 
 async fn patch_user<D: EntryReader + EntryWriter + 'static>(
@@ -232,7 +273,10 @@ async fn patch_user<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &state.users.patch(&id, &body, &base).await?))
+    Ok(scim_json(
+        StatusCode::OK,
+        &state.users.patch(&id, &body, &base).await?,
+    ))
 }
 
 async fn delete_user<D: EntryReader + EntryWriter + 'static>(
@@ -270,7 +314,10 @@ async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &discovery::service_provider_config(&base, state.max_page_size)))
+    Ok(scim_json(
+        StatusCode::OK,
+        &discovery::service_provider_config(&base, state.max_page_size),
+    ))
 }
 
 async fn schemas<D: EntryReader + EntryWriter + 'static>(
@@ -281,7 +328,10 @@ async fn schemas<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &list_of(discovery::schemas(state.users.mapping(), &base))))
+    Ok(scim_json(
+        StatusCode::OK,
+        &list_of(discovery::schemas(state.users.mapping(), &base)),
+    ))
 }
 
 async fn schema<D: EntryReader + EntryWriter + 'static>(
@@ -295,7 +345,11 @@ async fn schema<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     discovery::schemas(state.users.mapping(), &base)
         .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(&id)))
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&id))
+        })
         .map(|s| scim_json(StatusCode::OK, &s))
         .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")).into())
 }
@@ -308,7 +362,10 @@ async fn resource_types<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(StatusCode::OK, &list_of(discovery::resource_types(state.users.mapping(), &base))))
+    Ok(scim_json(
+        StatusCode::OK,
+        &list_of(discovery::resource_types(state.users.mapping(), &base)),
+    ))
 }
 
 async fn resource_type<D: EntryReader + EntryWriter + 'static>(
@@ -322,7 +379,11 @@ async fn resource_type<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     discovery::resource_types(state.users.mapping(), &base)
         .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(&id)))
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&id))
+        })
         .map(|s| scim_json(StatusCode::OK, &s))
         .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")).into())
 }

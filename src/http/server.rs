@@ -64,10 +64,12 @@ pub fn tls_config(t: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, ServeErr
             path: t.key_file.display().to_string(),
             message: "no private key found".into(),
         })?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -98,17 +100,22 @@ impl Gateway {
             },
         );
         let tls = match &config.tls {
-            Some(t) if config.listeners.iter().any(|l| l.tls) => Some(TlsAcceptor::from(tls_config(t)?)),
+            Some(t) if config.listeners.iter().any(|l| l.tls) => {
+                Some(TlsAcceptor::from(tls_config(t)?))
+            }
             _ => None,
         };
         let (stop, stop_rx) = watch::channel(false);
         let mut addresses = Vec::new();
         let mut tasks = Vec::new();
         for l in &config.listeners {
-            let listener = TcpListener::bind(l.address).await.map_err(|source| ServeError::Bind {
-                address: l.address,
-                source,
-            })?;
+            let listener =
+                TcpListener::bind(l.address)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        address: l.address,
+                        source,
+                    })?;
             let local = listener.local_addr().map_err(|source| ServeError::Bind {
                 address: l.address,
                 source,
@@ -131,9 +138,18 @@ impl Gateway {
             } else {
                 tracing::info!(address = %local, "HTTPS listener ready");
             }
-            tasks.push(tokio::spawn(accept_loop(listener, acceptor, app, stop_rx.clone())));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                acceptor,
+                app,
+                stop_rx.clone(),
+            )));
         }
-        Ok(Gateway { addresses, stop, tasks })
+        Ok(Gateway {
+            addresses,
+            stop,
+            tasks,
+        })
     }
 
     /// Stop accepting connections and wait for the accept loops to end.
@@ -145,7 +161,12 @@ impl Gateway {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum::Router, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -168,17 +189,18 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, app: axum:
             let builder = Builder::new(TokioExecutor::new());
             match tls {
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {

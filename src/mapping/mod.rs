@@ -100,7 +100,9 @@ impl DisableStrategy {
         match self {
             DisableStrategy::None => true,
             DisableStrategy::PPolicy => !values.iter().any(|v| v == PPOLICY_LOCKED_FOREVER),
-            DisableStrategy::NsAccountLock => !values.iter().any(|v| v.eq_ignore_ascii_case("true")),
+            DisableStrategy::NsAccountLock => {
+                !values.iter().any(|v| v.eq_ignore_ascii_case("true"))
+            }
             DisableStrategy::AdUserAccountControl => values
                 .first()
                 .and_then(|v| v.trim().parse::<i64>().ok())
@@ -113,7 +115,11 @@ impl DisableStrategy {
     /// The modification that brings `current` values to the wanted state; `None` when already there.
     /// For AD, `current` is the old `userAccountControl`; the caller guards the write with an
     /// assertion on that old value, so a concurrent change of other bits is never lost.
-    pub fn transition(&self, current: &[String], active: bool) -> Option<crate::directory::Modification> {
+    pub fn transition(
+        &self,
+        current: &[String],
+        active: bool,
+    ) -> Option<crate::directory::Modification> {
         use crate::directory::Modification;
         if self.is_active(current) == active {
             return None;
@@ -127,9 +133,10 @@ impl DisableStrategy {
                 "pwdAccountLockedTime".into(),
                 vec![PPOLICY_LOCKED_FOREVER.into()],
             )),
-            DisableStrategy::NsAccountLock => {
-                Some(Modification::Replace("nsAccountLock".into(), vec!["TRUE".into()]))
-            }
+            DisableStrategy::NsAccountLock => Some(Modification::Replace(
+                "nsAccountLock".into(),
+                vec!["TRUE".into()],
+            )),
             DisableStrategy::AdUserAccountControl => {
                 let uac = current
                     .first()
@@ -148,9 +155,10 @@ impl DisableStrategy {
             DisableStrategy::Attribute { attribute, .. } if active => {
                 Some(Modification::Replace(attribute.clone(), vec![]))
             }
-            DisableStrategy::Attribute { attribute, value } => {
-                Some(Modification::Replace(attribute.clone(), vec![value.clone()]))
-            }
+            DisableStrategy::Attribute { attribute, value } => Some(Modification::Replace(
+                attribute.clone(),
+                vec![value.clone()],
+            )),
         }
     }
 
@@ -180,7 +188,9 @@ impl DisableStrategy {
 pub enum DeletePolicy {
     Hard,
     /// Disable, and move below `move_to` when set.
-    Soft { move_to: Option<String> },
+    Soft {
+        move_to: Option<String>,
+    },
 }
 
 /// The validated mapping of SCIM Users onto directory entries.
@@ -210,13 +220,19 @@ impl UserMapping {
     pub fn build(f: &UserMappingFile, key: &str, problems: &mut Problems) -> Option<UserMapping> {
         let before = problems.0.len();
         if crate::directory::dn::split_rdns(&f.base).is_empty() {
-            problems.push(format!("{key}.base"), "must be a DN such as \"ou=people,dc=example,dc=org\"");
+            problems.push(
+                format!("{key}.base"),
+                "must be a DN such as \"ou=people,dc=example,dc=org\"",
+            );
         }
         let scope = match f.scope.as_deref().unwrap_or("sub") {
             "sub" => Scope::Subtree,
             "one" => Scope::OneLevel,
             other => {
-                problems.push(format!("{key}.scope"), format!("{other:?} is not a scope; use \"one\" or \"sub\""));
+                problems.push(
+                    format!("{key}.scope"),
+                    format!("{other:?} is not a scope; use \"one\" or \"sub\""),
+                );
                 Scope::Subtree
             }
         };
@@ -230,10 +246,16 @@ impl UserMapping {
             format!("({object_filter})")
         };
         if ldap3::parse_filter(&object_filter).is_err() {
-            problems.push(format!("{key}.filter"), format!("{object_filter:?} is not a valid LDAP filter"));
+            problems.push(
+                format!("{key}.filter"),
+                format!("{object_filter:?} is not a valid LDAP filter"),
+            );
         }
         if f.object_classes.is_empty() {
-            problems.push(format!("{key}.object_classes"), "list the object classes of new entries, e.g. [\"top\", \"inetOrgPerson\"]");
+            problems.push(
+                format!("{key}.object_classes"),
+                "list the object classes of new entries, e.g. [\"top\", \"inetOrgPerson\"]",
+            );
         }
 
         let mut slots: Vec<Slot> = Vec::new();
@@ -242,13 +264,22 @@ impl UserMapping {
             let akey = format!("{key}.attributes[{i}]");
             match slot_from_file(a, &akey) {
                 Ok(slot) => {
-                    if let Some(other) = slots.iter().find(|s| s.ldap.eq_ignore_ascii_case(&slot.ldap)) {
+                    if let Some(other) = slots
+                        .iter()
+                        .find(|s| s.ldap.eq_ignore_ascii_case(&slot.ldap))
+                    {
                         problems.push(
                             format!("{akey}.ldap"),
-                            format!("{} is already mapped from {}; map each LDAP attribute once", slot.ldap, other.path),
+                            format!(
+                                "{} is already mapped from {}; map each LDAP attribute once",
+                                slot.ldap, other.path
+                            ),
                         );
                     } else if let Some(other) = slots.iter().find(|s| s.same_location(&slot)) {
-                        problems.push(format!("{akey}.scim"), format!("{} is mapped twice (also {})", slot.path, other.path));
+                        problems.push(
+                            format!("{akey}.scim"),
+                            format!("{} is mapped twice (also {})", slot.path, other.path),
+                        );
                     } else {
                         defaults.push((slots.len(), a));
                         slots.push(slot);
@@ -273,10 +304,15 @@ impl UserMapping {
             s.schema == CORE_USER && matches!(&s.target, Target::Simple { attr } if attr.eq_ignore_ascii_case("userName"))
         });
         if user_name_slot.is_none() {
-            problems.push(format!("{key}.attributes"), "userName must be mapped (it is SCIM's required matching attribute)");
+            problems.push(
+                format!("{key}.attributes"),
+                "userName must be mapped (it is SCIM's required matching attribute)",
+            );
         }
         let rdn_attribute = f.rdn_attribute.clone().unwrap_or_else(|| "uid".into());
-        let rdn_slot = slots.iter().position(|s| s.ldap.eq_ignore_ascii_case(&rdn_attribute));
+        let rdn_slot = slots
+            .iter()
+            .position(|s| s.ldap.eq_ignore_ascii_case(&rdn_attribute));
         match rdn_slot {
             None => problems.push(
                 format!("{key}.rdn_attribute"),
@@ -301,11 +337,17 @@ impl UserMapping {
                     value: value.clone(),
                 },
                 ("attribute", _, _) => {
-                    problems.push(format!("{key}.disable"), "type \"attribute\" needs both `attribute` and `value`");
+                    problems.push(
+                        format!("{key}.disable"),
+                        "type \"attribute\" needs both `attribute` and `value`",
+                    );
                     DisableStrategy::None
                 }
                 ("ppolicy" | "ns_account_lock" | "ad_user_account_control" | "none", _, _) => {
-                    problems.push(format!("{key}.disable"), "`attribute` and `value` apply only to type \"attribute\"");
+                    problems.push(
+                        format!("{key}.disable"),
+                        "`attribute` and `value` apply only to type \"attribute\"",
+                    );
                     DisableStrategy::None
                 }
                 (other, _, _) => {
@@ -319,7 +361,10 @@ impl UserMapping {
         };
         if let Some(attr) = disable.attribute() {
             if slots.iter().any(|s| s.ldap.eq_ignore_ascii_case(attr)) {
-                problems.push(format!("{key}.disable"), format!("{attr} is both mapped and used to disable accounts"));
+                problems.push(
+                    format!("{key}.disable"),
+                    format!("{attr} is both mapped and used to disable accounts"),
+                );
             }
         }
 
@@ -328,7 +373,10 @@ impl UserMapping {
             Some(d) => match (d.kind.as_str(), &d.move_to) {
                 ("hard", None) => DeletePolicy::Hard,
                 ("hard", Some(_)) => {
-                    problems.push(format!("{key}.delete.move_to"), "applies only to type \"soft\"");
+                    problems.push(
+                        format!("{key}.delete.move_to"),
+                        "applies only to type \"soft\"",
+                    );
                     DeletePolicy::Hard
                 }
                 ("soft", move_to) => {
@@ -341,12 +389,20 @@ impl UserMapping {
                         }
                     }
                     if disable == DisableStrategy::None {
-                        problems.push(format!("{key}.delete"), "soft delete needs a disable strategy other than \"none\"");
+                        problems.push(
+                            format!("{key}.delete"),
+                            "soft delete needs a disable strategy other than \"none\"",
+                        );
                     }
-                    DeletePolicy::Soft { move_to: move_to.clone() }
+                    DeletePolicy::Soft {
+                        move_to: move_to.clone(),
+                    }
                 }
                 (other, _) => {
-                    problems.push(format!("{key}.delete.type"), format!("{other:?} is not a delete policy; use \"hard\" or \"soft\""));
+                    problems.push(
+                        format!("{key}.delete.type"),
+                        format!("{other:?} is not a delete policy; use \"hard\" or \"soft\""),
+                    );
                     DeletePolicy::Hard
                 }
             },
@@ -358,7 +414,9 @@ impl UserMapping {
             .map(|c| (c.ldap.clone(), c.values.clone()))
             .collect::<Vec<_>>();
         for (i, (attr, _)) in constants.iter().enumerate() {
-            if slots.iter().any(|s| s.ldap.eq_ignore_ascii_case(attr)) || attr.eq_ignore_ascii_case("objectClass") {
+            if slots.iter().any(|s| s.ldap.eq_ignore_ascii_case(attr))
+                || attr.eq_ignore_ascii_case("objectClass")
+            {
                 problems.push(
                     format!("{key}.constants[{i}].ldap"),
                     format!("{attr} is also mapped or is objectClass; set object classes in object_classes"),
@@ -378,8 +436,14 @@ impl UserMapping {
             rdn_attribute,
             rdn_slot: rdn_slot?,
             user_name_slot: user_name_slot?,
-            created_attribute: f.created_attribute.clone().unwrap_or_else(|| "createTimestamp".into()),
-            modified_attribute: f.modified_attribute.clone().unwrap_or_else(|| "modifyTimestamp".into()),
+            created_attribute: f
+                .created_attribute
+                .clone()
+                .unwrap_or_else(|| "createTimestamp".into()),
+            modified_attribute: f
+                .modified_attribute
+                .clone()
+                .unwrap_or_else(|| "modifyTimestamp".into()),
             disable,
             delete,
             slots,
@@ -415,7 +479,9 @@ impl UserMapping {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.schema.eq_ignore_ascii_case(schema) && s.target.attr().eq_ignore_ascii_case(attr))
+            .filter(|(_, s)| {
+                s.schema.eq_ignore_ascii_case(schema) && s.target.attr().eq_ignore_ascii_case(attr)
+            })
             .collect()
     }
 
@@ -423,7 +489,11 @@ impl UserMapping {
     /// then the only extension that maps an attribute of that name.
     pub fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
         if let Some(urn) = urn {
-            return self.schemas().into_iter().find(|s| s.eq_ignore_ascii_case(urn)).map(str::to_string);
+            return self
+                .schemas()
+                .into_iter()
+                .find(|s| s.eq_ignore_ascii_case(urn))
+                .map(str::to_string);
         }
         if !self.slots_of(CORE_USER, attr).is_empty() || is_core_common(attr) {
             return Some(CORE_USER.to_string());
@@ -446,59 +516,112 @@ impl Slot {
     fn same_location(&self, other: &Slot) -> bool {
         self.schema.eq_ignore_ascii_case(&other.schema)
             && match (&self.target, &other.target) {
-                (Target::Simple { attr: a }, Target::Simple { attr: b }) => a.eq_ignore_ascii_case(b),
+                (Target::Simple { attr: a }, Target::Simple { attr: b }) => {
+                    a.eq_ignore_ascii_case(b)
+                }
                 (Target::Sub { attr: a, sub: s }, Target::Sub { attr: b, sub: t }) => {
                     a.eq_ignore_ascii_case(b) && s.eq_ignore_ascii_case(t)
                 }
                 (
-                    Target::Typed { attr: a, type_value: x, sub: s },
-                    Target::Typed { attr: b, type_value: y, sub: t },
-                ) => a.eq_ignore_ascii_case(b) && x.eq_ignore_ascii_case(y) && s.eq_ignore_ascii_case(t),
+                    Target::Typed {
+                        attr: a,
+                        type_value: x,
+                        sub: s,
+                    },
+                    Target::Typed {
+                        attr: b,
+                        type_value: y,
+                        sub: t,
+                    },
+                ) => {
+                    a.eq_ignore_ascii_case(b)
+                        && x.eq_ignore_ascii_case(y)
+                        && s.eq_ignore_ascii_case(t)
+                }
                 _ => false,
             }
     }
 }
 
 fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
-    let path = parse_path(&a.scim).map_err(|e| format!("{:?} is not a SCIM attribute path: {e}", a.scim))?;
+    let path = parse_path(&a.scim)
+        .map_err(|e| format!("{:?} is not a SCIM attribute path: {e}", a.scim))?;
     let schema = match &path.attr.urn {
         Some(urn) => urn.clone(),
         None => CORE_USER.to_string(),
     };
     let name = path.attr.name.clone();
-    if is_core_common(&name) || name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("groups") {
-        return Err(format!("{name} is handled by the gateway itself and cannot be mapped"));
+    if is_core_common(&name)
+        || name.eq_ignore_ascii_case("password")
+        || name.eq_ignore_ascii_case("groups")
+    {
+        return Err(format!(
+            "{name} is handled by the gateway itself and cannot be mapped"
+        ));
     }
     let target = match (&path.attr.sub, &path.filter, &path.sub) {
         (None, None, None) => Target::Simple { attr: name },
-        (Some(sub), None, None) => Target::Sub { attr: name, sub: sub.clone() },
+        (Some(sub), None, None) => Target::Sub {
+            attr: name,
+            sub: sub.clone(),
+        },
         (None, Some(filter), Some(sub)) => match filter {
             Filter::Compare {
                 path: fp,
                 op: CompareOp::Eq,
                 value: CompValue::Str(t),
-            } if fp.urn.is_none() && fp.sub.is_none() && fp.name.eq_ignore_ascii_case("type") => Target::Typed {
-                attr: name,
-                type_value: t.clone(),
-                sub: sub.clone(),
-            },
-            _ => return Err(format!("{:?}: only filters of the form [type eq \"...\"] can be mapped", a.scim)),
+            } if fp.urn.is_none() && fp.sub.is_none() && fp.name.eq_ignore_ascii_case("type") => {
+                Target::Typed {
+                    attr: name,
+                    type_value: t.clone(),
+                    sub: sub.clone(),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{:?}: only filters of the form [type eq \"...\"] can be mapped",
+                    a.scim
+                ))
+            }
         },
-        _ => return Err(format!("{:?}: write a typed path like emails[type eq \"work\"].value", a.scim)),
+        _ => {
+            return Err(format!(
+                "{:?}: write a typed path like emails[type eq \"work\"].value",
+                a.scim
+            ))
+        }
     };
     let kind = match a.kind.as_deref().unwrap_or("string") {
         "string" => ValueKind::String,
         "reference" => ValueKind::Reference,
-        other => return Err(format!("{key}.type {other:?} is not a value type; use \"string\" or \"reference\"")),
+        other => {
+            return Err(format!(
+                "{key}.type {other:?} is not a value type; use \"string\" or \"reference\""
+            ))
+        }
     };
     if kind == ValueKind::Reference && !matches!(target, Target::Simple { .. }) {
-        return Err(format!("{:?}: a reference must be a top-level attribute such as manager", a.scim));
+        return Err(format!(
+            "{:?}: a reference must be a top-level attribute such as manager",
+            a.scim
+        ));
     }
     if a.primary && !matches!(target, Target::Typed { .. }) {
-        return Err(format!("{:?}: `primary` applies only to typed multi-valued attributes", a.scim));
+        return Err(format!(
+            "{:?}: `primary` applies only to typed multi-valued attributes",
+            a.scim
+        ));
     }
-    if a.ldap.is_empty() || !a.ldap.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';') {
-        return Err(format!("ldap attribute {:?} is not an attribute name", a.ldap));
+    if a.ldap.is_empty()
+        || !a
+            .ldap
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
+    {
+        return Err(format!(
+            "ldap attribute {:?} is not an attribute name",
+            a.ldap
+        ));
     }
     Ok(Slot {
         schema,

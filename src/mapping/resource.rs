@@ -29,7 +29,9 @@ pub struct UserMeta {
 
 /// Look up a key case-insensitively, as SCIM attribute names are case-insensitive.
 pub fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
 }
 
 /// Null, "", [] and {} carry nothing; clients send them for attributes they do not use.
@@ -49,7 +51,9 @@ pub fn parse_bool(v: &Value, what: &str) -> Result<bool, ScimError> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(ScimError::InvalidValue(format!("{what} must be a boolean, got {other}"))),
+        other => Err(ScimError::InvalidValue(format!(
+            "{what} must be a boolean, got {other}"
+        ))),
     }
 }
 
@@ -57,10 +61,16 @@ fn scalar_string(v: &Value, path: &str) -> Result<Option<String>, ScimError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
+        // A NUL ends strings in the C tools that read directories; refuse it rather than store it.
+        Value::String(s) if s.contains('\0') => Err(ScimError::InvalidValue(format!(
+            "{path} contains a NUL character"
+        ))),
         Value::String(s) => Ok(Some(s.clone())),
         Value::Number(n) => Ok(Some(n.to_string())),
         Value::Bool(b) => Ok(Some(b.to_string())),
-        other => Err(ScimError::InvalidValue(format!("{path} must be a string, got {other}"))),
+        other => Err(ScimError::InvalidValue(format!(
+            "{path} must be a string, got {other}"
+        ))),
     }
 }
 
@@ -79,7 +89,11 @@ impl UserMapping {
     /// Values of an entry as read from the directory. Reference slots still hold DNs.
     pub fn values_from_entry(&self, entry: &Entry) -> UserValues {
         UserValues {
-            slots: self.slots.iter().map(|s| entry.values(&s.ldap).to_vec()).collect(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| entry.values(&s.ldap).to_vec())
+                .collect(),
             active: Some(match self.disable.attribute() {
                 Some(attr) => self.disable.is_active(entry.values(attr)),
                 None => true,
@@ -149,7 +163,10 @@ impl UserMapping {
             active: None,
         };
         for (key, value) in obj {
-            if ["schemas", "id", "meta", "groups"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+            if ["schemas", "id", "meta", "groups"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(key))
+            {
                 continue; // read-only or server-managed: ignored on input (RFC 7644 §3.5.1)
             }
             if key.eq_ignore_ascii_case("active") {
@@ -159,7 +176,11 @@ impl UserMapping {
                 continue;
             }
             if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
-                match self.schemas().into_iter().find(|s| s.eq_ignore_ascii_case(key)) {
+                match self
+                    .schemas()
+                    .into_iter()
+                    .find(|s| s.eq_ignore_ascii_case(key))
+                {
                     Some(urn) if urn != CORE_USER => match value {
                         Value::Object(ext) => {
                             for (k, v) in ext {
@@ -167,7 +188,9 @@ impl UserMapping {
                             }
                         }
                         Value::Null => {}
-                        _ => return Err(ScimError::InvalidValue(format!("{key} must be an object"))),
+                        _ => {
+                            return Err(ScimError::InvalidValue(format!("{key} must be an object")))
+                        }
                     },
                     Some(_) => match value {
                         Value::Object(core) => {
@@ -175,7 +198,9 @@ impl UserMapping {
                                 self.read_attribute(CORE_USER, k, v, &mut out)?;
                             }
                         }
-                        _ => return Err(ScimError::InvalidValue(format!("{key} must be an object"))),
+                        _ => {
+                            return Err(ScimError::InvalidValue(format!("{key} must be an object")))
+                        }
                     },
                     None if is_empty_value(value) => {}
                     None => {
@@ -191,7 +216,13 @@ impl UserMapping {
         Ok(out)
     }
 
-    fn read_attribute(&self, schema: &str, key: &str, value: &Value, out: &mut UserValues) -> Result<(), ScimError> {
+    fn read_attribute(
+        &self,
+        schema: &str,
+        key: &str,
+        value: &Value,
+        out: &mut UserValues,
+    ) -> Result<(), ScimError> {
         let slots: Vec<(usize, &Slot)> = self.slots_of(schema, key);
         if slots.is_empty() {
             if is_empty_value(value) {
@@ -216,20 +247,30 @@ impl UserMapping {
                             .iter()
                             .find(|(_, s)| matches!(&s.target, Target::Sub { sub: t, .. } if t.eq_ignore_ascii_case(sub)));
                         match found {
-                            Some((idx, s)) => out.slots[*idx] = scalar_string(v, &s.path)?.into_iter().collect(),
+                            Some((idx, s)) => {
+                                out.slots[*idx] = scalar_string(v, &s.path)?.into_iter().collect()
+                            }
                             None if is_empty_value(v) => {}
                             None => return Err(unmapped(&format!("{key}.{sub}"))),
                         }
                     }
                 }
-                other => return Err(ScimError::InvalidValue(format!("{key} must be an object, got {other}"))),
+                other => {
+                    return Err(ScimError::InvalidValue(format!(
+                        "{key} must be an object, got {other}"
+                    )))
+                }
             },
             Target::Typed { .. } => {
                 let elements: Vec<&Value> = match value {
                     Value::Null => vec![],
                     Value::Array(a) => a.iter().collect(),
                     Value::Object(_) => vec![value],
-                    other => return Err(ScimError::InvalidValue(format!("{key} must be an array, got {other}"))),
+                    other => {
+                        return Err(ScimError::InvalidValue(format!(
+                            "{key} must be an array, got {other}"
+                        )))
+                    }
                 };
                 for el in elements {
                     self.read_element(key, &slots, el, out)?;
@@ -240,17 +281,29 @@ impl UserMapping {
     }
 
     /// One element of a typed multi-valued attribute, such as `{"type":"work","value":"a@b"}`.
-    fn read_element(&self, key: &str, slots: &[(usize, &Slot)], el: &Value, out: &mut UserValues) -> Result<(), ScimError> {
+    fn read_element(
+        &self,
+        key: &str,
+        slots: &[(usize, &Slot)],
+        el: &Value,
+        out: &mut UserValues,
+    ) -> Result<(), ScimError> {
         let Value::Object(o) = el else {
             if is_empty_value(el) {
                 return Ok(());
             }
-            return Err(ScimError::InvalidValue(format!("each {key} element must be an object, got {el}")));
+            return Err(ScimError::InvalidValue(format!(
+                "each {key} element must be an object, got {el}"
+            )));
         };
         let type_value = match get_ci(o, "type") {
             Some(Value::String(t)) => Some(t.as_str()),
             Some(Value::Null) | None => None,
-            Some(other) => return Err(ScimError::InvalidValue(format!("{key}.type must be a string, got {other}"))),
+            Some(other) => {
+                return Err(ScimError::InvalidValue(format!(
+                    "{key}.type must be a string, got {other}"
+                )))
+            }
         };
         // An element without a type goes to the slot marked primary, or the only type mapped.
         let slot_type = |s: &Slot| match &s.target {
@@ -260,9 +313,14 @@ impl UserMapping {
         let chosen_type = match type_value {
             Some(t) => t.to_string(),
             None => {
-                let mut types: Vec<String> = slots.iter().filter_map(|(_, s)| slot_type(s)).collect();
+                let mut types: Vec<String> =
+                    slots.iter().filter_map(|(_, s)| slot_type(s)).collect();
                 types.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-                match slots.iter().find(|(_, s)| s.primary).and_then(|(_, s)| slot_type(s)) {
+                match slots
+                    .iter()
+                    .find(|(_, s)| s.primary)
+                    .and_then(|(_, s)| slot_type(s))
+                {
                     Some(t) => t,
                     None if types.len() == 1 => types.remove(0),
                     None if is_empty_value(el) => return Ok(()),
@@ -276,7 +334,10 @@ impl UserMapping {
             }
         };
         for (sub, v) in o {
-            if ["type", "primary", "display"].iter().any(|k| k.eq_ignore_ascii_case(sub)) {
+            if ["type", "primary", "display"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(sub))
+            {
                 continue;
             }
             let found = slots.iter().find(|(_, s)| {
@@ -300,7 +361,10 @@ impl UserMapping {
 
     /// LDAP attributes of a new entry: object classes, constants, mapped values, defaults and the disable state.
     /// Reference slots must already hold DNs.
-    pub fn create_attributes(&self, values: &UserValues) -> Result<Vec<(String, Vec<String>)>, ScimError> {
+    pub fn create_attributes(
+        &self,
+        values: &UserValues,
+    ) -> Result<Vec<(String, Vec<String>)>, ScimError> {
         let mut attrs = vec![("objectClass".to_string(), self.object_classes.clone())];
         attrs.extend(self.constants.iter().cloned());
         for (i, slot) in self.slots.iter().enumerate() {
@@ -320,7 +384,12 @@ impl UserMapping {
 
     /// The modifications that turn `old` into `new`, one per changed LDAP attribute, excluding the RDN
     /// attribute (renames are separate). Reference slots must hold DNs in both.
-    pub fn diff(&self, old: &UserValues, new: &UserValues, disable_values: &[String]) -> Result<Vec<Modification>, ScimError> {
+    pub fn diff(
+        &self,
+        old: &UserValues,
+        new: &UserValues,
+        disable_values: &[String],
+    ) -> Result<Vec<Modification>, ScimError> {
         let mut mods = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
             if i == self.rdn_slot {
@@ -349,7 +418,11 @@ impl UserMapping {
     fn effective_values(&self, values: &UserValues, i: usize) -> Vec<String> {
         let mut vals = values.slots[i].clone();
         if vals.is_empty() {
-            if let Some(v) = self.slots[i].create_default_from.iter().find_map(|&j| values.slots[j].first()) {
+            if let Some(v) = self.slots[i]
+                .create_default_from
+                .iter()
+                .find_map(|&j| values.slots[j].first())
+            {
                 vals.push(v.clone());
             }
         }
@@ -403,7 +476,11 @@ fn render_slot(container: &mut Map<String, Value>, slot: &Slot, vals: &[String])
                 m.insert(sub.clone(), Value::from(vals[0].clone()));
             }
         }
-        Target::Typed { attr, type_value, sub } => {
+        Target::Typed {
+            attr,
+            type_value,
+            sub,
+        } => {
             let Value::Array(elements) = container
                 .entry(attr.clone())
                 .or_insert_with(|| Value::Array(Vec::new()))

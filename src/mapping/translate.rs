@@ -51,7 +51,10 @@ pub fn translate_filter(
     filter: &Filter,
     references: &HashMap<String, String>,
 ) -> Result<String, ScimError> {
-    let t = Translator { mapping, references };
+    let t = Translator {
+        mapping,
+        references,
+    };
     Ok(match t.filter(filter)? {
         Lf::True => mapping.object_filter.clone(),
         Lf::False => "(!(objectClass=*))".to_string(),
@@ -127,9 +130,17 @@ impl Translator<'_> {
     }
 
     /// A comparison (`value` set) or presence test (`value` None) on a top-level path.
-    fn attribute(&self, path: &AttrPath, op: CompareOp, value: Option<&CompValue>) -> Result<Lf, ScimError> {
+    fn attribute(
+        &self,
+        path: &AttrPath,
+        op: CompareOp,
+        value: Option<&CompValue>,
+    ) -> Result<Lf, ScimError> {
         let name = path.name.as_str();
-        let is_core = path.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(CORE_USER));
+        let is_core = path
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(CORE_USER));
         if is_core && name.eq_ignore_ascii_case("id") && path.sub.is_none() {
             return compare(&self.mapping.id_attribute, op, value, &path.to_string());
         }
@@ -143,7 +154,12 @@ impl Translator<'_> {
             .mapping
             .schema_of(path.urn.as_deref(), name)
             .ok_or_else(|| not_filterable(path))?;
-        let slots: Vec<&Slot> = self.mapping.slots_of(&schema, name).into_iter().map(|(_, s)| s).collect();
+        let slots: Vec<&Slot> = self
+            .mapping
+            .slots_of(&schema, name)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         let first = slots.first().ok_or_else(|| not_filterable(path))?;
         match &first.target {
             Target::Simple { .. } => {
@@ -162,7 +178,10 @@ impl Translator<'_> {
             }
             Target::Sub { .. } => {
                 let sub = path.sub.as_deref().ok_or_else(|| {
-                    ScimError::InvalidFilter(format!("{path} is complex; name a sub-attribute such as {path}.{}", sub_of(first)))
+                    ScimError::InvalidFilter(format!(
+                        "{path} is complex; name a sub-attribute such as {path}.{}",
+                        sub_of(first)
+                    ))
                 })?;
                 let slot = slots
                     .iter()
@@ -175,11 +194,19 @@ impl Translator<'_> {
                 let sub = path.sub.clone().unwrap_or_else(|| "value".to_string());
                 let inner = match value {
                     Some(v) => Filter::Compare {
-                        path: AttrPath { urn: None, name: sub, sub: None },
+                        path: AttrPath {
+                            urn: None,
+                            name: sub,
+                            sub: None,
+                        },
                         op,
                         value: v.clone(),
                     },
-                    None => Filter::Present(AttrPath { urn: None, name: sub, sub: None }),
+                    None => Filter::Present(AttrPath {
+                        urn: None,
+                        name: sub,
+                        sub: None,
+                    }),
                 };
                 self.elements_matching(&slots, &inner, path)
             }
@@ -191,12 +218,19 @@ impl Translator<'_> {
             .mapping
             .schema_of(attr.urn.as_deref(), &attr.name)
             .ok_or_else(|| not_filterable(attr))?;
-        let slots: Vec<&Slot> = self.mapping.slots_of(&schema, &attr.name).into_iter().map(|(_, s)| s).collect();
+        let slots: Vec<&Slot> = self
+            .mapping
+            .slots_of(&schema, &attr.name)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         match slots.first().map(|s| (&s.target, s.kind)) {
             Some((Target::Typed { .. }, _)) => self.elements_matching(&slots, inner, attr),
             // `manager[value eq "id"]`
             Some((Target::Simple { .. }, ValueKind::Reference)) => match inner {
-                Filter::Compare { path, op, value } if path.name.eq_ignore_ascii_case("value") && path.sub.is_none() => {
+                Filter::Compare { path, op, value }
+                    if path.name.eq_ignore_ascii_case("value") && path.sub.is_none() =>
+                {
                     self.reference(slots[0], *op, Some(value), attr)
                 }
                 Filter::Present(path) if path.name.eq_ignore_ascii_case("value") => {
@@ -211,11 +245,19 @@ impl Translator<'_> {
     }
 
     /// OR over the element types of a typed attribute of (element exists AND inner filter holds for it).
-    fn elements_matching(&self, slots: &[&Slot], inner: &Filter, attr: &AttrPath) -> Result<Lf, ScimError> {
+    fn elements_matching(
+        &self,
+        slots: &[&Slot],
+        inner: &Filter,
+        attr: &AttrPath,
+    ) -> Result<Lf, ScimError> {
         let mut groups: Vec<Element<'_>> = Vec::new();
         for s in slots {
             if let Target::Typed { type_value, .. } = &s.target {
-                match groups.iter_mut().find(|g| g.type_value.eq_ignore_ascii_case(type_value)) {
+                match groups
+                    .iter_mut()
+                    .find(|g| g.type_value.eq_ignore_ascii_case(type_value))
+                {
                     Some(g) => {
                         g.slots.push(s);
                         g.primary |= s.primary;
@@ -242,10 +284,14 @@ impl Translator<'_> {
             Filter::Or(a, b) => or(self.element(g, a, attr)?, self.element(g, b, attr)?),
             Filter::Not(a) => not(self.element(g, a, attr)?),
             Filter::ValuePath { .. } => {
-                return Err(ScimError::InvalidFilter(format!("value filters cannot nest inside {attr}[...]")))
+                return Err(ScimError::InvalidFilter(format!(
+                    "value filters cannot nest inside {attr}[...]"
+                )))
             }
             Filter::Present(p) => self.element_attr(g, p, CompareOp::Eq, None, attr)?,
-            Filter::Compare { path, op, value } => self.element_attr(g, path, *op, Some(value), attr)?,
+            Filter::Compare { path, op, value } => {
+                self.element_attr(g, path, *op, Some(value), attr)?
+            }
         })
     }
 
@@ -265,19 +311,34 @@ impl Translator<'_> {
             return match value {
                 None => Ok(if g.primary { Lf::True } else { Lf::False }),
                 Some(CompValue::Bool(b)) if matches!(op, CompareOp::Eq | CompareOp::Ne) => {
-                    Ok(if (g.primary == *b) == (op == CompareOp::Eq) { Lf::True } else { Lf::False })
+                    Ok(if (g.primary == *b) == (op == CompareOp::Eq) {
+                        Lf::True
+                    } else {
+                        Lf::False
+                    })
                 }
-                _ => Err(ScimError::InvalidFilter(format!("{full} compares only with eq/ne true or false"))),
+                _ => Err(ScimError::InvalidFilter(format!(
+                    "{full} compares only with eq/ne true or false"
+                ))),
             };
         }
-        match g.slots.iter().find(|s| sub_of(s).eq_ignore_ascii_case(&p.name)) {
+        match g
+            .slots
+            .iter()
+            .find(|s| sub_of(s).eq_ignore_ascii_case(&p.name))
+        {
             Some(s) => compare(&s.ldap, op, value, &full),
             // A sub-attribute this type does not store is absent, so only negations can hold.
             None if self.mapping.slots.iter().any(|s| {
-                s.target.attr().eq_ignore_ascii_case(&attr.name) && sub_of(s).eq_ignore_ascii_case(&p.name)
+                s.target.attr().eq_ignore_ascii_case(&attr.name)
+                    && sub_of(s).eq_ignore_ascii_case(&p.name)
             }) =>
             {
-                Ok(if op == CompareOp::Ne && value.is_some() { Lf::True } else { Lf::False })
+                Ok(if op == CompareOp::Ne && value.is_some() {
+                    Lf::True
+                } else {
+                    Lf::False
+                })
             }
             None => Err(not_filterable(&AttrPath {
                 urn: attr.urn.clone(),
@@ -287,17 +348,29 @@ impl Translator<'_> {
         }
     }
 
-    fn reference(&self, slot: &Slot, op: CompareOp, value: Option<&CompValue>, path: &AttrPath) -> Result<Lf, ScimError> {
+    fn reference(
+        &self,
+        slot: &Slot,
+        op: CompareOp,
+        value: Option<&CompValue>,
+        path: &AttrPath,
+    ) -> Result<Lf, ScimError> {
         match (op, value) {
             (_, None) => Ok(Lf::F(format!("({}=*)", slot.ldap))),
             (CompareOp::Eq | CompareOp::Ne, Some(CompValue::Str(id))) => {
                 let eq = match self.references.get(id) {
-                    Some(dn) => Lf::F(format!("({}={})", slot.ldap, ldap3::ldap_escape(dn.as_str()))),
+                    Some(dn) => Lf::F(format!(
+                        "({}={})",
+                        slot.ldap,
+                        ldap3::ldap_escape(dn.as_str())
+                    )),
                     None => Lf::False,
                 };
                 Ok(if op == CompareOp::Ne { not(eq) } else { eq })
             }
-            _ => Err(ScimError::InvalidFilter(format!("{path} supports only eq, ne and pr with an id string"))),
+            _ => Err(ScimError::InvalidFilter(format!(
+                "{path} supports only eq, ne and pr with an id string"
+            ))),
         }
     }
 
@@ -306,10 +379,16 @@ impl Translator<'_> {
             (_, None) => return Ok(Lf::True),
             (CompareOp::Eq, Some(CompValue::Bool(b))) => *b,
             (CompareOp::Ne, Some(CompValue::Bool(b))) => !*b,
-            (CompareOp::Eq, Some(CompValue::Str(s))) if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") => {
+            (CompareOp::Eq, Some(CompValue::Str(s)))
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+            {
                 s.eq_ignore_ascii_case("true")
             }
-            _ => return Err(ScimError::InvalidFilter("active compares only with eq/ne true or false".into())),
+            _ => {
+                return Err(ScimError::InvalidFilter(
+                    "active compares only with eq/ne true or false".into(),
+                ))
+            }
         };
         Ok(match self.mapping.disable.filter(want) {
             Some(f) => Lf::F(f),
@@ -318,7 +397,12 @@ impl Translator<'_> {
         })
     }
 
-    fn meta(&self, path: &AttrPath, op: CompareOp, value: Option<&CompValue>) -> Result<Lf, ScimError> {
+    fn meta(
+        &self,
+        path: &AttrPath,
+        op: CompareOp,
+        value: Option<&CompValue>,
+    ) -> Result<Lf, ScimError> {
         let sub = path.sub.as_deref().unwrap_or("");
         let attr = if sub.eq_ignore_ascii_case("created") {
             &self.mapping.created_attribute
@@ -333,14 +417,20 @@ impl Translator<'_> {
             None => Ok(Lf::F(format!("({attr}=*)"))),
             Some(CompValue::Str(s)) => {
                 let gt = crate::scim::time::rfc3339_to_generalized(s).ok_or_else(|| {
-                    ScimError::InvalidFilter(format!("{path}: {s:?} is not a dateTime such as 2026-01-31T12:00:00Z"))
+                    ScimError::InvalidFilter(format!(
+                        "{path}: {s:?} is not a dateTime such as 2026-01-31T12:00:00Z"
+                    ))
                 })?;
                 if matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
-                    return Err(ScimError::InvalidFilter(format!("{path} does not support {op}")));
+                    return Err(ScimError::InvalidFilter(format!(
+                        "{path} does not support {op}"
+                    )));
                 }
                 compare(attr, op, Some(&CompValue::Str(gt)), &path.to_string())
             }
-            Some(_) => Err(ScimError::InvalidFilter(format!("{path} compares with a dateTime string"))),
+            Some(_) => Err(ScimError::InvalidFilter(format!(
+                "{path} compares with a dateTime string"
+            ))),
         }
     }
 }
@@ -359,7 +449,12 @@ fn not_filterable(path: &AttrPath) -> ScimError {
 }
 
 /// A comparison of an LDAP attribute with a string value (`None` for presence).
-fn compare(attr: &str, op: CompareOp, value: Option<&CompValue>, path: &str) -> Result<Lf, ScimError> {
+fn compare(
+    attr: &str,
+    op: CompareOp,
+    value: Option<&CompValue>,
+    path: &str,
+) -> Result<Lf, ScimError> {
     let Some(value) = value else {
         return Ok(Lf::F(format!("({attr}=*)")));
     };
@@ -367,7 +462,9 @@ fn compare(attr: &str, op: CompareOp, value: Option<&CompValue>, path: &str) -> 
         CompValue::Str(s) => s.clone(),
         CompValue::Number(n) => n.to_string(),
         CompValue::Bool(_) | CompValue::Null => {
-            return Err(ScimError::InvalidFilter(format!("{path} is a string attribute; compare it with a string")))
+            return Err(ScimError::InvalidFilter(format!(
+                "{path} is a string attribute; compare it with a string"
+            )))
         }
     };
     let v = ldap3::ldap_escape(raw.as_str());
@@ -388,12 +485,19 @@ fn compare(attr: &str, op: CompareOp, value: Option<&CompValue>, path: &str) -> 
 }
 
 /// Evaluate a comparison against a value the gateway knows statically (an element's `type`).
-fn constant_string(actual: &str, op: CompareOp, value: Option<&CompValue>, path: &str) -> Result<Lf, ScimError> {
+fn constant_string(
+    actual: &str,
+    op: CompareOp,
+    value: Option<&CompValue>,
+    path: &str,
+) -> Result<Lf, ScimError> {
     let Some(value) = value else {
         return Ok(Lf::True);
     };
     let CompValue::Str(want) = value else {
-        return Err(ScimError::InvalidFilter(format!("{path} compares with a string")));
+        return Err(ScimError::InvalidFilter(format!(
+            "{path} compares with a string"
+        )));
     };
     let a = actual.to_lowercase();
     let w = want.to_lowercase();

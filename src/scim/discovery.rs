@@ -48,7 +48,13 @@ pub fn resource_types(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
     })]
 }
 
-fn attribute(name: &str, kind: &str, multi: bool, required: bool, unique: &str) -> Map<String, Value> {
+fn attribute(
+    name: &str,
+    kind: &str,
+    multi: bool,
+    required: bool,
+    unique: &str,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("name".into(), Value::from(name));
     m.insert("type".into(), Value::from(kind));
@@ -74,24 +80,43 @@ pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
             if urn == CORE_USER && mapping.disable != DisableStrategy::None {
                 attrs.push(attribute("active", "boolean", false, false, "none"));
             }
-            for slot in mapping.slots.iter().filter(|s| s.schema.eq_ignore_ascii_case(urn)) {
+            for slot in mapping
+                .slots
+                .iter()
+                .filter(|s| s.schema.eq_ignore_ascii_case(urn))
+            {
                 let name = slot.target.attr();
-                let existing = attrs
-                    .iter()
-                    .position(|a| a.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                let existing = attrs.iter().position(|a| {
+                    a.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                });
                 match &slot.target {
                     Target::Simple { attr } => {
-                        let is_user_name = urn == CORE_USER && attr.eq_ignore_ascii_case("userName");
+                        let is_user_name =
+                            urn == CORE_USER && attr.eq_ignore_ascii_case("userName");
                         let mut a = if slot.kind == ValueKind::Reference {
                             let mut a = attribute(attr, "complex", false, false, "none");
                             let mut v = attribute("value", "string", false, false, "none");
-                            v.insert("description".into(), Value::from("The id of the referenced user"));
+                            v.insert(
+                                "description".into(),
+                                Value::from("The id of the referenced user"),
+                            );
                             a.insert("subAttributes".into(), Value::Array(vec![Value::Object(v)]));
                             a
                         } else {
-                            attribute(attr, "string", false, is_user_name, if is_user_name { "server" } else { "none" })
+                            attribute(
+                                attr,
+                                "string",
+                                false,
+                                is_user_name,
+                                if is_user_name { "server" } else { "none" },
+                            )
                         };
-                        a.insert("description".into(), Value::from(format!("Stored in LDAP attribute {}", slot.ldap)));
+                        a.insert(
+                            "description".into(),
+                            Value::from(format!("Stored in LDAP attribute {}", slot.ldap)),
+                        );
                         attrs.push(a);
                     }
                     Target::Sub { attr, sub } | Target::Typed { attr, sub, .. } => {
@@ -102,10 +127,19 @@ pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
                             if multi {
                                 let mut t = attribute("type", "string", false, false, "none");
                                 t.insert("canonicalValues".into(), Value::Array(vec![]));
-                                t.insert("description".into(), Value::from("Element type; only the listed values are stored"));
+                                t.insert(
+                                    "description".into(),
+                                    Value::from("Element type; only the listed values are stored"),
+                                );
                                 let mut p = attribute("primary", "boolean", false, false, "none");
-                                p.insert("description".into(), Value::from("Returned for the configured primary type"));
-                                a.insert("subAttributes".into(), Value::Array(vec![Value::Object(t), Value::Object(p)]));
+                                p.insert(
+                                    "description".into(),
+                                    Value::from("Returned for the configured primary type"),
+                                );
+                                a.insert(
+                                    "subAttributes".into(),
+                                    Value::Array(vec![Value::Object(t), Value::Object(p)]),
+                                );
                             }
                             attrs.push(a);
                             attrs.len() - 1
@@ -114,15 +148,23 @@ pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
                             continue;
                         };
                         if let Target::Typed { type_value, .. } = &slot.target {
-                            if let Some(Value::Array(canon)) = subs.first_mut().and_then(|t| t.get_mut("canonicalValues")) {
+                            if let Some(Value::Array(canon)) =
+                                subs.first_mut().and_then(|t| t.get_mut("canonicalValues"))
+                            {
                                 if !canon.iter().any(|c| c.as_str() == Some(type_value)) {
                                     canon.push(Value::from(type_value.clone()));
                                 }
                             }
                         }
-                        if !subs.iter().any(|s| s.get("name").and_then(Value::as_str) == Some(sub.as_str())) {
+                        if !subs
+                            .iter()
+                            .any(|s| s.get("name").and_then(Value::as_str) == Some(sub.as_str()))
+                        {
                             let mut s = attribute(sub, "string", false, false, "none");
-                            s.insert("description".into(), Value::from(format!("Stored in LDAP attribute {}", slot.ldap)));
+                            s.insert(
+                                "description".into(),
+                                Value::from(format!("Stored in LDAP attribute {}", slot.ldap)),
+                            );
                             subs.push(Value::Object(s));
                         }
                     }

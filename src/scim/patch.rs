@@ -43,11 +43,17 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
         .as_object()
         .ok_or_else(|| ScimError::InvalidSyntax("a PATCH body must be a JSON object".into()))?;
     if let Some(schemas) = get_ci(obj, "schemas") {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(super::PATCH_OP))));
+        let ok = schemas.as_array().is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(super::PATCH_OP))
+            })
+        });
         if !ok {
-            return Err(ScimError::InvalidSyntax(format!("schemas must contain {}", super::PATCH_OP)));
+            return Err(ScimError::InvalidSyntax(format!(
+                "schemas must contain {}",
+                super::PATCH_OP
+            )));
         }
     }
     let ops = get_ci(obj, "Operations")
@@ -57,15 +63,21 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
         return Err(ScimError::InvalidSyntax("Operations is empty".into()));
     }
     if ops.len() > MAX_OPERATIONS {
-        return Err(ScimError::TooMany(format!("at most {MAX_OPERATIONS} operations per PATCH")));
+        return Err(ScimError::TooMany(format!(
+            "at most {MAX_OPERATIONS} operations per PATCH"
+        )));
     }
     ops.iter()
         .enumerate()
         .map(|(i, op)| {
-            let o = op
-                .as_object()
-                .ok_or_else(|| ScimError::InvalidSyntax(format!("Operations[{i}] must be an object")))?;
-            let kind = match get_ci(o, "op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            let o = op.as_object().ok_or_else(|| {
+                ScimError::InvalidSyntax(format!("Operations[{i}] must be an object"))
+            })?;
+            let kind = match get_ci(o, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("add") => OpKind::Add,
                 Some("replace") => OpKind::Replace,
                 Some("remove") => OpKind::Remove,
@@ -78,25 +90,41 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
             let path = match get_ci(o, "path") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(p)) if p.trim().is_empty() => None,
-                Some(Value::String(p)) => Some(
-                    parse_path(p).map_err(|e| ScimError::InvalidPath(format!("Operations[{i}].path {p:?}: {e}")))?,
-                ),
-                Some(_) => return Err(ScimError::InvalidPath(format!("Operations[{i}].path must be a string"))),
+                Some(Value::String(p)) => Some(parse_path(p).map_err(|e| {
+                    ScimError::InvalidPath(format!("Operations[{i}].path {p:?}: {e}"))
+                })?),
+                Some(_) => {
+                    return Err(ScimError::InvalidPath(format!(
+                        "Operations[{i}].path must be a string"
+                    )))
+                }
             };
             let value = get_ci(o, "value").cloned();
             if kind != OpKind::Remove && value.is_none() {
-                return Err(ScimError::InvalidSyntax(format!("Operations[{i}] ({kind:?}) needs a value")));
+                return Err(ScimError::InvalidSyntax(format!(
+                    "Operations[{i}] ({kind:?}) needs a value"
+                )));
             }
             if kind == OpKind::Remove && path.is_none() {
-                return Err(ScimError::NoTarget(format!("Operations[{i}]: remove needs a path")));
+                return Err(ScimError::NoTarget(format!(
+                    "Operations[{i}]: remove needs a path"
+                )));
             }
-            Ok(PatchOperation { op: kind, path, value })
+            Ok(PatchOperation {
+                op: kind,
+                path,
+                value,
+            })
         })
         .collect()
 }
 
 /// Apply all operations to `doc` in order. Any error leaves the caller free to discard `doc`.
-pub fn apply(doc: &mut Value, ops: &[PatchOperation], schema: &dyn SchemaLookup) -> Result<(), ScimError> {
+pub fn apply(
+    doc: &mut Value,
+    ops: &[PatchOperation],
+    schema: &dyn SchemaLookup,
+) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
             Some(path) => apply_path(doc, op.op, path, op.value.as_ref(), schema)?,
@@ -107,9 +135,16 @@ pub fn apply(doc: &mut Value, ops: &[PatchOperation], schema: &dyn SchemaLookup)
 }
 
 /// `{"op":"replace","value":{"displayName":"X","name.givenName":"Y","urn:...:User:department":"Z"}}`
-fn apply_pathless(doc: &mut Value, op: OpKind, value: Option<&Value>, schema: &dyn SchemaLookup) -> Result<(), ScimError> {
+fn apply_pathless(
+    doc: &mut Value,
+    op: OpKind,
+    value: Option<&Value>,
+    schema: &dyn SchemaLookup,
+) -> Result<(), ScimError> {
     let Some(Value::Object(values)) = value else {
-        return Err(ScimError::InvalidValue("an operation without path needs an object value".into()));
+        return Err(ScimError::InvalidValue(
+            "an operation without path needs an object value".into(),
+        ));
     };
     for (key, v) in values {
         if is_read_only(key) {
@@ -120,7 +155,8 @@ fn apply_pathless(doc: &mut Value, op: OpKind, value: Option<&Value>, schema: &d
                 return Err(ScimError::InvalidValue(format!("{key} must be an object")));
             };
             for (k, v2) in inner {
-                let mut path = parse_path(k).map_err(|e| ScimError::InvalidPath(format!("{k:?}: {e}")))?;
+                let mut path =
+                    parse_path(k).map_err(|e| ScimError::InvalidPath(format!("{k:?}: {e}")))?;
                 if path.attr.urn.is_none() {
                     path.attr.urn = Some(urn.clone());
                 }
@@ -135,7 +171,9 @@ fn apply_pathless(doc: &mut Value, op: OpKind, value: Option<&Value>, schema: &d
 }
 
 fn is_read_only(key: &str) -> bool {
-    ["id", "meta", "schemas"].iter().any(|k| k.eq_ignore_ascii_case(key))
+    ["id", "meta", "schemas"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(key))
 }
 
 /// The object holding an attribute: the document for core attributes, or the extension's object.
@@ -184,7 +222,10 @@ fn apply_path(
     schema: &dyn SchemaLookup,
 ) -> Result<(), ScimError> {
     if path.attr.urn.is_none() && is_read_only(&path.attr.name) {
-        return Err(ScimError::Mutability(format!("{} is read-only", path.attr.name)));
+        return Err(ScimError::Mutability(format!(
+            "{} is read-only",
+            path.attr.name
+        )));
     }
     let Some(map) = container(doc, &path.attr, schema, op != OpKind::Remove)? else {
         return Ok(()); // removing from an extension the resource does not have
@@ -228,12 +269,19 @@ fn apply_path(
 }
 
 /// An operation on a whole attribute: `emails`, `displayName`, `name`, `manager`.
-fn plain(map: &mut Map<String, Value>, key: &str, op: OpKind, value: Option<&Value>) -> Result<(), ScimError> {
+fn plain(
+    map: &mut Map<String, Value>,
+    key: &str,
+    op: OpKind,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
     match op {
         OpKind::Remove => {
             // Entra: remove with a value list removes only the listed elements.
             match (map.get_mut(key), value) {
-                (Some(Value::Array(existing)), Some(Value::Array(listed))) if !listed.is_empty() => {
+                (Some(Value::Array(existing)), Some(Value::Array(listed)))
+                    if !listed.is_empty() =>
+                {
                     existing.retain(|e| !listed.iter().any(|l| same_element(e, l)));
                 }
                 _ => {
@@ -301,10 +349,14 @@ fn filtered(
         Some(Value::Null) | None => vec![],
         Some(other) => {
             map.insert(key.to_string(), other);
-            return Err(ScimError::InvalidPath(format!("{key} has no elements to filter")));
+            return Err(ScimError::InvalidPath(format!(
+                "{key} has no elements to filter"
+            )));
         }
     };
-    let matched: Vec<usize> = (0..elements.len()).filter(|&i| matches(filter, &elements[i])).collect();
+    let matched: Vec<usize> = (0..elements.len())
+        .filter(|&i| matches(filter, &elements[i]))
+        .collect();
     match op {
         OpKind::Remove => {
             if let Some(sub) = sub {
@@ -354,7 +406,11 @@ fn filtered(
     Ok(())
 }
 
-fn set_in_element(el: &mut Map<String, Value>, sub: Option<&str>, v: Value) -> Result<(), ScimError> {
+fn set_in_element(
+    el: &mut Map<String, Value>,
+    sub: Option<&str>,
+    v: Value,
+) -> Result<(), ScimError> {
     match (sub, v) {
         (Some(sub), v) => {
             let k = key_of(el, sub);
@@ -378,9 +434,11 @@ fn set_in_element(el: &mut Map<String, Value>, sub: Option<&str>, v: Value) -> R
 /// An element left with only `type`/`primary`/`display` carries no value any more.
 fn is_bare(e: &Value) -> bool {
     match e {
-        Value::Object(o) => o
-            .keys()
-            .all(|k| ["type", "primary", "display"].iter().any(|x| x.eq_ignore_ascii_case(k))),
+        Value::Object(o) => o.keys().all(|k| {
+            ["type", "primary", "display"]
+                .iter()
+                .any(|x| x.eq_ignore_ascii_case(k))
+        }),
         _ => false,
     }
 }
@@ -418,7 +476,9 @@ pub fn matches(f: &Filter, el: &Value) -> bool {
         Filter::Or(a, b) => matches(a, el) || matches(b, el),
         Filter::Not(a) => !matches(a, el),
         Filter::ValuePath { .. } => false,
-        Filter::Present(p) => element_value(el, p).is_some_and(|v| !crate::mapping::resource::is_empty_value(v)),
+        Filter::Present(p) => {
+            element_value(el, p).is_some_and(|v| !crate::mapping::resource::is_empty_value(v))
+        }
         Filter::Compare { path, op, value } => {
             let Some(actual) = element_value(el, path) else {
                 return *op == CompareOp::Ne;

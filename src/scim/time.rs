@@ -29,9 +29,17 @@ pub fn rfc3339_to_generalized(s: &str) -> Option<String> {
     if b.len() < 20 || !s.ends_with(['Z', 'z']) {
         return None;
     }
-    let shape_ok = b[4] == b'-' && b[7] == b'-' && (b[10] == b'T' || b[10] == b't') && b[13] == b':' && b[16] == b':';
+    let shape_ok = b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b'T' || b[10] == b't')
+        && b[13] == b':'
+        && b[16] == b':';
     let digits = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19];
-    if !shape_ok || !digits.iter().all(|r| b[r.clone()].iter().all(u8::is_ascii_digit)) {
+    if !shape_ok
+        || !digits
+            .iter()
+            .all(|r| b[r.clone()].iter().all(u8::is_ascii_digit))
+    {
         return None;
     }
     let frac = &s[19..s.len() - 1];
@@ -57,12 +65,24 @@ mod tests {
 
     #[test]
     fn both_ways() {
-        assert_eq!(generalized_to_rfc3339("20261122144200Z").as_deref(), Some("2026-11-22T14:42:00Z"));
-        assert_eq!(generalized_to_rfc3339("20261122144200.5Z").as_deref(), Some("2026-11-22T14:42:00.5Z"));
+        assert_eq!(
+            generalized_to_rfc3339("20261122144200Z").as_deref(),
+            Some("2026-11-22T14:42:00Z")
+        );
+        assert_eq!(
+            generalized_to_rfc3339("20261122144200.5Z").as_deref(),
+            Some("2026-11-22T14:42:00.5Z")
+        );
         assert_eq!(generalized_to_rfc3339("2026112214Z"), None);
         assert_eq!(generalized_to_rfc3339("2026112214420xZ"), None);
-        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00Z").as_deref(), Some("20261122144200Z"));
-        assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00.25Z").as_deref(), Some("20261122144200.25Z"));
+        assert_eq!(
+            rfc3339_to_generalized("2026-11-22T14:42:00Z").as_deref(),
+            Some("20261122144200Z")
+        );
+        assert_eq!(
+            rfc3339_to_generalized("2026-11-22T14:42:00.25Z").as_deref(),
+            Some("20261122144200.25Z")
+        );
         assert_eq!(rfc3339_to_generalized("2026-11-22T14:42:00+01:00"), None);
         assert_eq!(rfc3339_to_generalized("2026-11-22 14:42:00Z"), None);
         assert_eq!(rfc3339_to_generalized("x"), None);

@@ -4,7 +4,9 @@ use super::filter::parse_filter;
 use super::patch::{self, SchemaLookup};
 use super::time::generalized_to_rfc3339;
 use super::ScimError;
-use crate::directory::{dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest};
+use crate::directory::{
+    dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
+};
 use crate::mapping::resource::{UserMeta, UserValues};
 use crate::mapping::translate::{referenced_ids, translate_filter};
 use crate::mapping::{UserMapping, ValueKind, CORE_USER};
@@ -60,7 +62,10 @@ impl<D> Clone for UserService<D> {
 
 impl SchemaLookup for UserMapping {
     fn schema_urn(&self, key: &str) -> Option<String> {
-        self.schemas().into_iter().find(|s| s.eq_ignore_ascii_case(key)).map(str::to_string)
+        self.schemas()
+            .into_iter()
+            .find(|s| s.eq_ignore_ascii_case(key))
+            .map(str::to_string)
     }
     fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
         UserMapping::schema_of(self, urn, attr)
@@ -72,7 +77,11 @@ impl SchemaLookup for UserMapping {
 
 impl<D: EntryReader + EntryWriter> UserService<D> {
     pub fn new(dir: Arc<D>, mapping: Arc<UserMapping>, settings: UserServiceSettings) -> Self {
-        UserService { dir, mapping, settings }
+        UserService {
+            dir,
+            mapping,
+            settings,
+        }
     }
 
     pub fn mapping(&self) -> &UserMapping {
@@ -122,9 +131,12 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             None | Some("") => m.object_filter.clone(),
             Some(text) => {
                 if text.len() > MAX_FILTER_BYTES {
-                    return Err(ScimError::InvalidFilter(format!("filter longer than {MAX_FILTER_BYTES} bytes")));
+                    return Err(ScimError::InvalidFilter(format!(
+                        "filter longer than {MAX_FILTER_BYTES} bytes"
+                    )));
                 }
-                let ast = parse_filter(text).map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {text:?}")))?;
+                let ast = parse_filter(text)
+                    .map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {text:?}")))?;
                 let ids = referenced_ids(m, &ast);
                 let refs = self.ids_to_dns(&ids).await?;
                 translate_filter(m, &ast, &refs)?
@@ -169,7 +181,10 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             .cloned()
             .ok_or_else(|| ScimError::InvalidValue("userName is required".into()))?;
         let rdn_value = values.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
-            ScimError::InvalidValue(format!("{} is required to name the new entry", m.slots[m.rdn_slot].path))
+            ScimError::InvalidValue(format!(
+                "{} is required to name the new entry",
+                m.slots[m.rdn_slot].path
+            ))
         })?;
         if values.slots[m.user_name_slot].len() > 1 {
             return Err(ScimError::InvalidValue("userName is single-valued".into()));
@@ -180,7 +195,9 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &rdn_value), m.base);
         let entry = match self.dir.add(&new_dn, attrs, &self.read_attributes()).await {
             Err(DirectoryError::AlreadyExists) => {
-                return Err(ScimError::Uniqueness(format!("a user with userName {user_name:?} already exists")))
+                return Err(ScimError::Uniqueness(format!(
+                    "a user with userName {user_name:?} already exists"
+                )))
             }
             other => other?,
         };
@@ -189,10 +206,17 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     /// PUT: the body replaces every mapped attribute; `active` left out keeps its state.
-    pub async fn replace(&self, id: &str, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+    pub async fn replace(
+        &self,
+        id: &str,
+        body: &Value,
+        base_url: &str,
+    ) -> Result<Value, ScimError> {
         if let Some(sent) = body.get("id").and_then(Value::as_str) {
             if sent != id {
-                return Err(ScimError::Mutability(format!("id {sent:?} does not match the URL's {id:?}")));
+                return Err(ScimError::Mutability(format!(
+                    "id {sent:?} does not match the URL's {id:?}"
+                )));
             }
         }
         let mut attempt = 0;
@@ -205,7 +229,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
             self.references_to_dns(&mut new, &HashMap::new()).await?;
             match self.write(&entry, &old, &new, base_url).await {
-                Err(ScimError::Directory(DirectoryError::Conflict)) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(ScimError::Directory(DirectoryError::Conflict))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -228,7 +256,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 .collect();
             self.references_to_dns(&mut new, &known).await?;
             match self.write(&entry, &old, &new, base_url).await {
-                Err(ScimError::Directory(DirectoryError::Conflict)) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(ScimError::Directory(DirectoryError::Conflict))
+                    if attempt < CONFLICT_RETRIES =>
+                {
+                    attempt += 1
+                }
                 other => return other,
             }
         }
@@ -243,11 +275,20 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             },
             crate::mapping::DeletePolicy::Soft { move_to } => {
                 let disable_attr = self.mapping.disable.attribute().unwrap_or_default();
-                if let Some(m) = self.mapping.disable.transition(entry.values(disable_attr), false) {
-                    self.dir.modify(&entry.dn, vec![m], self.guard(&entry), &[]).await?;
+                if let Some(m) = self
+                    .mapping
+                    .disable
+                    .transition(entry.values(disable_attr), false)
+                {
+                    self.dir
+                        .modify(&entry.dn, vec![m], self.guard(&entry), &[])
+                        .await?;
                 }
                 if let Some(parent) = move_to {
-                    let rdn = dn::split_rdns(&entry.dn).into_iter().next().unwrap_or_default();
+                    let rdn = dn::split_rdns(&entry.dn)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
                     self.dir.rename(&entry.dn, &rdn, Some(parent)).await?;
                 }
                 Ok(())
@@ -257,27 +298,46 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// Write the difference between `old` and `new` to `entry`: one guarded modify, and a rename
     /// when the RDN value changed. If the rename fails, the modify is reverted so nothing stays half-applied.
-    async fn write(&self, entry: &Entry, old: &UserValues, new: &UserValues, base_url: &str) -> Result<Value, ScimError> {
+    async fn write(
+        &self,
+        entry: &Entry,
+        old: &UserValues,
+        new: &UserValues,
+        base_url: &str,
+    ) -> Result<Value, ScimError> {
         let m = &self.mapping;
-        let disable_values = m.disable.attribute().map(|a| entry.values(a)).unwrap_or(&[]);
+        let disable_values = m
+            .disable
+            .attribute()
+            .map(|a| entry.values(a))
+            .unwrap_or(&[]);
         let mods = m.diff(old, new, disable_values)?;
         let new_rdn_value = new.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
             ScimError::InvalidValue(format!("{} cannot be removed", m.slots[m.rdn_slot].path))
         })?;
         if new.slots[m.rdn_slot].len() > 1 {
-            return Err(ScimError::InvalidValue(format!("{} is single-valued", m.slots[m.rdn_slot].path)));
+            return Err(ScimError::InvalidValue(format!(
+                "{} is single-valued",
+                m.slots[m.rdn_slot].path
+            )));
         }
         let rename = old.slots[m.rdn_slot].first() != Some(&new_rdn_value);
         if rename {
             if let Some(user_name) = new.slots[m.user_name_slot].first() {
-                self.ensure_unique_user_name(user_name, Some(&entry.dn)).await?;
+                self.ensure_unique_user_name(user_name, Some(&entry.dn))
+                    .await?;
             }
         }
         let mut current = entry.clone();
         if !mods.is_empty() {
             current = self
                 .dir
-                .modify(&entry.dn, mods.clone(), self.guard(entry), &self.read_attributes())
+                .modify(
+                    &entry.dn,
+                    mods.clone(),
+                    self.guard(entry),
+                    &self.read_attributes(),
+                )
                 .await?;
         }
         if rename {
@@ -287,7 +347,12 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 if !mods.is_empty() {
                     let undo: Vec<Modification> = mods
                         .iter()
-                        .map(|md| Modification::Replace(md.attribute().to_string(), entry.values(md.attribute()).to_vec()))
+                        .map(|md| {
+                            Modification::Replace(
+                                md.attribute().to_string(),
+                                entry.values(md.attribute()).to_vec(),
+                            )
+                        })
                         .collect();
                     if let Err(undo_err) = self.dir.modify(&entry.dn, undo, None, &[]).await {
                         tracing::error!(error = %undo_err, "could not revert a modify after a failed rename");
@@ -305,7 +370,10 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 Some(e) => e,
                 None => {
                     let new_dn = parent.map(|p| format!("{new_rdn},{p}")).unwrap_or(new_rdn);
-                    Entry { dn: new_dn, ..current }
+                    Entry {
+                        dn: new_dn,
+                        ..current
+                    }
                 }
             };
         }
@@ -321,7 +389,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// userName must be unique in the subtree. With one-level scope and userName as the RDN the
     /// directory enforces it by itself (entryAlreadyExists), so the extra search is skipped.
-    async fn ensure_unique_user_name(&self, user_name: &str, except_dn: Option<&str>) -> Result<(), ScimError> {
+    async fn ensure_unique_user_name(
+        &self,
+        user_name: &str,
+        except_dn: Option<&str>,
+    ) -> Result<(), ScimError> {
         let m = &self.mapping;
         if m.scope == Scope::OneLevel && m.rdn_slot == m.user_name_slot {
             return Ok(());
@@ -332,7 +404,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             .search(SearchRequest {
                 base: m.base.clone(),
                 scope: m.scope,
-                filter: format!("(&{}({attr}={}))", m.object_filter, ldap3::ldap_escape(user_name)),
+                filter: format!(
+                    "(&{}({attr}={}))",
+                    m.object_filter,
+                    ldap3::ldap_escape(user_name)
+                ),
                 attrs: vec!["1.1".into()],
             })
             .await?;
@@ -340,18 +416,29 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             .iter()
             .any(|e| except_dn.is_none_or(|d| dn::normalize(d) != dn::normalize(&e.dn)));
         if clash {
-            return Err(ScimError::Uniqueness(format!("a user with userName {user_name:?} already exists")));
+            return Err(ScimError::Uniqueness(format!(
+                "a user with userName {user_name:?} already exists"
+            )));
         }
         Ok(())
     }
 
     /// Replace ids in reference slots by DNs; `known` maps ids already resolved.
-    async fn references_to_dns(&self, values: &mut UserValues, known: &HashMap<String, String>) -> Result<(), ScimError> {
+    async fn references_to_dns(
+        &self,
+        values: &mut UserValues,
+        known: &HashMap<String, String>,
+    ) -> Result<(), ScimError> {
         let m = &self.mapping;
         let mut wanted = Vec::new();
         for (i, s) in m.slots.iter().enumerate() {
             if s.kind == ValueKind::Reference {
-                wanted.extend(values.slots[i].iter().filter(|id| !known.contains_key(*id)).cloned());
+                wanted.extend(
+                    values.slots[i]
+                        .iter()
+                        .filter(|id| !known.contains_key(*id))
+                        .cloned(),
+                );
             }
         }
         let mut resolved = self.ids_to_dns(&wanted).await?;
@@ -424,14 +511,22 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             })
             .await;
         match found {
-            Ok(entries) => Ok(entries.first().and_then(|e| e.first(&m.id_attribute)).map(str::to_string)),
+            Ok(entries) => Ok(entries
+                .first()
+                .and_then(|e| e.first(&m.id_attribute))
+                .map(str::to_string)),
             Err(DirectoryError::NoSuchObject) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     /// SCIM JSON for an entry. `cache` maps reference DNs to ids (None: not a user in scope).
-    async fn render(&self, entry: &Entry, base_url: &str, cache: &mut HashMap<String, Option<String>>) -> Result<Value, ScimError> {
+    async fn render(
+        &self,
+        entry: &Entry,
+        base_url: &str,
+        cache: &mut HashMap<String, Option<String>>,
+    ) -> Result<Value, ScimError> {
         let m = &self.mapping;
         let mut values = m.values_from_entry(entry);
         for (i, s) in m.slots.iter().enumerate() {
@@ -452,17 +547,19 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         }
         let id = entry
             .first(&m.id_attribute)
-            .ok_or_else(|| {
-                DirectoryError::Other {
-                    code: "missingId",
-                    message: format!("entry has no {} attribute", m.id_attribute),
-                }
+            .ok_or_else(|| DirectoryError::Other {
+                code: "missingId",
+                message: format!("entry has no {} attribute", m.id_attribute),
             })?
             .to_string();
         let meta = UserMeta {
             location: format!("{base_url}/Users/{id}"),
-            created: entry.first(&m.created_attribute).and_then(generalized_to_rfc3339),
-            last_modified: entry.first(&m.modified_attribute).and_then(generalized_to_rfc3339),
+            created: entry
+                .first(&m.created_attribute)
+                .and_then(generalized_to_rfc3339),
+            last_modified: entry
+                .first(&m.modified_attribute)
+                .and_then(generalized_to_rfc3339),
             id,
         };
         Ok(m.to_json(&values, &meta))

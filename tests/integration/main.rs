@@ -1,1 +1,10 @@
+//! Integration tests: the gateway in front of a real OpenLDAP slapd started per test.
+//! One test binary (see STYLE.md) with a module per area.
+#![allow(clippy::unwrap_used)]
 
+mod check_command;
+mod gateway;
+mod hostile;
+mod slapd;
+mod transport;
+mod users;

@@ -383,8 +383,7 @@ fn admin_bind_blocking(url: &str, password: &str) -> Result<(), String> {
                     .build()
                     .map_err(|e| format!("cannot build a tokio runtime: {e}"))?;
                 rt.block_on(async {
-                    let settings =
-                        LdapConnSettings::new().set_conn_timeout(Duration::from_secs(2));
+                    let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(2));
                     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
                         .await
                         .map_err(|e| format!("connect: {e}"))?;
@@ -462,8 +461,7 @@ fn render_config(dir: &Path, conf: &Path, admin_password: &str) {
     {
         panic!("unreplaced placeholder in rendered slapd.conf: {line}");
     }
-    fs::write(conf, rendered)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+    fs::write(conf, rendered).unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
 }
 
 /// Distinct for every instance of every test process; not a secret.

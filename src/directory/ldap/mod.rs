@@ -2,9 +2,13 @@
 
 pub mod pool;
 
-use super::{dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest};
+use super::{
+    dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest,
+};
 use crate::config::DirectorySettings;
-use ldap3::controls::{Assertion, Control, ControlType, PagedResults, PostRead, PostReadResp, RawControl};
+use ldap3::controls::{
+    Assertion, Control, ControlType, PagedResults, PostRead, PostReadResp, RawControl,
+};
 use ldap3::{Ldap, LdapError, Mod, SearchEntry};
 use pool::Pool;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -100,7 +104,9 @@ fn scope(s: Scope) -> ldap3::Scope {
 fn entry_from(dn: String, attrs: HashMap<String, Vec<String>>) -> Entry {
     let mut out = BTreeMap::new();
     for (k, v) in attrs {
-        out.entry(k.to_ascii_lowercase()).or_insert_with(Vec::new).extend(v);
+        out.entry(k.to_ascii_lowercase())
+            .or_insert_with(Vec::new)
+            .extend(v);
     }
     Entry { dn, attrs: out }
 }
@@ -117,7 +123,10 @@ fn mods(list: Vec<Modification>) -> Vec<Mod<String>> {
 
 impl LdapDirectory {
     /// Start the pool; `allowed_bases` are the subtrees writes may touch.
-    pub fn start(settings: &DirectorySettings, allowed_bases: Vec<String>) -> Result<Self, pool::ConnectError> {
+    pub fn start(
+        settings: &DirectorySettings,
+        allowed_bases: Vec<String>,
+    ) -> Result<Self, pool::ConnectError> {
         Ok(LdapDirectory {
             pool: Pool::start(settings.clone())?,
             allowed_bases,
@@ -136,11 +145,10 @@ impl LdapDirectory {
     }
 
     async fn handle(&self) -> Result<Ldap, DirectoryError> {
-        let mut h = self
-            .pool
-            .get()
-            .await
-            .ok_or_else(|| DirectoryError::Unavailable("no directory connection is up".into()))?;
+        let mut h =
+            self.pool.get().await.ok_or_else(|| {
+                DirectoryError::Unavailable("no directory connection is up".into())
+            })?;
         h.with_timeout(self.op_timeout);
         Ok(h)
     }
@@ -191,7 +199,9 @@ impl LdapDirectory {
             .ctrls
             .iter()
             .find_map(|Control(t, raw)| match t {
-                Some(ControlType::PagedResults) if raw.val.is_some() => Some(raw.parse::<PagedResults>().cookie),
+                Some(ControlType::PagedResults) if raw.val.is_some() => {
+                    Some(raw.parse::<PagedResults>().cookie)
+                }
                 _ => None,
             })
             .unwrap_or_default();
@@ -215,7 +225,12 @@ impl LdapDirectory {
     }
 
     /// Walk the whole result set with paged results, keeping only `attrs`.
-    async fn walk(&self, ldap: &mut Ldap, req: &SearchRequest, attrs: &[String]) -> Result<Vec<Entry>, DirectoryError> {
+    async fn walk(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        attrs: &[String],
+    ) -> Result<Vec<Entry>, DirectoryError> {
         let mut all = Vec::new();
         let mut cookie = Vec::new();
         loop {
@@ -233,7 +248,12 @@ impl LdapDirectory {
     }
 
     /// Attributes of the entry as the server now holds them: from the PostRead control when the server sent it.
-    async fn read_back(&self, target: &str, ctrls: &[Control], attrs: &[String]) -> Result<Entry, DirectoryError> {
+    async fn read_back(
+        &self,
+        target: &str,
+        ctrls: &[Control],
+        attrs: &[String],
+    ) -> Result<Entry, DirectoryError> {
         if attrs.is_empty() {
             return Ok(Entry {
                 dn: target.to_string(),
@@ -278,14 +298,22 @@ impl EntryReader for LdapDirectory {
         }
     }
 
-    async fn search_page(&self, req: SearchRequest, id_attr: &str, offset: usize, limit: usize) -> Result<Page, DirectoryError> {
+    async fn search_page(
+        &self,
+        req: SearchRequest,
+        id_attr: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page, DirectoryError> {
         self.check_search_base(&req.base)?;
         let mut ldap = self.handle().await?;
         let end = offset.saturating_add(limit);
         if end <= SMALL_WINDOW {
             // Entra's match and Test Connection: one round trip carries everything.
             let size = end.max(1) as i32;
-            let (entries, next) = self.page(&mut ldap, &req, &req.attrs, size, Vec::new()).await?;
+            let (entries, next) = self
+                .page(&mut ldap, &req, &req.attrs, size, Vec::new())
+                .await?;
             if next.is_empty() {
                 let total = entries.len();
                 let entries = entries.into_iter().skip(offset).take(limit).collect();
@@ -303,7 +331,10 @@ impl EntryReader for LdapDirectory {
             .filter_map(|e| e.first(id_attr))
             .collect();
         if window.is_empty() {
-            return Ok(Page { total, entries: vec![] });
+            return Ok(Page {
+                total,
+                entries: vec![],
+            });
         }
         let alternatives: String = window
             .iter()
@@ -317,7 +348,10 @@ impl EntryReader for LdapDirectory {
             .await?;
         let mut by_id: HashMap<String, Entry> = fetched
             .into_iter()
-            .filter_map(|e| e.first(id_attr).map(|id| (id.to_ascii_lowercase(), e.clone())))
+            .filter_map(|e| {
+                e.first(id_attr)
+                    .map(|id| (id.to_ascii_lowercase(), e.clone()))
+            })
             .collect();
         // Keep the walk's order; an entry deleted in between simply drops out of the window.
         let entries = window
@@ -329,13 +363,21 @@ impl EntryReader for LdapDirectory {
 }
 
 impl EntryWriter for LdapDirectory {
-    async fn add(&self, target: &str, attrs: Vec<(String, Vec<String>)>, read_back: &[String]) -> Result<Entry, DirectoryError> {
+    async fn add(
+        &self,
+        target: &str,
+        attrs: Vec<(String, Vec<String>)>,
+        read_back: &[String],
+    ) -> Result<Entry, DirectoryError> {
         self.check_within(target)?;
         let mut ldap = self.handle().await?;
         if !read_back.is_empty() {
             ldap.with_controls(PostRead::new(read_back.to_vec()));
         }
-        let attrs: Vec<(String, HashSet<String>)> = attrs.into_iter().map(|(a, v)| (a, v.into_iter().collect())).collect();
+        let attrs: Vec<(String, HashSet<String>)> = attrs
+            .into_iter()
+            .map(|(a, v)| (a, v.into_iter().collect()))
+            .collect();
         let res = self.timed(ldap.add(target, attrs)).await?;
         let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
         self.read_back(target, &res.ctrls, read_back).await
@@ -367,7 +409,12 @@ impl EntryWriter for LdapDirectory {
         self.read_back(target, &res.ctrls, read_back).await
     }
 
-    async fn rename(&self, target: &str, new_rdn: &str, new_parent: Option<&str>) -> Result<String, DirectoryError> {
+    async fn rename(
+        &self,
+        target: &str,
+        new_rdn: &str,
+        new_parent: Option<&str>,
+    ) -> Result<String, DirectoryError> {
         self.check_within(target)?;
         let parent = match new_parent {
             Some(p) => p.to_string(),
@@ -376,7 +423,9 @@ impl EntryWriter for LdapDirectory {
         let new_dn = format!("{new_rdn},{parent}");
         self.check_within(&new_dn)?;
         let mut ldap = self.handle().await?;
-        let res = self.timed(ldap.modifydn(target, new_rdn, true, new_parent)).await?;
+        let res = self
+            .timed(ldap.modifydn(target, new_rdn, true, new_parent))
+            .await?;
         res.success().map_err(|e| classify(e, self.op_timeout))?;
         Ok(new_dn)
     }

@@ -23,7 +23,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max, current: min }
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
     }
 
     /// The delay before the next attempt; each call doubles the following one up to `max`.
@@ -79,7 +83,9 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
         .set_conn_timeout(s.connect_timeout)
         .set_starttls(s.starttls);
     if s.danger_skip_tls_verify {
-        tracing::warn!("directory.danger_skip_tls_verify is set: the directory's certificate is not checked");
+        tracing::warn!(
+            "directory.danger_skip_tls_verify is set: the directory's certificate is not checked"
+        );
         cs = cs.set_no_tls_verify(true);
     } else if let Some(path) = &s.ca_file {
         let ca_err = |message: String| ConnectError::CaFile {
@@ -95,11 +101,13 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
         if roots.is_empty() {
             return Err(ca_err("no certificate found".into()));
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ca_err(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ca_err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         cs = cs.set_config(Arc::new(config));
     }
     Ok(cs)
@@ -111,10 +119,11 @@ pub async fn connect(
     cs: LdapConnSettings,
 ) -> Result<(Ldap, JoinHandle<()>), ConnectError> {
     let timeout = settings.connect_timeout;
-    let (conn, mut ldap) = tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, &settings.url))
-        .await
-        .map_err(|_| ConnectError::Timeout(timeout))?
-        .map_err(ConnectError::Connect)?;
+    let (conn, mut ldap) =
+        tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, &settings.url))
+            .await
+            .map_err(|_| ConnectError::Timeout(timeout))?
+            .map_err(ConnectError::Connect)?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
             tracing::debug!(error = %e, "directory connection ended with an error");
@@ -154,7 +163,10 @@ impl Pool {
         let supervisors = (0..n)
             .map(|i| tokio::spawn(supervise(shared.clone(), i)))
             .collect();
-        Ok(Pool { shared, supervisors })
+        Ok(Pool {
+            shared,
+            supervisors,
+        })
     }
 
     fn try_get(&self) -> Option<Ldap> {
@@ -194,7 +206,12 @@ impl Pool {
         self.shared
             .handles
             .iter()
-            .filter(|s| s.lock().ok().and_then(|g| g.clone()).is_some_and(|mut h| !h.is_closed()))
+            .filter(|s| {
+                s.lock()
+                    .ok()
+                    .and_then(|g| g.clone())
+                    .is_some_and(|mut h| !h.is_closed())
+            })
             .count()
     }
 }

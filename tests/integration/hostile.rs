@@ -1,0 +1,288 @@
+//! Hostile input: LDAP filter and DN metacharacters, subtree escapes, malformed and oversized bodies.
+
+use crate::gateway::{first, people_dn, TestGateway};
+use crate::slapd::SUFFIX;
+use serde_json::json;
+
+#[tokio::test]
+async fn filter_metacharacters_never_widen_a_search() {
+    let gw = TestGateway::start().await;
+    let star = gw.create_user("star*user").await;
+    let paren = gw.create_user("par(en)thesis").await;
+    let slash = gw.create_user("back\\slash").await;
+    // Each value matches only itself, never a wildcard or an injected clause.
+    for (filter, expect) in [
+        ("userName eq \"*\"", vec![]),
+        ("userName eq \"star*user\"", vec![star.clone()]),
+        ("userName eq \"star*\"", vec![]),
+        ("userName eq \"par(en)thesis\"", vec![paren.clone()]),
+        ("userName eq \"x)(uid=*\"", vec![]),
+        ("userName eq \"*)(|(uid=*\"", vec![]),
+        ("userName eq \"back\\\\slash\"", vec![slash.clone()]),
+        ("userName eq \"back\\\\2aslash\"", vec![]),
+        ("userName eq \"nul\\u0000byte\"", vec![]),
+        ("userName eq \"alice\\u0000\"", vec![]),
+        ("emails[type eq \"work\"].value eq \"*\"", vec![]),
+        ("externalId eq \"*\"", vec![]),
+        ("displayName eq \"*\"", vec![]),
+        ("name.givenName eq \"*\"", vec![]),
+        (
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq \"*\"",
+            vec![],
+        ),
+        ("userName co \"*\"", vec![star.clone()]),
+        ("userName sw \"par(\"", vec![paren.clone()]),
+    ] {
+        let r = gw.filter(filter).await.expect(200);
+        let got: Vec<String> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, expect, "filter {filter}");
+    }
+}
+
+#[tokio::test]
+async fn dn_specials_in_user_name_stay_one_rdn_below_people() {
+    let gw = TestGateway::start().await;
+    for name in [
+        "a,b+c\"d\\e<f>g;h=i",
+        "#hash",
+        " lead and trail ",
+        "x,ou=admins",
+        "x,ou=admins,dc=example,dc=org",
+    ] {
+        let r = gw
+            .post("/Users", &json!({"userName": name}))
+            .await
+            .expect(201);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(r.body["userName"], name, "round trip of {name:?}");
+        let e = gw.entry_by_id(&id).await.unwrap();
+        assert_eq!(first(&e, "uid").unwrap(), name);
+        let parent = scim_ldap_gateway::directory::dn::parent(&e.dn).unwrap();
+        assert_eq!(
+            parent,
+            format!("ou=people,{SUFFIX}"),
+            "{name:?} landed at {}",
+            e.dn
+        );
+        assert_eq!(
+            gw.get(&format!("/Users/{id}")).await.expect(200).body["userName"],
+            name
+        );
+    }
+    assert!(
+        gw.slapd
+            .find(&format!("ou=admins,{SUFFIX}"), "(uid=*)")
+            .await
+            .is_empty(),
+        "nothing may land in ou=admins"
+    );
+}
+
+#[tokio::test]
+async fn entries_outside_the_subtree_are_404() {
+    let gw = TestGateway::start().await;
+    let outsider = gw
+        .slapd
+        .entry(&format!("uid=outsider,ou=other,{SUFFIX}"))
+        .await
+        .unwrap();
+    let id = first(&outsider, "entryUUID").unwrap();
+    gw.get(&format!("/Users/{id}"))
+        .await
+        .expect_error(404, None);
+    gw.patch(
+        &format!("/Users/{id}"),
+        &json!({"Operations":[{"op":"replace","path":"title","value":"pwned"}]}),
+    )
+    .await
+    .expect_error(404, None);
+    gw.put(
+        &format!("/Users/{id}"),
+        &json!({"userName":"outsider","title":"pwned"}),
+    )
+    .await
+    .expect_error(404, None);
+    gw.delete(&format!("/Users/{id}"))
+        .await
+        .expect_error(404, None);
+    let after = gw
+        .slapd
+        .entry(&format!("uid=outsider,ou=other,{SUFFIX}"))
+        .await
+        .expect("outsider untouched");
+    assert_eq!(first(&after, "title").unwrap(), "Contractor");
+    let r = gw.filter("userName eq \"outsider\"").await.expect(200);
+    assert_eq!(r.body["totalResults"], 0);
+    // The manager reference cannot point outside the subtree either.
+    let me = gw.create_user("managed@contoso.com").await;
+    gw.patch(
+        &format!("/Users/{me}"),
+        &json!({"Operations":[{"op":"add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":id}]}),
+    )
+    .await
+    .expect_error(400, Some("invalidValue"));
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let gw = TestGateway::start().await;
+    let post_raw = |body: Vec<u8>, ct: &'static str| {
+        gw.client
+            .post(format!("{}/Users", gw.base))
+            .header("content-type", ct)
+            .body(body)
+    };
+    let r = gw
+        .send_with(
+            post_raw(b"{\"userName\": ".to_vec(), "application/scim+json"),
+            None,
+        )
+        .await;
+    r.expect_error(400, Some("invalidSyntax"));
+    let r = gw
+        .send_with(post_raw(b"[1,2,3]".to_vec(), "application/scim+json"), None)
+        .await;
+    r.expect_error(400, Some("invalidSyntax"));
+    let r = gw
+        .send_with(post_raw(b"\xff\xfe".to_vec(), "application/json"), None)
+        .await;
+    r.expect_error(400, Some("invalidSyntax"));
+    let deep = "[".repeat(10_000);
+    let r = gw
+        .send_with(post_raw(deep.into_bytes(), "application/json"), None)
+        .await;
+    r.expect_error(400, Some("invalidSyntax"));
+    let big = format!(
+        "{{\"userName\":\"big\",\"displayName\":\"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let r = gw
+        .send_with(post_raw(big.into_bytes(), "application/scim+json"), None)
+        .await;
+    r.expect_error(413, None);
+    let r = gw
+        .send_with(
+            post_raw(b"userName=x".to_vec(), "application/x-www-form-urlencoded"),
+            None,
+        )
+        .await;
+    r.expect_error(415, None);
+    gw.post("/Users", &json!({"displayName": "no user name"}))
+        .await
+        .expect_error(400, Some("invalidValue"));
+    gw.post("/Users", &json!({"userName": ["a", "b"]}))
+        .await
+        .expect_error(400, Some("invalidValue"));
+    gw.post("/Users", &json!({"userName": "nul\u{0}byte"}))
+        .await
+        .expect_error(400, Some("invalidValue"));
+    gw.post("/Users", &json!({"userName": "ok", "active": "maybe"}))
+        .await
+        .expect_error(400, Some("invalidValue"));
+    assert!(gw.slapd.entry(&people_dn("big")).await.is_none());
+    assert!(gw.slapd.entry(&people_dn("ok")).await.is_none());
+    // Bad PATCH documents.
+    let id = gw.seeded_id("bob").await;
+    let p = format!("/Users/{id}");
+    gw.patch(&p, &json!({"Operations": []}))
+        .await
+        .expect_error(400, Some("invalidSyntax"));
+    gw.patch(
+        &p,
+        &json!({"Operations": [{"op": "jump", "path": "title"}]}),
+    )
+    .await
+    .expect_error(400, Some("invalidSyntax"));
+    gw.patch(&p, &json!({"Operations": [{"op": "remove"}]}))
+        .await
+        .expect_error(400, Some("noTarget"));
+    gw.patch(
+        &p,
+        &json!({"Operations": [{"op": "replace", "path": "emails[type eq", "value": "x"}]}),
+    )
+    .await
+    .expect_error(400, Some("invalidPath"));
+    gw.patch(
+        &p,
+        &json!({"Operations": [{"op": "replace", "path": "id", "value": "x"}]}),
+    )
+    .await
+    .expect_error(400, Some("mutability"));
+    assert_eq!(gw.get(&p).await.expect(200).body["userName"], "bob");
+}
+
+#[tokio::test]
+async fn bad_filters_are_400_invalid_filter() {
+    let gw = TestGateway::start().await;
+    for f in [
+        "userName eq",
+        "userName xx \"a\"",
+        "(userName eq \"a\"",
+        "nickName eq \"a\"",
+        "name eq \"a\"",
+        "userName eq true",
+    ] {
+        let r = gw.filter(f).await.expect_error(400, Some("invalidFilter"));
+        if f.starts_with("nickName") {
+            assert!(
+                r.body["detail"].as_str().unwrap().contains("nickName"),
+                "{}",
+                r.body
+            );
+        }
+    }
+    let long = format!("userName eq \"{}\"", "a".repeat(10_000));
+    gw.filter(&long)
+        .await
+        .expect_error(400, Some("invalidFilter"));
+}
+
+#[tokio::test]
+async fn authentication_is_required_everywhere() {
+    let gw = TestGateway::start().await;
+    for path in [
+        "/Users",
+        "/Users/x",
+        "/ServiceProviderConfig",
+        "/Schemas",
+        "/nonexistent",
+    ] {
+        let url = format!("{}{path}", gw.base);
+        for req in [
+            gw.client.get(&url),
+            gw.client
+                .get(&url)
+                .header("authorization", "Bearer wrong-token-0123456789"),
+            gw.client
+                .get(&url)
+                .header("authorization", format!("Basic {}", crate::gateway::TOKEN)),
+            gw.client.get(&url).header("authorization", "Bearer "),
+        ] {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{path}");
+            assert!(resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"));
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["status"], "401");
+        }
+    }
+    // The token in the query string is not a credential.
+    let resp = gw
+        .client
+        .get(format!(
+            "{}/Users?access_token={}",
+            gw.base,
+            crate::gateway::TOKEN
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
