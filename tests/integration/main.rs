@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod check_command;
+mod directory_faults;
 mod gateway;
 mod hostile;
+mod serve_command;
 mod slapd;
 mod transport;
 mod users;

@@ -586,3 +586,115 @@ async fn patch_is_all_or_nothing() {
     );
     assert!(first(&e, "telephoneNumber").is_none());
 }
+
+#[tokio::test]
+async fn every_attribute_of_entra_default_mapping_round_trips() {
+    let gw = TestGateway::start().await;
+    let alice = gw.seeded_id("alice").await;
+    let sent = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        "userName": "Full.Mapping@contoso.com",
+        "externalId": "FullMapping",
+        "active": true,
+        "displayName": "Full Mapping",
+        "title": "Chief Round-Tripper",
+        "preferredLanguage": "de-CH",
+        "name": {"givenName": "Fülla", "familyName": "Mäpping", "formatted": "Fülla Mäpping"},
+        "emails": [{"type": "work", "value": "Full.Mapping@contoso.com", "primary": true}],
+        "phoneNumbers": [
+            {"type": "work", "value": "+41 44 555 01 00"},
+            {"type": "mobile", "value": "+41 79 555 01 01"},
+            {"type": "fax", "value": "+41 44 555 01 02"}
+        ],
+        "addresses": [{
+            "type": "work",
+            "formatted": "Bahnhofstrasse 1\n8001 Zürich\nSwitzerland",
+            "streetAddress": "Bahnhofstrasse 1",
+            "locality": "Zürich",
+            "region": "ZH",
+            "postalCode": "8001",
+            "country": "CH"
+        }],
+        ENTERPRISE: {"employeeNumber": "000123", "department": "Provisioning", "manager": {"value": alice}}
+    });
+    let created = gw.post("/Users", &sent).await.expect(201).body;
+    let id = created["id"].as_str().unwrap().to_string();
+    let got = gw.get(&format!("/Users/{id}")).await.expect(200).body;
+    for key in ["userName", "externalId", "active", "displayName", "title", "preferredLanguage", "name", "emails", "addresses"] {
+        assert_eq!(got[key], sent[key], "{key} must come back exactly as sent");
+    }
+    let mut phones = got["phoneNumbers"].as_array().unwrap().clone();
+    phones.sort_by_key(|p| p["type"].as_str().unwrap().to_string());
+    let mut want = sent["phoneNumbers"].as_array().unwrap().clone();
+    want.sort_by_key(|p| p["type"].as_str().unwrap().to_string());
+    assert_eq!(phones, want);
+    assert_eq!(got[ENTERPRISE], sent[ENTERPRISE]);
+    assert_eq!(created, got, "the POST response is the stored resource");
+
+    let e = gw.entry_by_id(&id).await.unwrap();
+    for (attr, want) in [
+        ("uid", "Full.Mapping@contoso.com"),
+        ("scimExternalId", "FullMapping"),
+        ("displayName", "Full Mapping"),
+        ("title", "Chief Round-Tripper"),
+        ("preferredLanguage", "de-CH"),
+        ("givenName", "Fülla"),
+        ("sn", "Mäpping"),
+        ("cn", "Fülla Mäpping"),
+        ("mail", "Full.Mapping@contoso.com"),
+        ("telephoneNumber", "+41 44 555 01 00"),
+        ("mobile", "+41 79 555 01 01"),
+        ("facsimileTelephoneNumber", "+41 44 555 01 02"),
+        ("postalAddress", "Bahnhofstrasse 1\n8001 Zürich\nSwitzerland"),
+        ("street", "Bahnhofstrasse 1"),
+        ("l", "Zürich"),
+        ("st", "ZH"),
+        ("postalCode", "8001"),
+        ("scimAddressCountry", "CH"),
+        ("employeeNumber", "000123"),
+        ("departmentNumber", "Provisioning"),
+    ] {
+        assert_eq!(values(&e, attr), vec![want.to_string()], "LDAP attribute {attr}");
+    }
+    assert_eq!(values(&e, "manager"), vec![people_dn("alice")]);
+
+    // A second identical PUT changes nothing: Entra's diff converges.
+    let before = first(&e, "modifyTimestamp");
+    let mut again = sent.clone();
+    again["id"] = json!(id);
+    let put = gw.put(&format!("/Users/{id}"), &again).await.expect(200).body;
+    assert_eq!(put, got);
+    let after = gw.entry_by_id(&id).await.unwrap();
+    assert_eq!(first(&after, "modifyTimestamp"), before);
+    assert_eq!(first(&after, "entryCSN"), first(&e, "entryCSN"), "no write for an unchanged resource");
+}
+
+#[tokio::test]
+async fn generic_attribute_disable_strategy() {
+    let gw = TestGateway::start_with(|t| {
+        t.replace(
+            "[mapping.users.disable]\ntype = \"ppolicy\"",
+            "[mapping.users.disable]\ntype = \"attribute\"\nattribute = \"employeeType\"\nvalue = \"disabled\"",
+        )
+    })
+    .await;
+    let id = gw.create_user("generic@contoso.com").await;
+    let path = format!("/Users/{id}");
+    let off = json!({"Operations":[{"op":"replace","path":"active","value":false}]});
+    for _ in 0..2 {
+        assert_eq!(gw.patch(&path, &off).await.expect(200).body["active"], false);
+        let e = gw.entry_by_id(&id).await.unwrap();
+        assert_eq!(values(&e, "employeeType"), vec!["disabled"]);
+        assert!(first(&e, "pwdAccountLockedTime").is_none());
+    }
+    assert_eq!(gw.filter("active eq false").await.expect(200).body["totalResults"], 1);
+    assert_eq!(gw.filter("active eq true").await.expect(200).body["totalResults"], 3);
+    let on = json!({"Operations":[{"op":"replace","path":"active","value":"True"}]});
+    assert_eq!(gw.patch(&path, &on).await.expect(200).body["active"], true);
+    assert!(first(&gw.entry_by_id(&id).await.unwrap(), "employeeType").is_none());
+    // Created disabled.
+    let r = gw.post("/Users", &json!({"userName": "born-disabled", "active": false})).await.expect(201);
+    assert_eq!(r.body["active"], false);
+    let e = gw.slapd.entry(&people_dn("born-disabled")).await.unwrap();
+    assert_eq!(values(&e, "employeeType"), vec!["disabled"]);
+}
