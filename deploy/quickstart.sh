@@ -110,6 +110,11 @@ cat >&2 <<MSG
         "emails": [{"value": "dave@example.org", "primary": true}],
         "active": true }'
 
+    See what the directory now holds:
+
+    ldapsearch -x -H ldap://127.0.0.1:$LDAP_PORT -D cn=admin,dc=example,dc=org -w "\$LDAP_ADMIN_PASSWORD" \\
+      -b ou=people,dc=example,dc=org '(uid=dave)' '*' '+'
+
 MSG
 
 step "6/6 running the gateway (Ctrl-C stops it and slapd)"
