@@ -5,14 +5,22 @@
 //! (`deploy/ldap/slapd.conf.in`, `scim-gateway.schema`, `seed.ldif`), loads
 //! the seed with `slapadd`, and starts `/usr/sbin/slapd` on a free loopback
 //! port. Tests therefore never share directory state and may run in parallel.
+//! [`Slapd::start_tls`] does the same with a freshly generated CA and server
+//! certificate, listening for StartTLS on `ldap://` and for `ldaps://`.
+//!
+//! Fault injection: [`Slapd::stop`], [`Slapd::kill`], [`Slapd::restart`]
+//! (same port, same data), [`Slapd::pause`] and [`Slapd::resume`]
+//! (SIGSTOP/SIGCONT, a hung server whose sockets stay open).
 //!
 //! Process hygiene: slapd runs in the foreground (`-d none`) under a tiny
 //! `sh` supervisor whose stdin is a pipe held by this process. Dropping the
 //! [`Slapd`] closes the pipe, the supervisor sends SIGTERM to slapd and both
 //! exit; the drop waits for that (and escalates to SIGKILL after a timeout).
-//! Because the trigger is "the pipe's write end went away", slapd is also
-//! stopped when the test binary dies without running destructors (a panic
-//! with `panic = "abort"`, SIGKILL from a CI timeout, ...).
+//! A paused slapd gets SIGCONT first. Because the trigger is "the pipe's
+//! write end went away", slapd is also stopped when the test binary dies
+//! without running destructors (a panic with `panic = "abort"`, SIGKILL from
+//! a CI timeout, ...) -- unless it is paused at that moment: a stopped
+//! process only acts on SIGTERM once continued.
 
 #![allow(dead_code)]
 
@@ -22,6 +30,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchResult};
@@ -42,6 +51,8 @@ const START_ATTEMPTS: u32 = 5;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the drop waits for a graceful shutdown before using SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `restart` keeps trying while its fixed port is still taken.
+const RESTART_PORT_WAIT: Duration = Duration::from_secs(5);
 
 /// Supervisor run as `sh -c SUPERVISOR slapd-supervisor LOG SLAPD ARGS...`.
 /// Prints slapd's pid on stdout, then waits for slapd. A background watcher
@@ -66,7 +77,8 @@ exit "$rc"
 
 /// A running, seeded OpenLDAP instance. Stopped (and its files removed) on drop.
 pub struct Slapd {
-    /// TCP port on 127.0.0.1.
+    /// TCP port on 127.0.0.1 (plain LDAP; StartTLS for [`Slapd::start_tls`]).
+    /// Unchanged by [`Slapd::restart`].
     pub port: u16,
     /// `ldap://127.0.0.1:<port>`
     pub url: String,
@@ -75,9 +87,48 @@ pub struct Slapd {
     /// Unique per instance, so a client that reached the wrong server fails to bind.
     pub admin_password: String,
     pid: u32,
+    /// The `ldaps://` port of a TLS instance.
+    ldaps_port: Option<u16>,
+    /// Trust for the harness's own connections to a TLS instance (which always use StartTLS).
+    client_tls: Option<Arc<rustls::ClientConfig>>,
     process: Option<Supervised>,
     // Declared last: removed only after the process is gone.
     dir: tempfile::TempDir,
+}
+
+/// The certificate material of a [`Slapd::start_tls`] instance. The files
+/// live in the instance directory and disappear with the [`Slapd`].
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    /// PEM file of the CA that signed slapd's certificate (absolute path).
+    pub ca_file: PathBuf,
+    /// The same CA certificate, PEM.
+    pub ca_pem: String,
+    /// Port of the `ldaps://` listener.
+    pub ldaps_port: u16,
+    /// `ldaps://127.0.0.1:<ldaps_port>`
+    pub ldaps_url: String,
+}
+
+/// One successful simple bind, as slapd logged it (TLS instances only, see [`Slapd::binds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedBind {
+    /// slapd's connection number.
+    pub conn: u64,
+    /// The port the client connected to (the `ldap://` or the `ldaps://` one).
+    pub server_port: Option<u16>,
+    /// The bind DN.
+    pub dn: String,
+    /// Security strength factor of the connection at bind time: 0 means plaintext.
+    pub ssf: u32,
+}
+
+/// What a TLS instance needs besides the plain one.
+struct TlsSetup {
+    material: TlsMaterial,
+    /// Lines for slapd.conf's global section.
+    directives: String,
+    client: Arc<rustls::ClientConfig>,
 }
 
 impl Slapd {
@@ -85,6 +136,22 @@ impl Slapd {
     /// directory. Blocking (std::process); fine to call from `#[tokio::test]`.
     /// Panics with slapd's output if the server cannot be started.
     pub fn start() -> Slapd {
+        Self::launch(false).0
+    }
+
+    /// Like [`Slapd::start`], with a server certificate for `127.0.0.1` and
+    /// `localhost` signed by a fresh test CA. slapd listens on
+    /// `ldap://127.0.0.1:<port>` (StartTLS offered, plaintext still allowed)
+    /// and `ldaps://127.0.0.1:<ldaps_port>`, and logs connections and binds
+    /// (`-d stats`) so tests can check how clients connected ([`Slapd::binds`]).
+    /// The harness's own connections ([`Slapd::admin`], [`Slapd::find`], ...)
+    /// use StartTLS with the test CA.
+    pub fn start_tls() -> (Slapd, TlsMaterial) {
+        let (slapd, material) = Self::launch(true);
+        (slapd, material.expect("a TLS instance has TLS material"))
+    }
+
+    fn launch(tls: bool) -> (Slapd, Option<TlsMaterial>) {
         for bin in [SLAPD, SLAPADD, SLAPPASSWD] {
             if !Path::new(bin).exists() {
                 panic!(
@@ -102,9 +169,15 @@ impl Slapd {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("cannot create slapd data directory");
 
+        let tls = tls.then(|| tls_setup(dir.path()));
         let admin_password = unique_password();
         let conf = dir.path().join("slapd.conf");
-        render_config(dir.path(), &conf, &admin_password);
+        render_config(
+            dir.path(),
+            &conf,
+            &admin_password,
+            tls.as_ref().map_or("", |t| t.directives.as_str()),
+        );
 
         // Load the seed offline: faster than ldapadd and no race with startup.
         let seed = deploy_file("seed.ldif");
@@ -128,23 +201,54 @@ impl Slapd {
         }
 
         let log = dir.path().join("slapd.log");
+        let pidfile = dir.path().join("slapd.pid");
+        let client_tls = tls.as_ref().map(|t| t.client.clone());
         let mut failures = Vec::new();
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
+            let ldaps_port = tls.is_some().then(|| loop {
+                let p = free_port();
+                if p != port {
+                    break p;
+                }
+            });
             let url = format!("ldap://127.0.0.1:{port}");
-            let mut process = Supervised::spawn(&log, &conf, port);
-            let pidfile = dir.path().join("slapd.pid");
-            match wait_ready(&mut process, &pidfile, port, &url, &admin_password) {
+            let mut process = Supervised::spawn(
+                &log,
+                &conf,
+                &listen_urls(port, ldaps_port),
+                debug_level(tls.is_some()),
+            );
+            let ports: Vec<u16> = std::iter::once(port).chain(ldaps_port).collect();
+            match wait_ready(
+                &mut process,
+                &pidfile,
+                &ports,
+                &url,
+                &admin_password,
+                client_tls.as_ref(),
+            ) {
                 Ok(()) => {
-                    return Slapd {
+                    let material = tls.map(|t| {
+                        let ldaps_port = ldaps_port.unwrap_or_default();
+                        TlsMaterial {
+                            ldaps_port,
+                            ldaps_url: format!("ldaps://127.0.0.1:{ldaps_port}"),
+                            ..t.material
+                        }
+                    });
+                    let slapd = Slapd {
                         port,
                         url,
                         admin_dn: ADMIN_DN.to_string(),
                         admin_password,
                         pid: process.slapd_pid,
+                        ldaps_port,
+                        client_tls,
                         process: Some(process),
                         dir,
                     };
+                    return (slapd, material);
                 }
                 Err(why) => {
                     // Dropping `process` stops whatever is left of slapd.
@@ -162,7 +266,7 @@ impl Slapd {
                     }
                     // Keep the log short and unambiguous for the next attempt.
                     let _ = fs::remove_file(&log);
-                    let _ = fs::remove_file(dir.path().join("slapd.pid"));
+                    let _ = fs::remove_file(&pidfile);
                 }
             }
         }
@@ -172,10 +276,125 @@ impl Slapd {
         );
     }
 
-    /// A new connection bound as the rootdn. Its driver runs on the current
-    /// tokio runtime.
+    /// Stops slapd gracefully (SIGTERM, waiting for it to exit; SIGKILL if it
+    /// ignores that for 10 s). The data directory and the ports are kept for
+    /// [`Slapd::restart`]. Does nothing if slapd is not running.
+    pub fn stop(&mut self) {
+        // Supervised's drop continues a paused slapd, then stops it.
+        drop(self.process.take());
+    }
+
+    /// Kills slapd with SIGKILL (no shutdown, like a crash) and waits until it
+    /// is gone. Data directory and ports are kept. Does nothing if slapd is
+    /// not running.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            if !process.exited() {
+                signal(process.slapd_pid, "KILL");
+            }
+            // slapd's death ends the supervisor; the drop then finds it exited
+            // (and would still escalate if something went wrong).
+            process.wait_exit(STOP_TIMEOUT);
+        }
+    }
+
+    /// Starts slapd again on the same port(s) with the same configuration and
+    /// data, after stopping it gracefully if it is still running. Returns once
+    /// it answers an admin bind; panics with its log otherwise. [`Slapd::pid`]
+    /// names the new process afterwards.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = self.dir.path().join("slapd.log");
+        let pidfile = self.dir.path().join("slapd.pid");
+        let conf = self.dir.path().join("slapd.conf");
+        let ports: Vec<u16> = std::iter::once(self.port).chain(self.ldaps_port).collect();
+        let deadline = Instant::now() + RESTART_PORT_WAIT;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let log_offset = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            // A killed slapd leaves its pid file behind.
+            let _ = fs::remove_file(&pidfile);
+            let mut process = Supervised::spawn(
+                &log,
+                &conf,
+                &listen_urls(self.port, self.ldaps_port),
+                debug_level(self.client_tls.is_some()),
+            );
+            match wait_ready(
+                &mut process,
+                &pidfile,
+                &ports,
+                &self.url,
+                &self.admin_password,
+                self.client_tls.as_ref(),
+            ) {
+                Ok(()) => {
+                    self.pid = process.slapd_pid;
+                    self.process = Some(process);
+                    return;
+                }
+                Err(why) => {
+                    drop(process);
+                    let output = fs::read(&log).unwrap_or_default();
+                    let new_output =
+                        String::from_utf8_lossy(output.get(log_offset as usize..).unwrap_or(&[]))
+                            .into_owned();
+                    if new_output.contains("Address already in use") && Instant::now() < deadline {
+                        // The port must stay the same: wait for whoever holds it.
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                    panic!(
+                        "slapd did not restart on port(s) {ports:?} (attempt {attempt}: {why}).\n\
+                         --- slapd output ({}) ---\n{}",
+                        log.display(),
+                        String::from_utf8_lossy(&output)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Freezes slapd with SIGSTOP: connections stay open and the kernel still
+    /// accepts new ones, but nothing is answered until [`Slapd::resume`].
+    /// Don't use [`Slapd::admin`], [`Slapd::find`], ... while paused: they would hang.
+    pub fn pause(&self) {
+        let process = self.running("pause");
+        assert!(
+            signal(process.slapd_pid, "STOP"),
+            "cannot SIGSTOP slapd (pid {})",
+            process.slapd_pid
+        );
+    }
+
+    /// Continues a slapd frozen by [`Slapd::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        let process = self.running("resume");
+        assert!(
+            signal(process.slapd_pid, "CONT"),
+            "cannot SIGCONT slapd (pid {})",
+            process.slapd_pid
+        );
+    }
+
+    /// Whether slapd was started and has neither been stopped nor killed
+    /// (nor died on its own).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| !p.exited())
+    }
+
+    fn running(&self, what: &str) -> &Supervised {
+        self.process
+            .as_ref()
+            .unwrap_or_else(|| panic!("cannot {what} slapd: it is not running"))
+    }
+
+    /// A new connection bound as the rootdn (over StartTLS for a TLS
+    /// instance). Its driver runs on the current tokio runtime.
     pub async fn admin(&self) -> Ldap {
-        let (conn, mut ldap) = LdapConnAsync::new(&self.url)
+        let settings = client_settings(self.client_tls.as_ref());
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url));
         ldap3::drive!(conn);
@@ -205,9 +424,15 @@ impl Slapd {
         self.search(base, Scope::Subtree, filter).await
     }
 
-    /// Pid of the slapd process.
+    /// Pid of the slapd process (the current one after a restart, the last
+    /// one after stop/kill).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// `ldaps://127.0.0.1:<port>` of a TLS instance, `None` for a plain one.
+    pub fn ldaps_url(&self) -> Option<String> {
+        self.ldaps_port.map(|p| format!("ldaps://127.0.0.1:{p}"))
     }
 
     /// The instance directory (slapd.conf, data/, slapd.log, slapd.pid).
@@ -215,9 +440,20 @@ impl Slapd {
         self.dir.path()
     }
 
-    /// What slapd has printed so far (startup messages and errors).
+    /// What slapd has printed so far (startup messages and errors; for a TLS
+    /// instance also one line per connection and operation). Output of all
+    /// runs of the instance, restarts included.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
+    /// Every successful simple bind slapd has logged, in order, with the
+    /// connection's security strength factor at that moment (0: plaintext).
+    /// Only TLS instances log operations; for a plain instance this is empty.
+    /// slapd writes the log asynchronously: a bind that just completed may
+    /// need a moment to show up.
+    pub fn binds(&self) -> Vec<LoggedBind> {
+        parse_binds(&self.log())
     }
 
     async fn search(&self, base: &str, scope: Scope, filter: &str) -> Vec<SearchEntry> {
@@ -242,6 +478,48 @@ impl Drop for Slapd {
     }
 }
 
+/// Value of `-h`: the listener URLs.
+fn listen_urls(port: u16, ldaps_port: Option<u16>) -> String {
+    match ldaps_port {
+        None => format!("ldap://127.0.0.1:{port}/"),
+        Some(tls) => format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls}/"),
+    }
+}
+
+/// Value of `-d`. Any -d keeps slapd in the foreground; "none" still prints
+/// startup errors (bad config, port in use) but no per-op noise; "stats"
+/// adds a line per connection and operation (used by [`Slapd::binds`]).
+fn debug_level(tls: bool) -> &'static str {
+    if tls {
+        "stats"
+    } else {
+        "none"
+    }
+}
+
+/// ldap3 settings for the harness's own connections: plain, or StartTLS
+/// trusting the test CA.
+fn client_settings(tls: Option<&Arc<rustls::ClientConfig>>) -> LdapConnSettings {
+    let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(5));
+    match tls {
+        None => settings,
+        Some(config) => settings.set_starttls(true).set_config(config.clone()),
+    }
+}
+
+/// Sends `SIG<name>` to `pid`; false if that failed (no such process, ...).
+fn signal(pid: u32, name: &str) -> bool {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("kill -s \"$1\" \"$2\" 2>/dev/null")
+        .arg("kill")
+        .arg(name)
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The supervisor process and the pipe that keeps slapd alive.
 struct Supervised {
     child: Child,
@@ -250,7 +528,7 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn spawn(log: &Path, conf: &Path, port: u16) -> Supervised {
+    fn spawn(log: &Path, conf: &Path, listen: &str, debug: &str) -> Supervised {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(SUPERVISOR)
@@ -260,11 +538,9 @@ impl Supervised {
             .arg("-f")
             .arg(conf)
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{port}/"))
-            // Any -d keeps slapd in the foreground; "none" still prints
-            // startup errors (bad config, port in use) but no per-op noise.
+            .arg(listen)
             .arg("-d")
-            .arg("none")
+            .arg(debug)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -295,28 +571,34 @@ impl Supervised {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    /// Stops slapd: graceful via the lifeline, SIGKILL after STOP_TIMEOUT.
-    fn stop(&mut self) {
-        // EOF on the lifeline makes the supervisor SIGTERM slapd.
-        self.lifeline.take();
-        let deadline = Instant::now() + STOP_TIMEOUT;
+    /// Waits up to `timeout` for the supervisor (and so slapd) to exit.
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => break,
+                Ok(Some(_)) | Err(_) => return true,
+                Ok(None) if Instant::now() >= deadline => return false,
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             }
+        }
+    }
+
+    /// Stops slapd: graceful via the lifeline, SIGKILL after STOP_TIMEOUT.
+    fn stop(&mut self) {
+        // A paused slapd would not act on SIGTERM; continuing a running one is harmless.
+        if !self.exited() {
+            signal(self.slapd_pid, "CONT");
+        }
+        // EOF on the lifeline makes the supervisor SIGTERM slapd.
+        self.lifeline.take();
+        if self.wait_exit(STOP_TIMEOUT) {
+            return;
         }
         eprintln!(
             "slapd (pid {}) ignored SIGTERM for {STOP_TIMEOUT:?}; sending SIGKILL",
             self.slapd_pid
         );
-        let _ = Command::new("/bin/sh")
-            .arg("-c")
-            .arg("kill -KILL \"$1\" 2>/dev/null")
-            .arg("kill")
-            .arg(self.slapd_pid.to_string())
-            .status();
+        signal(self.slapd_pid, "KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -332,18 +614,18 @@ impl Drop for Supervised {
 
 /// Polls until slapd accepts an admin bind, slapd exits, or the timeout passes.
 ///
-/// slapd binds its listening socket before it writes the pid file, so bind
+/// slapd binds its listening sockets before it writes the pid file, so bind
 /// attempts start only once the pid file names our process: until then the
-/// port might still belong to someone else (who would never answer, or
-/// would answer as a different server).
+/// ports might still belong to someone else (who would never answer, or
+/// would answer as a different server). `ports[0]` is the one `url` names.
 fn wait_ready(
     process: &mut Supervised,
     pidfile: &Path,
-    port: u16,
+    ports: &[u16],
     url: &str,
     password: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last_error = String::from("not started");
     loop {
@@ -352,12 +634,18 @@ fn wait_ready(
         }
         let owns_port = fs::read_to_string(pidfile)
             .is_ok_and(|pid| pid.trim() == process.slapd_pid.to_string());
+        let refused = ports.iter().find_map(|&port| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                .err()
+                .map(|e| format!("connect to port {port}: {e}"))
+        });
         if !owns_port {
             last_error = String::from("pid file not written yet");
-        } else if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-            last_error = format!("connect: {e}");
+        } else if let Some(e) = refused {
+            last_error = e;
         } else {
-            match admin_bind_blocking(url, password) {
+            match admin_bind_blocking(url, password, tls) {
                 Ok(()) => return Ok(()),
                 Err(e) => last_error = e,
             }
@@ -374,7 +662,11 @@ fn wait_ready(
 /// One bind attempt on a private runtime in a helper thread: `start()` is
 /// synchronous and may be called from inside a tokio runtime, where blocking
 /// on another runtime in the same thread is not allowed.
-fn admin_bind_blocking(url: &str, password: &str) -> Result<(), String> {
+fn admin_bind_blocking(
+    url: &str,
+    password: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(), String> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
@@ -383,7 +675,7 @@ fn admin_bind_blocking(url: &str, password: &str) -> Result<(), String> {
                     .build()
                     .map_err(|e| format!("cannot build a tokio runtime: {e}"))?;
                 rt.block_on(async {
-                    let settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(2));
+                    let settings = client_settings(tls).set_conn_timeout(Duration::from_secs(2));
                     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, url)
                         .await
                         .map_err(|e| format!("connect: {e}"))?;
@@ -428,8 +720,10 @@ fn deploy_file(name: &str) -> PathBuf {
     path
 }
 
-/// Writes `conf` from `deploy/ldap/slapd.conf.in`.
-fn render_config(dir: &Path, conf: &Path, admin_password: &str) {
+/// Writes `conf` from `deploy/ldap/slapd.conf.in`. `global` (extra
+/// directives, possibly empty) goes into the global section, right before
+/// the `database` line; the template itself stays as the deploy scripts use it.
+fn render_config(dir: &Path, conf: &Path, admin_password: &str, global: &str) {
     let out = Command::new(SLAPPASSWD)
         .arg("-s")
         .arg(admin_password)
@@ -449,7 +743,7 @@ fn render_config(dir: &Path, conf: &Path, admin_password: &str) {
     let template = fs::read_to_string(&template_path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", template_path.display()));
     let schema = deploy_file("scim-gateway.schema");
-    let rendered = template
+    let mut rendered = template
         .replace("@DIR@", &dir.display().to_string())
         .replace("@SCHEMA@", &schema.display().to_string())
         .replace("@SUFFIX@", SUFFIX)
@@ -461,7 +755,156 @@ fn render_config(dir: &Path, conf: &Path, admin_password: &str) {
     {
         panic!("unreplaced placeholder in rendered slapd.conf: {line}");
     }
+    if !global.is_empty() {
+        let at = rendered
+            .match_indices('\n')
+            .map(|(i, _)| i + 1)
+            .find(|&i| is_directive(&rendered[i..], "database"))
+            .unwrap_or_else(|| panic!("no `database` line in {}", template_path.display()));
+        rendered.insert_str(at, global);
+    }
     fs::write(conf, rendered).unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+}
+
+/// Whether `text` starts with the slapd.conf directive `name` (followed by blanks).
+fn is_directive(text: &str, name: &str) -> bool {
+    text.strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with([' ', '\t']))
+}
+
+/// Generates a test CA and a server certificate for 127.0.0.1/localhost
+/// signed by it, writes them to `dir`, and returns the slapd.conf lines and
+/// a client config trusting the CA.
+fn tls_setup(dir: &Path) -> TlsSetup {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let named = |cn: &str| {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        dn
+    };
+
+    let ca_key = KeyPair::generate().expect("cannot generate the test CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.distinguished_name = named("scim-ldap-gateway test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params
+        .self_signed(&ca_key)
+        .expect("cannot self-sign the test CA");
+
+    let server_key = KeyPair::generate().expect("cannot generate the slapd key");
+    let mut server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("server certificate parameters");
+    server_params.distinguished_name = named("127.0.0.1");
+    server_params.is_ca = IsCa::ExplicitNoCa;
+    server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("cannot sign the slapd certificate");
+
+    let tls_dir = dir.join("tls");
+    fs::create_dir(&tls_dir).expect("cannot create the TLS directory");
+    let ca_file = tls_dir.join("ca.pem");
+    let cert_file = tls_dir.join("slapd.crt");
+    let key_file = tls_dir.join("slapd.key");
+    let ca_pem = ca.pem();
+    for (path, pem) in [
+        (&ca_file, ca_pem.clone()),
+        (&cert_file, server.pem()),
+        // PKCS#8 PEM, which GnuTLS (Debian's slapd) reads.
+        (&key_file, server_key.serialize_pem()),
+    ] {
+        fs::write(path, pem).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+    let directives = format!(
+        "# --- TLS (added by tests/integration/slapd.rs) ---\n\
+         TLSCACertificateFile    {}\n\
+         TLSCertificateFile      {}\n\
+         TLSCertificateKeyFile   {}\n\n",
+        ca_file.display(),
+        cert_file.display(),
+        key_file.display()
+    );
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca.der().clone())
+        .expect("the test CA is not a valid trust anchor");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("rustls protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+
+    TlsSetup {
+        material: TlsMaterial {
+            ca_file,
+            ca_pem,
+            ldaps_port: 0,
+            ldaps_url: String::new(),
+        },
+        directives,
+        client: Arc::new(client),
+    }
+}
+
+/// Successful simple binds from a `-d stats` log. slapd 2.5 logs, per connection:
+/// `conn=N fd=F ACCEPT from IP=client:port (IP=127.0.0.1:server_port)` and, once a
+/// simple bind succeeded, `conn=N op=M BIND dn="..." mech=SIMPLE bind_ssf=0 ssf=S`.
+fn parse_binds(log: &str) -> Vec<LoggedBind> {
+    let mut server_ports = std::collections::HashMap::new();
+    let mut binds = Vec::new();
+    for line in log.lines() {
+        let Some(at) = line.find("conn=") else {
+            continue;
+        };
+        let rest = &line[at + "conn=".len()..];
+        let Some((conn, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let Ok(conn) = conn.parse::<u64>() else {
+            continue;
+        };
+        if let Some(accept) = rest.find(" ACCEPT from ") {
+            // The server side is the parenthesised address at the end.
+            let port = rest[accept..]
+                .rsplit_once(":")
+                .and_then(|(_, p)| p.trim_end_matches(')').trim().parse::<u16>().ok());
+            server_ports.insert(conn, port);
+        } else if let (Some(dn_at), Some(ssf_at)) = (rest.find(" BIND dn=\""), rest.find(" ssf=")) {
+            if !rest.contains(" mech=SIMPLE ") {
+                continue;
+            }
+            let dn = &rest[dn_at + " BIND dn=\"".len()..];
+            let Some((dn, _)) = dn.split_once('"') else {
+                continue;
+            };
+            let ssf = rest[ssf_at + " ssf=".len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|s| s.parse::<u32>().ok());
+            if let Some(ssf) = ssf {
+                binds.push(LoggedBind {
+                    conn,
+                    server_port: server_ports.get(&conn).copied().flatten(),
+                    dn: dn.to_string(),
+                    ssf,
+                });
+            }
+        }
+    }
+    binds
 }
 
 /// Distinct for every instance of every test process; not a secret.

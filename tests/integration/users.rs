@@ -698,3 +698,19 @@ async fn generic_attribute_disable_strategy() {
     let e = gw.slapd.entry(&people_dn("born-disabled")).await.unwrap();
     assert_eq!(values(&e, "employeeType"), vec!["disabled"]);
 }
+
+#[tokio::test]
+async fn a_case_only_user_name_change_is_stored() {
+    let gw = TestGateway::start().await;
+    let id = gw.create_user("case.change@contoso.com").await;
+    let r = gw
+        .patch(
+            &format!("/Users/{id}"),
+            &json!({"Operations":[{"op":"replace","path":"userName","value":"Case.Change@Contoso.com"}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["userName"], "Case.Change@Contoso.com");
+    let e = gw.entry_by_id(&id).await.unwrap();
+    assert_eq!(values(&e, "uid"), vec!["Case.Change@Contoso.com"]);
+}
