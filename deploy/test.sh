@@ -9,8 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=deploy/lib/slapd.sh
 source deploy/lib/slapd.sh
 
-step "checking Debian packages (slapd, ldap-utils)"
-ensure_packages slapd ldap-utils
+step "checking Debian packages (slapd, ldap-utils, ca-certificates)"
+ensure_packages slapd ldap-utils ca-certificates
 
 step "checking OpenLDAP binaries"
 for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do

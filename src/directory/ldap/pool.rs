@@ -83,34 +83,63 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
         .set_conn_timeout(s.connect_timeout)
         .set_starttls(s.starttls);
     if s.danger_skip_tls_verify {
-        tracing::warn!(
-            "directory.danger_skip_tls_verify is set: the directory's certificate is not checked"
-        );
-        cs = cs.set_no_tls_verify(true);
-    } else if let Some(path) = &s.ca_file {
-        let ca_err = |message: String| ConnectError::CaFile {
-            path: path.display().to_string(),
-            message,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(ca_err("no certificate found".into()));
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
+        tracing::warn!("directory.danger_skip_tls_verify is set: the directory's certificate is not checked");
+        return Ok(cs.set_no_tls_verify(true));
+    }
+    let uses_tls = s.starttls || s.url.starts_with("ldaps://");
+    if !uses_tls {
+        return Ok(cs);
+    }
+    // Always our own rustls config with the ring provider: ldap3's default would depend on the
+    // process-wide provider and drop every system root if one of them failed to load.
+    let (roots, source) = match &s.ca_file {
+        Some(path) => (ca_file_roots(path)?, path.display().to_string()),
+        None => (system_roots(), "the system trust store".to_string()),
+    };
+    if roots.is_empty() {
+        return Err(ConnectError::CaFile {
+            path: source,
+            message: "no usable CA certificate found".into(),
+        });
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ca_err(e.to_string()))?
+        .map_err(|e| ConnectError::CaFile {
+            path: source,
+            message: e.to_string(),
+        })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        cs = cs.set_config(Arc::new(config));
-    }
+    cs = cs.set_config(Arc::new(config));
     Ok(cs)
+}
+
+fn ca_file_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, ConnectError> {
+    let ca_err = |message: String| ConnectError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| ca_err(e.to_string()))?;
+        roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
+/// The system's CA certificates; ones that fail to parse are skipped, not fatal.
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    for err in &loaded.errors {
+        tracing::warn!(error = %err, "skipping an unreadable system CA certificate");
+    }
+    let (added, skipped) = roots.add_parsable_certificates(loaded.certs);
+    if skipped > 0 {
+        tracing::warn!(added, skipped, "some system CA certificates could not be used");
+    }
+    roots
 }
 
 /// Open one connection, start its driver and bind as the service account.
