@@ -259,10 +259,10 @@ impl UserMapping {
         }
 
         let mut slots: Vec<Slot> = Vec::new();
-        let mut defaults: Vec<(usize, &AttributeFile)> = Vec::new();
+        let mut defaults: Vec<(usize, usize, &AttributeFile)> = Vec::new();
         for (i, a) in f.attributes.iter().enumerate() {
             let akey = format!("{key}.attributes[{i}]");
-            match slot_from_file(a, &akey) {
+            match slot_from_file(a) {
                 Ok(slot) => {
                     if let Some(other) = slots
                         .iter()
@@ -281,19 +281,19 @@ impl UserMapping {
                             format!("{} is mapped twice (also {})", slot.path, other.path),
                         );
                     } else {
-                        defaults.push((slots.len(), a));
+                        defaults.push((slots.len(), i, a));
                         slots.push(slot);
                     }
                 }
-                Err(msg) => problems.push(format!("{akey}.scim"), msg),
+                Err((field, msg)) => problems.push(format!("{akey}.{field}"), msg),
             }
         }
-        for (idx, a) in defaults {
+        for (idx, i, a) in defaults {
             for (j, from) in a.create_default_from.iter().enumerate() {
                 match slots.iter().position(|s| s.path.eq_ignore_ascii_case(from)) {
                     Some(src) => slots[idx].create_default_from.push(src),
                     None => problems.push(
-                        format!("{key}.attributes[{idx}].create_default_from[{j}]"),
+                        format!("{key}.attributes[{i}].create_default_from[{j}]"),
                         format!("{from:?} is not a mapped SCIM attribute"),
                     ),
                 }
@@ -543,9 +543,13 @@ impl Slot {
     }
 }
 
-fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
-    let path = parse_path(&a.scim)
-        .map_err(|e| format!("{:?} is not a SCIM attribute path: {e}", a.scim))?;
+fn slot_from_file(a: &AttributeFile) -> Result<Slot, (&'static str, String)> {
+    let path = parse_path(&a.scim).map_err(|e| {
+        (
+            "scim",
+            format!("{:?} is not a SCIM attribute path: {e}", a.scim),
+        )
+    })?;
     let schema = match &path.attr.urn {
         Some(urn) => urn.clone(),
         None => CORE_USER.to_string(),
@@ -555,8 +559,9 @@ fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
         || name.eq_ignore_ascii_case("password")
         || name.eq_ignore_ascii_case("groups")
     {
-        return Err(format!(
-            "{name} is handled by the gateway itself and cannot be mapped"
+        return Err((
+            "scim",
+            format!("{name} is handled by the gateway itself and cannot be mapped"),
         ));
     }
     let target = match (&path.attr.sub, &path.filter, &path.sub) {
@@ -578,16 +583,22 @@ fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
                 }
             }
             _ => {
-                return Err(format!(
-                    "{:?}: only filters of the form [type eq \"...\"] can be mapped",
-                    a.scim
+                return Err((
+                    "scim",
+                    format!(
+                        "{:?}: only filters of the form [type eq \"...\"] can be mapped",
+                        a.scim
+                    ),
                 ))
             }
         },
         _ => {
-            return Err(format!(
-                "{:?}: write a typed path like emails[type eq \"work\"].value",
-                a.scim
+            return Err((
+                "scim",
+                format!(
+                    "{:?}: write a typed path like emails[type eq \"work\"].value",
+                    a.scim
+                ),
             ))
         }
     };
@@ -595,21 +606,28 @@ fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
         "string" => ValueKind::String,
         "reference" => ValueKind::Reference,
         other => {
-            return Err(format!(
-                "{key}.type {other:?} is not a value type; use \"string\" or \"reference\""
+            return Err((
+                "type",
+                format!("{other:?} is not a value type; use \"string\" or \"reference\""),
             ))
         }
     };
     if kind == ValueKind::Reference && !matches!(target, Target::Simple { .. }) {
-        return Err(format!(
-            "{:?}: a reference must be a top-level attribute such as manager",
-            a.scim
+        return Err((
+            "scim",
+            format!(
+                "{:?}: a reference must be a top-level attribute such as manager",
+                a.scim
+            ),
         ));
     }
     if a.primary && !matches!(target, Target::Typed { .. }) {
-        return Err(format!(
-            "{:?}: `primary` applies only to typed multi-valued attributes",
-            a.scim
+        return Err((
+            "scim",
+            format!(
+                "{:?}: `primary` applies only to typed multi-valued attributes",
+                a.scim
+            ),
         ));
     }
     if a.ldap.is_empty()
@@ -618,9 +636,9 @@ fn slot_from_file(a: &AttributeFile, key: &str) -> Result<Slot, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
     {
-        return Err(format!(
-            "ldap attribute {:?} is not an attribute name",
-            a.ldap
+        return Err((
+            "ldap",
+            format!("ldap attribute {:?} is not an attribute name", a.ldap),
         ));
     }
     Ok(Slot {

@@ -175,7 +175,7 @@ impl UserMapping {
                 }
                 continue;
             }
-            if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
+            if key.len() > 4 && key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
                 match self
                     .schemas()
                     .into_iter()
@@ -415,7 +415,7 @@ impl UserMapping {
 impl UserMapping {
     /// The values slot `i` is written with: the client's, or the first filled `create_default_from`
     /// source, so an attribute the schema requires is never emptied by a client that omits it.
-    fn effective_values(&self, values: &UserValues, i: usize) -> Vec<String> {
+    pub(crate) fn effective_values(&self, values: &UserValues, i: usize) -> Vec<String> {
         let mut vals = values.slots[i].clone();
         if vals.is_empty() {
             if let Some(v) = self.slots[i]

@@ -180,12 +180,16 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             .first()
             .cloned()
             .ok_or_else(|| ScimError::InvalidValue("userName is required".into()))?;
-        let rdn_value = values.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
-            ScimError::InvalidValue(format!(
-                "{} is required to name the new entry",
-                m.slots[m.rdn_slot].path
-            ))
-        })?;
+        let rdn_value = m
+            .effective_values(&values, m.rdn_slot)
+            .first()
+            .cloned()
+            .ok_or_else(|| {
+                ScimError::InvalidValue(format!(
+                    "{} is required to name the new entry",
+                    m.slots[m.rdn_slot].path
+                ))
+            })?;
         if values.slots[m.user_name_slot].len() > 1 {
             return Err(ScimError::InvalidValue("userName is single-valued".into()));
         }
@@ -248,13 +252,24 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             let old = self.mapping.values_from_entry(&entry);
             let mut cache = HashMap::new();
             let mut doc = self.render(&entry, base_url, &mut cache).await?;
+            let seen = self.mapping.values_from_json(&doc)?;
             patch::apply(&mut doc, &ops, self.mapping.as_ref())?;
             let mut new = self.mapping.values_from_json(&doc)?;
+            // Slots the operations did not change keep what the directory holds, including
+            // values SCIM cannot show (extra values, references outside the subtree).
+            let untouched: Vec<bool> = (0..new.slots.len())
+                .map(|i| new.slots[i] == seen.slots[i])
+                .collect();
             let known: HashMap<String, String> = cache
                 .iter()
                 .filter_map(|(dn, id)| id.as_ref().map(|id| (id.clone(), dn.clone())))
                 .collect();
             self.references_to_dns(&mut new, &known).await?;
+            for (i, keep) in untouched.into_iter().enumerate() {
+                if keep {
+                    new.slots[i] = old.slots[i].clone();
+                }
+            }
             match self.write(&entry, &old, &new, base_url).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
                     if attempt < CONFLICT_RETRIES =>
@@ -312,9 +327,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             .map(|a| entry.values(a))
             .unwrap_or(&[]);
         let mods = m.diff(old, new, disable_values)?;
-        let new_rdn_value = new.slots[m.rdn_slot].first().cloned().ok_or_else(|| {
-            ScimError::InvalidValue(format!("{} cannot be removed", m.slots[m.rdn_slot].path))
-        })?;
+        let new_rdn_value = m
+            .effective_values(new, m.rdn_slot)
+            .first()
+            .cloned()
+            .ok_or_else(|| {
+                ScimError::InvalidValue(format!("{} cannot be removed", m.slots[m.rdn_slot].path))
+            })?;
         if new.slots[m.rdn_slot].len() > 1 {
             return Err(ScimError::InvalidValue(format!(
                 "{} is single-valued",
@@ -322,7 +341,9 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             )));
         }
         let rename = old.slots[m.rdn_slot].first() != Some(&new_rdn_value);
-        if rename {
+        let user_name_changed =
+            old.slots[m.user_name_slot].first() != new.slots[m.user_name_slot].first();
+        if rename || user_name_changed {
             if let Some(user_name) = new.slots[m.user_name_slot].first() {
                 self.ensure_unique_user_name(user_name, Some(&entry.dn))
                     .await?;

@@ -14,8 +14,13 @@ async fn serve_logs_requests_but_never_secrets() {
     std::fs::write(dir.path().join("gw.crt"), ck.cert.pem()).unwrap();
     std::fs::write(dir.path().join("gw.key"), ck.key_pair.serialize_pem()).unwrap();
     // A fixed free port for the binary.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = demo_config_text(&slapd, dir.path()).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text =
+        demo_config_text(&slapd, dir.path()).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, text).unwrap();
     let log = dir.path().join("gateway.log");
@@ -26,7 +31,9 @@ async fn serve_logs_requests_but_never_secrets() {
         .env("LDAP_ADMIN_PASSWORD", &slapd.admin_password)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(dir.path().join("gateway.err")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("gateway.err")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let client = reqwest::Client::builder()
@@ -36,16 +43,27 @@ async fn serve_logs_requests_but_never_secrets() {
     let base = format!("https://127.0.0.1:{port}/scim/v2");
     let started = Instant::now();
     let ok = loop {
-        let r = client.get(format!("{base}/Users?count=1")).bearer_auth(TOKEN).send().await;
+        let r = client
+            .get(format!("{base}/Users?count=1"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
         match r {
             Ok(r) => break r,
-            Err(_) if started.elapsed() < Duration::from_secs(20) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(e) => panic!("gateway did not come up: {e}"),
         }
     };
     assert_eq!(ok.status(), 200);
     let wrong = "wrong-but-long-token-value-1234567890";
-    let r = client.get(format!("{base}/Users")).bearer_auth(wrong).send().await.unwrap();
+    let r = client
+        .get(format!("{base}/Users"))
+        .bearer_auth(wrong)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = client
         .post(format!("{base}/Users"))
@@ -58,7 +76,10 @@ async fn serve_logs_requests_but_never_secrets() {
     assert_eq!(r.status(), 201);
 
     // SIGTERM stops it cleanly.
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -70,8 +91,14 @@ async fn serve_logs_requests_but_never_secrets() {
     assert!(status.success(), "{status}");
 
     let mut out = String::new();
-    std::fs::File::open(&log).unwrap().read_to_string(&mut out).unwrap();
-    std::fs::File::open(dir.path().join("gateway.err")).unwrap().read_to_string(&mut out).unwrap();
+    std::fs::File::open(&log)
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    std::fs::File::open(dir.path().join("gateway.err"))
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(out.contains("/scim/v2/Users"), "requests are logged: {out}");
     assert!(out.contains("status=401"), "{out}");
     for secret in [TOKEN, wrong, slapd.admin_password.as_str()] {

@@ -620,7 +620,17 @@ async fn every_attribute_of_entra_default_mapping_round_trips() {
     let created = gw.post("/Users", &sent).await.expect(201).body;
     let id = created["id"].as_str().unwrap().to_string();
     let got = gw.get(&format!("/Users/{id}")).await.expect(200).body;
-    for key in ["userName", "externalId", "active", "displayName", "title", "preferredLanguage", "name", "emails", "addresses"] {
+    for key in [
+        "userName",
+        "externalId",
+        "active",
+        "displayName",
+        "title",
+        "preferredLanguage",
+        "name",
+        "emails",
+        "addresses",
+    ] {
         assert_eq!(got[key], sent[key], "{key} must come back exactly as sent");
     }
     let mut phones = got["phoneNumbers"].as_array().unwrap().clone();
@@ -645,7 +655,10 @@ async fn every_attribute_of_entra_default_mapping_round_trips() {
         ("telephoneNumber", "+41 44 555 01 00"),
         ("mobile", "+41 79 555 01 01"),
         ("facsimileTelephoneNumber", "+41 44 555 01 02"),
-        ("postalAddress", "Bahnhofstrasse 1\n8001 Zürich\nSwitzerland"),
+        (
+            "postalAddress",
+            "Bahnhofstrasse 1\n8001 Zürich\nSwitzerland",
+        ),
         ("street", "Bahnhofstrasse 1"),
         ("l", "Zürich"),
         ("st", "ZH"),
@@ -654,7 +667,11 @@ async fn every_attribute_of_entra_default_mapping_round_trips() {
         ("employeeNumber", "000123"),
         ("departmentNumber", "Provisioning"),
     ] {
-        assert_eq!(values(&e, attr), vec![want.to_string()], "LDAP attribute {attr}");
+        assert_eq!(
+            values(&e, attr),
+            vec![want.to_string()],
+            "LDAP attribute {attr}"
+        );
     }
     assert_eq!(values(&e, "manager"), vec![people_dn("alice")]);
 
@@ -662,11 +679,19 @@ async fn every_attribute_of_entra_default_mapping_round_trips() {
     let before = first(&e, "modifyTimestamp");
     let mut again = sent.clone();
     again["id"] = json!(id);
-    let put = gw.put(&format!("/Users/{id}"), &again).await.expect(200).body;
+    let put = gw
+        .put(&format!("/Users/{id}"), &again)
+        .await
+        .expect(200)
+        .body;
     assert_eq!(put, got);
     let after = gw.entry_by_id(&id).await.unwrap();
     assert_eq!(first(&after, "modifyTimestamp"), before);
-    assert_eq!(first(&after, "entryCSN"), first(&e, "entryCSN"), "no write for an unchanged resource");
+    assert_eq!(
+        first(&after, "entryCSN"),
+        first(&e, "entryCSN"),
+        "no write for an unchanged resource"
+    );
 }
 
 #[tokio::test]
@@ -682,18 +707,33 @@ async fn generic_attribute_disable_strategy() {
     let path = format!("/Users/{id}");
     let off = json!({"Operations":[{"op":"replace","path":"active","value":false}]});
     for _ in 0..2 {
-        assert_eq!(gw.patch(&path, &off).await.expect(200).body["active"], false);
+        assert_eq!(
+            gw.patch(&path, &off).await.expect(200).body["active"],
+            false
+        );
         let e = gw.entry_by_id(&id).await.unwrap();
         assert_eq!(values(&e, "employeeType"), vec!["disabled"]);
         assert!(first(&e, "pwdAccountLockedTime").is_none());
     }
-    assert_eq!(gw.filter("active eq false").await.expect(200).body["totalResults"], 1);
-    assert_eq!(gw.filter("active eq true").await.expect(200).body["totalResults"], 3);
+    assert_eq!(
+        gw.filter("active eq false").await.expect(200).body["totalResults"],
+        1
+    );
+    assert_eq!(
+        gw.filter("active eq true").await.expect(200).body["totalResults"],
+        3
+    );
     let on = json!({"Operations":[{"op":"replace","path":"active","value":"True"}]});
     assert_eq!(gw.patch(&path, &on).await.expect(200).body["active"], true);
     assert!(first(&gw.entry_by_id(&id).await.unwrap(), "employeeType").is_none());
     // Created disabled.
-    let r = gw.post("/Users", &json!({"userName": "born-disabled", "active": false})).await.expect(201);
+    let r = gw
+        .post(
+            "/Users",
+            &json!({"userName": "born-disabled", "active": false}),
+        )
+        .await
+        .expect(201);
     assert_eq!(r.body["active"], false);
     let e = gw.slapd.entry(&people_dn("born-disabled")).await.unwrap();
     assert_eq!(values(&e, "employeeType"), vec!["disabled"]);

@@ -83,7 +83,9 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
         .set_conn_timeout(s.connect_timeout)
         .set_starttls(s.starttls);
     if s.danger_skip_tls_verify {
-        tracing::warn!("directory.danger_skip_tls_verify is set: the directory's certificate is not checked");
+        tracing::warn!(
+            "directory.danger_skip_tls_verify is set: the directory's certificate is not checked"
+        );
         return Ok(cs.set_no_tls_verify(true));
     }
     let uses_tls = s.starttls || s.url.starts_with("ldaps://");
@@ -102,14 +104,16 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
             message: "no usable CA certificate found".into(),
         });
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::CaFile {
-            path: source,
-            message: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ConnectError::CaFile {
+        path: source,
+        message: e.to_string(),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     cs = cs.set_config(Arc::new(config));
     Ok(cs)
 }
@@ -137,7 +141,11 @@ fn system_roots() -> rustls::RootCertStore {
     }
     let (added, skipped) = roots.add_parsable_certificates(loaded.certs);
     if skipped > 0 {
-        tracing::warn!(added, skipped, "some system CA certificates could not be used");
+        tracing::warn!(
+            added,
+            skipped,
+            "some system CA certificates could not be used"
+        );
     }
     roots
 }

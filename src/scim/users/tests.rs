@@ -1,0 +1,1627 @@
+//! The user service over an in-memory directory that records every write.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::directory::Page;
+use crate::mapping::tests::{demo_mapping, slot};
+use crate::mapping::{DeletePolicy, ENTERPRISE_USER, PPOLICY_LOCKED_FOREVER};
+use crate::scim::PATCH_OP;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+const BASE_URL: &str = "https://gw.example/scim/v2";
+const PEOPLE: &str = "ou=people,dc=example,dc=org";
+const OC: &str = "(objectClass=inetOrgPerson)";
+const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
+const BOSS_DN: &str = "uid=boss,ou=people,dc=example,dc=org";
+const LOCK: &str = "pwdAccountLockedTime";
+
+// ---------------------------------------------------------------------------
+// A fake directory: entries in memory, a tiny filter evaluator, every call recorded.
+
+/// A write the service sent.
+#[derive(Debug, Clone, PartialEq)]
+enum Write {
+    Add {
+        dn: String,
+        attrs: Vec<(String, Vec<String>)>,
+    },
+    Modify {
+        dn: String,
+        mods: Vec<Modification>,
+        guard: Option<String>,
+    },
+    Rename {
+        dn: String,
+        new_rdn: String,
+        new_parent: Option<String>,
+    },
+    Delete {
+        dn: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct PageCall {
+    req: SearchRequest,
+    id_attr: String,
+    offset: usize,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct FakeDir {
+    entries: Mutex<Vec<Entry>>,
+    writes: Mutex<Vec<Write>>,
+    searches: Mutex<Vec<SearchRequest>>,
+    pages: Mutex<Vec<PageCall>>,
+    /// Errors returned by the next modify / rename calls, in order.
+    modify_errors: Mutex<VecDeque<DirectoryError>>,
+    rename_errors: Mutex<VecDeque<DirectoryError>>,
+    /// How many of the next modifies find the entry changed by someone else first.
+    concurrent_changes: AtomicUsize,
+    counter: AtomicUsize,
+}
+
+impl FakeDir {
+    fn with(entries: Vec<Entry>) -> Arc<FakeDir> {
+        Arc::new(FakeDir {
+            entries: Mutex::new(entries),
+            ..FakeDir::default()
+        })
+    }
+
+    fn writes(&self) -> Vec<Write> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    fn searches(&self) -> Vec<SearchRequest> {
+        self.searches.lock().unwrap().clone()
+    }
+
+    fn pages(&self) -> Vec<PageCall> {
+        self.pages.lock().unwrap().clone()
+    }
+
+    fn entry(&self, dn: &str) -> Option<Entry> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| dn::normalize(&e.dn) == dn::normalize(dn))
+            .cloned()
+    }
+
+    fn next(&self) -> usize {
+        self.counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn matching(&self, req: &SearchRequest) -> Vec<Entry> {
+        let filter = parse_ldap_filter(&req.filter);
+        let base = dn::normalize(&req.base);
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| match req.scope {
+                Scope::Base => dn::normalize(&e.dn) == base,
+                Scope::OneLevel => dn::parent(&e.dn).is_some_and(|p| dn::normalize(&p) == base),
+                Scope::Subtree => dn::is_within(&e.dn, &req.base),
+            })
+            .filter(|e| eval(&filter, e))
+            .cloned()
+            .collect()
+    }
+}
+
+impl EntryReader for FakeDir {
+    async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
+        self.searches.lock().unwrap().push(req.clone());
+        Ok(self.matching(&req))
+    }
+
+    async fn search_page(
+        &self,
+        req: SearchRequest,
+        id_attr: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page, DirectoryError> {
+        self.pages.lock().unwrap().push(PageCall {
+            req: req.clone(),
+            id_attr: id_attr.to_string(),
+            offset,
+            limit,
+        });
+        let all = self.matching(&req);
+        Ok(Page {
+            total: all.len(),
+            entries: all.into_iter().skip(offset).take(limit).collect(),
+        })
+    }
+}
+
+impl EntryWriter for FakeDir {
+    async fn add(
+        &self,
+        target: &str,
+        attrs: Vec<(String, Vec<String>)>,
+        _read_back: &[String],
+    ) -> Result<Entry, DirectoryError> {
+        self.writes.lock().unwrap().push(Write::Add {
+            dn: target.to_string(),
+            attrs: attrs.clone(),
+        });
+        if self.entry(target).is_some() {
+            return Err(DirectoryError::AlreadyExists);
+        }
+        let n = self.next();
+        let mut e = Entry {
+            dn: target.to_string(),
+            ..Entry::default()
+        };
+        for (a, v) in attrs {
+            e.attrs.insert(a.to_ascii_lowercase(), v);
+        }
+        e.attrs
+            .insert("entryuuid".into(), vec![format!("uuid-{n}")]);
+        e.attrs.insert("entrycsn".into(), vec![format!("csn-{n}")]);
+        e.attrs
+            .insert("createtimestamp".into(), vec!["20260101000000Z".into()]);
+        e.attrs
+            .insert("modifytimestamp".into(), vec!["20260101000000Z".into()]);
+        self.entries.lock().unwrap().push(e.clone());
+        Ok(e)
+    }
+
+    async fn modify(
+        &self,
+        target: &str,
+        mods: Vec<Modification>,
+        guard: Option<String>,
+        _read_back: &[String],
+    ) -> Result<Entry, DirectoryError> {
+        self.writes.lock().unwrap().push(Write::Modify {
+            dn: target.to_string(),
+            mods: mods.clone(),
+            guard: guard.clone(),
+        });
+        if let Some(e) = self.modify_errors.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        let n = self.next();
+        let mut entries = self.entries.lock().unwrap();
+        let e = entries
+            .iter_mut()
+            .find(|e| dn::normalize(&e.dn) == dn::normalize(target))
+            .ok_or(DirectoryError::NoSuchObject)?;
+        if self
+            .concurrent_changes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
+            .is_ok()
+        {
+            e.attrs
+                .insert("entrycsn".into(), vec![format!("csn-other-{n}")]);
+        }
+        if let Some(g) = &guard {
+            if !eval(&parse_ldap_filter(g), e) {
+                return Err(DirectoryError::Conflict);
+            }
+        }
+        for m in mods {
+            match m {
+                Modification::Replace(a, v) if v.is_empty() => {
+                    e.attrs.remove(&a.to_ascii_lowercase());
+                }
+                Modification::Replace(a, v) => {
+                    e.attrs.insert(a.to_ascii_lowercase(), v);
+                }
+                Modification::Add(a, v) => {
+                    let cur = e.attrs.entry(a.to_ascii_lowercase()).or_default();
+                    for x in v {
+                        if !cur.contains(&x) {
+                            cur.push(x);
+                        }
+                    }
+                }
+                Modification::Delete(a, v) if v.is_empty() => {
+                    e.attrs.remove(&a.to_ascii_lowercase());
+                }
+                Modification::Delete(a, v) => {
+                    if let Some(cur) = e.attrs.get_mut(&a.to_ascii_lowercase()) {
+                        cur.retain(|x| !v.contains(x));
+                    }
+                }
+            }
+        }
+        e.attrs.insert("entrycsn".into(), vec![format!("csn-{n}")]);
+        e.attrs
+            .insert("modifytimestamp".into(), vec!["20260301000000Z".into()]);
+        Ok(e.clone())
+    }
+
+    async fn rename(
+        &self,
+        target: &str,
+        new_rdn: &str,
+        new_parent: Option<&str>,
+    ) -> Result<String, DirectoryError> {
+        self.writes.lock().unwrap().push(Write::Rename {
+            dn: target.to_string(),
+            new_rdn: new_rdn.to_string(),
+            new_parent: new_parent.map(str::to_string),
+        });
+        if let Some(e) = self.rename_errors.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        let parent = new_parent
+            .map(str::to_string)
+            .or_else(|| dn::parent(target))
+            .unwrap();
+        let new_dn = format!("{new_rdn},{parent}");
+        if self.entry(&new_dn).is_some() {
+            return Err(DirectoryError::AlreadyExists);
+        }
+        let mut entries = self.entries.lock().unwrap();
+        let e = entries
+            .iter_mut()
+            .find(|e| dn::normalize(&e.dn) == dn::normalize(target))
+            .ok_or(DirectoryError::NoSuchObject)?;
+        // deleteoldrdn: the naming attribute now holds the new value only.
+        let (attr, value) = new_rdn.split_once('=').unwrap();
+        e.attrs
+            .insert(attr.to_ascii_lowercase(), vec![unescape(value)]);
+        e.dn = new_dn.clone();
+        Ok(new_dn)
+    }
+
+    async fn delete(&self, target: &str) -> Result<(), DirectoryError> {
+        self.writes.lock().unwrap().push(Write::Delete {
+            dn: target.to_string(),
+        });
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|e| dn::normalize(&e.dn) != dn::normalize(target));
+        if entries.len() == before {
+            return Err(DirectoryError::NoSuchObject);
+        }
+        Ok(())
+    }
+}
+
+/// The filters the service sends: `&`, `|`, `!`, equality, presence and substrings.
+#[derive(Debug)]
+enum LdapFilter {
+    And(Vec<LdapFilter>),
+    Or(Vec<LdapFilter>),
+    Not(Box<LdapFilter>),
+    /// An attribute and the unescaped pieces between `*`; one piece is an equality match.
+    Match(String, Vec<String>),
+}
+
+fn parse_ldap_filter(s: &str) -> LdapFilter {
+    let (f, end) = parse_filter_at(s.as_bytes(), 0);
+    assert_eq!(end, s.len(), "trailing text in {s}");
+    f
+}
+
+fn parse_filter_at(b: &[u8], start: usize) -> (LdapFilter, usize) {
+    assert_eq!(b[start], b'(', "expected '(' at {start}");
+    let mut i = start + 1;
+    match b[i] {
+        op @ (b'&' | b'|') => {
+            i += 1;
+            let mut items = Vec::new();
+            while b[i] != b')' {
+                let (f, next) = parse_filter_at(b, i);
+                items.push(f);
+                i = next;
+            }
+            let f = if op == b'&' {
+                LdapFilter::And(items)
+            } else {
+                LdapFilter::Or(items)
+            };
+            (f, i + 1)
+        }
+        b'!' => {
+            let (f, next) = parse_filter_at(b, i + 1);
+            assert_eq!(b[next], b')');
+            (LdapFilter::Not(Box::new(f)), next + 1)
+        }
+        _ => {
+            let end = i + b[i..].iter().position(|&c| c == b')').unwrap();
+            let item = std::str::from_utf8(&b[i..end]).unwrap();
+            let (attr, value) = item.split_once('=').unwrap();
+            assert!(
+                !attr.ends_with(['>', '<', ':', '~']),
+                "the fake directory does not evaluate ({item})"
+            );
+            let pieces = value.split('*').map(unescape).collect();
+            (LdapFilter::Match(attr.to_string(), pieces), end + 1)
+        }
+    }
+}
+
+/// `\xx` hex escapes, as ldap3 writes them in filters and DNs.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn eval(f: &LdapFilter, e: &Entry) -> bool {
+    match f {
+        LdapFilter::And(v) => v.iter().all(|f| eval(f, e)),
+        LdapFilter::Or(v) => v.iter().any(|f| eval(f, e)),
+        LdapFilter::Not(f) => !eval(f, e),
+        LdapFilter::Match(attr, pieces) => {
+            let pieces: Vec<String> = pieces.iter().map(|p| p.to_lowercase()).collect();
+            e.values(attr)
+                .iter()
+                .any(|v| glob(&v.to_lowercase(), &pieces))
+        }
+    }
+}
+
+fn glob(v: &str, pieces: &[String]) -> bool {
+    if pieces.len() == 1 {
+        return v == pieces[0];
+    }
+    let (first, last) = (&pieces[0], &pieces[pieces.len() - 1]);
+    if !v.starts_with(first.as_str()) {
+        return false;
+    }
+    let mut pos = first.len();
+    for mid in &pieces[1..pieces.len() - 1] {
+        match v[pos..].find(mid.as_str()) {
+            Some(k) => pos += k + mid.len(),
+            None => return false,
+        }
+    }
+    v.len() >= pos + last.len() && v.ends_with(last.as_str())
+}
+
+#[test]
+fn fake_filter_evaluator() {
+    let e = person("a*b", "id-1", &[("mail", &["X@Y.z"])]);
+    let t = |f: &str| eval(&parse_ldap_filter(f), &e);
+    assert!(t("(&(objectClass=inetOrgPerson)(uid=a\\2ab))"));
+    assert!(!t("(uid=a\\2a)"));
+    assert!(t("(uid=a*)"));
+    assert!(t("(mail=*@y*)"));
+    assert!(t("(|(uid=nope)(!(title=*)))"));
+    assert!(!t("(!(objectClass=*))"));
+    assert!(t("(entryUUID=ID-1)"));
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn dn_of(uid: &str) -> String {
+    format!("{},{PEOPLE}", dn::rdn("uid", uid))
+}
+
+/// A user entry as OpenLDAP returns it: lowercased attribute names and operational attributes.
+fn person(uid: &str, id: &str, extra: &[(&str, &[&str])]) -> Entry {
+    let mut e = Entry {
+        dn: dn_of(uid),
+        ..Entry::default()
+    };
+    let base: &[(&str, &[&str])] = &[
+        (
+            "objectClass",
+            &[
+                "top",
+                "person",
+                "organizationalPerson",
+                "inetOrgPerson",
+                "scimUser",
+            ],
+        ),
+        ("uid", &[uid]),
+        ("cn", &[uid]),
+        ("sn", &[uid]),
+        ("entryUUID", &[id]),
+        ("entryCSN", &["csn-0"]),
+        ("createTimestamp", &["20260101000000Z"]),
+        ("modifyTimestamp", &["20260102030405Z"]),
+    ];
+    for (k, v) in base.iter().chain(extra) {
+        e.attrs.insert(k.to_ascii_lowercase(), strings(v));
+    }
+    e
+}
+
+fn alice(extra: &[(&str, &[&str])]) -> Entry {
+    let mut e = person(
+        "alice",
+        "alice-uuid",
+        &[
+            ("cn", &["Alice Liddell"]),
+            ("sn", &["Liddell"]),
+            ("givenName", &["Alice"]),
+            ("displayName", &["Alice Liddell"]),
+            ("title", &["Engineer"]),
+            ("mail", &["alice@example.org"]),
+            ("telephoneNumber", &["+1 555 0001"]),
+            ("employeeNumber", &["42"]),
+            ("departmentNumber", &["R&D"]),
+            ("manager", &[BOSS_DN]),
+        ],
+    );
+    for (k, v) in extra {
+        e.attrs.insert(k.to_ascii_lowercase(), strings(v));
+    }
+    e
+}
+
+fn boss() -> Entry {
+    person("boss", "boss-uuid", &[])
+}
+
+fn settings(version_attribute: Option<&str>) -> UserServiceSettings {
+    UserServiceSettings {
+        default_page_size: 100,
+        max_page_size: 200,
+        version_attribute: version_attribute.map(str::to_string),
+    }
+}
+
+fn service_with(
+    dir: &Arc<FakeDir>,
+    mapping: UserMapping,
+    version: Option<&str>,
+) -> UserService<FakeDir> {
+    UserService::new(dir.clone(), Arc::new(mapping), settings(version))
+}
+
+fn service(dir: &Arc<FakeDir>) -> UserService<FakeDir> {
+    service_with(dir, demo_mapping(), Some("entryCSN"))
+}
+
+fn patch_body(ops: Value) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+fn read_attrs() -> Vec<String> {
+    let mut a = demo_mapping().read_attributes();
+    a.push("entryCSN".into());
+    a
+}
+
+fn modify(dn: &str, mods: Vec<Modification>, guard: Option<&str>) -> Write {
+    Write::Modify {
+        dn: dn.to_string(),
+        mods,
+        guard: guard.map(str::to_string),
+    }
+}
+
+fn replace(attr: &str, vals: &[&str]) -> Modification {
+    Modification::Replace(attr.to_string(), strings(vals))
+}
+
+fn entra_create_body() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER],
+        "externalId": "0a21f0f2",
+        "userName": "Test_User_ab6490ee@testuser.com",
+        "active": true,
+        "emails": [{"primary": true, "type": "work", "value": "Test_User_ab6490ee@testuser.com"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "givenName familyName", "familyName": "familyName", "givenName": "givenName"},
+        "roles": [],
+        ENTERPRISE_USER: {"employeeNumber": "701984", "department": "R&D"}
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Create
+
+#[tokio::test]
+async fn create_sends_one_add_and_renders_the_new_user() {
+    let dir = FakeDir::with(vec![boss()]);
+    let body = entra_create_body();
+    let out = service(&dir).create(&body, BASE_URL).await.unwrap();
+    let attrs: Vec<(String, Vec<String>)> = [
+        (
+            "objectClass",
+            &[
+                "top",
+                "person",
+                "organizationalPerson",
+                "inetOrgPerson",
+                "scimUser",
+            ][..],
+        ),
+        ("uid", &["Test_User_ab6490ee@testuser.com"]),
+        ("scimExternalId", &["0a21f0f2"]),
+        ("givenName", &["givenName"]),
+        ("sn", &["familyName"]),
+        ("cn", &["givenName familyName"]),
+        ("mail", &["Test_User_ab6490ee@testuser.com"]),
+        ("employeeNumber", &["701984"]),
+        ("departmentNumber", &["R&D"]),
+    ]
+    .iter()
+    .map(|(a, v)| (a.to_string(), strings(v)))
+    .collect();
+    assert_eq!(
+        dir.writes(),
+        vec![Write::Add {
+            dn: "uid=Test_User_ab6490ee@testuser.com,ou=people,dc=example,dc=org".into(),
+            attrs
+        }]
+    );
+    // One-level scope with userName as the RDN: the directory enforces uniqueness, no search needed.
+    assert_eq!(dir.searches(), vec![]);
+    assert_eq!(out["id"], json!("uuid-1"));
+    assert_eq!(
+        out["meta"],
+        json!({
+            "resourceType": "User",
+            "created": "2026-01-01T00:00:00Z",
+            "lastModified": "2026-01-01T00:00:00Z",
+            "location": "https://gw.example/scim/v2/Users/uuid-1"
+        })
+    );
+    // Every value comes back exactly as Entra sent it.
+    for (k, sent) in body.as_object().unwrap() {
+        if !["schemas", "meta", "roles"].contains(&k.as_str()) {
+            assert_eq!(&out[k], sent, "{k}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_escapes_the_user_name_in_the_dn() {
+    let dir = FakeDir::with(vec![]);
+    service(&dir)
+        .create(&json!({"userName": "x,ou=admins"}), BASE_URL)
+        .await
+        .unwrap();
+    let Write::Add { dn, .. } = &dir.writes()[0] else {
+        panic!("{:?}", dir.writes())
+    };
+    assert_eq!(dn, r"uid=x\2cou\3dadmins,ou=people,dc=example,dc=org");
+    assert!(dn::is_within(dn, PEOPLE));
+    assert_eq!(dn::split_rdns(dn).len(), 4);
+}
+
+#[tokio::test]
+async fn create_duplicate_user_name_is_uniqueness() {
+    let dir = FakeDir::with(vec![alice(&[])]);
+    let err = service(&dir)
+        .create(&json!({"userName": "alice"}), BASE_URL)
+        .await
+        .unwrap_err();
+    match err {
+        ScimError::Uniqueness(m) => assert_eq!(m, "a user with userName \"alice\" already exists"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dir.writes().len(), 1);
+}
+
+#[tokio::test]
+async fn create_checks_uniqueness_by_search_when_the_directory_cannot() {
+    let mut mapping = demo_mapping();
+    mapping.scope = Scope::Subtree;
+    let dir = FakeDir::with(vec![alice(&[])]);
+    let err = service_with(&dir, mapping, Some("entryCSN"))
+        .create(&json!({"userName": "ALICE"}), BASE_URL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Uniqueness(_)), "{err:?}");
+    assert_eq!(dir.writes(), vec![]);
+    assert_eq!(
+        dir.searches(),
+        vec![SearchRequest {
+            base: PEOPLE.into(),
+            scope: Scope::Subtree,
+            filter: "(&(objectClass=inetOrgPerson)(uid=ALICE))".into(),
+            attrs: vec!["1.1".into()],
+        }]
+    );
+}
+
+#[tokio::test]
+async fn create_stores_the_manager_as_a_dn_and_renders_its_id() {
+    let dir = FakeDir::with(vec![boss()]);
+    let out = service(&dir)
+        .create(
+            &json!({"userName": "carol", ENTERPRISE_USER: {"manager": "boss-uuid"}}),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    let Write::Add { attrs, .. } = &dir.writes()[0] else {
+        panic!("{:?}", dir.writes())
+    };
+    assert!(
+        attrs.contains(&("manager".to_string(), strings(&[BOSS_DN]))),
+        "{attrs:?}"
+    );
+    assert_eq!(
+        dir.searches()[0].filter,
+        "(&(objectClass=inetOrgPerson)(|(entryUUID=boss-uuid)))"
+    );
+    assert_eq!(
+        out[ENTERPRISE_USER],
+        json!({"manager": {"value": "boss-uuid"}})
+    );
+}
+
+#[tokio::test]
+async fn create_refuses_bad_bodies_without_writing() {
+    let dir = FakeDir::with(vec![boss()]);
+    let svc = service(&dir);
+    for body in [
+        json!({"displayName": "No Name"}),
+        json!({"userName": "bob", "password": "hunter2-hunter2"}),
+        json!({"userName": "bob", ENTERPRISE_USER: {"manager": "nobody"}}),
+        json!({"userName": "bob", "active": "maybe"}),
+    ] {
+        let err = svc.create(&body, BASE_URL).await.unwrap_err();
+        assert!(matches!(err, ScimError::InvalidValue(_)), "{body}: {err:?}");
+    }
+    assert_eq!(dir.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn create_disabled_user_writes_the_lock() {
+    let dir = FakeDir::with(vec![]);
+    let out = service(&dir)
+        .create(&json!({"userName": "bob", "active": "False"}), BASE_URL)
+        .await
+        .unwrap();
+    let Write::Add { attrs, .. } = &dir.writes()[0] else {
+        panic!()
+    };
+    assert_eq!(
+        attrs.last().unwrap(),
+        &(LOCK.to_string(), strings(&[PPOLICY_LOCKED_FOREVER]))
+    );
+    assert_eq!(out["active"], json!(false));
+}
+
+// ---------------------------------------------------------------------------
+// Get
+
+#[tokio::test]
+async fn get_renders_the_user_and_resolves_the_manager() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let out = service(&dir).get("alice-uuid", BASE_URL).await.unwrap();
+    assert_eq!(
+        out,
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE_USER],
+            "id": "alice-uuid",
+            "userName": "alice",
+            "displayName": "Alice Liddell",
+            "title": "Engineer",
+            "name": {"givenName": "Alice", "familyName": "Liddell", "formatted": "Alice Liddell"},
+            "emails": [{"type": "work", "value": "alice@example.org", "primary": true}],
+            "phoneNumbers": [{"type": "work", "value": "+1 555 0001"}],
+            ENTERPRISE_USER: {"employeeNumber": "42", "department": "R&D", "manager": {"value": "boss-uuid"}},
+            "active": true,
+            "meta": {
+                "resourceType": "User",
+                "created": "2026-01-01T00:00:00Z",
+                "lastModified": "2026-01-02T03:04:05Z",
+                "location": "https://gw.example/scim/v2/Users/alice-uuid"
+            }
+        })
+    );
+    assert_eq!(
+        dir.searches(),
+        vec![
+            SearchRequest {
+                base: PEOPLE.into(),
+                scope: Scope::OneLevel,
+                filter: "(&(objectClass=inetOrgPerson)(entryUUID=alice-uuid))".into(),
+                attrs: read_attrs(),
+            },
+            SearchRequest {
+                base: BOSS_DN.into(),
+                scope: Scope::Base,
+                filter: OC.into(),
+                attrs: vec!["entryUUID".into()],
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn get_unknown_id_is_not_found() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let err = service(&dir).get("nope", BASE_URL).await.unwrap_err();
+    match err {
+        ScimError::NotFound(m) => assert_eq!(m, "User nope not found"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn get_escapes_the_id() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let err = service(&dir).get("*", BASE_URL).await.unwrap_err();
+    assert!(matches!(err, ScimError::NotFound(_)), "{err:?}");
+    assert_eq!(
+        dir.searches()[0].filter,
+        r"(&(objectClass=inetOrgPerson)(entryUUID=\2a))"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Patch
+
+#[tokio::test]
+async fn patch_sends_exactly_one_guarded_modify_with_every_change() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let out = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([
+                {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "new@contoso.com"},
+                {"op": "Replace", "path": "name.familyName", "value": "Updated"},
+                {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Sales"},
+                {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0100"}
+            ])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![
+                replace("sn", &["Updated"]),
+                replace("mail", &["new@contoso.com"]),
+                replace("mobile", &["+1 555 0100"]),
+                replace("departmentNumber", &["Sales"]),
+            ],
+            Some("(entryCSN=csn-0)")
+        )]
+    );
+    assert_eq!(out["name"]["familyName"], json!("Updated"));
+    assert_eq!(
+        out["emails"],
+        json!([{"type": "work", "value": "new@contoso.com", "primary": true}])
+    );
+    assert_eq!(
+        out["phoneNumbers"],
+        json!([{"type": "work", "value": "+1 555 0001"}, {"type": "mobile", "value": "+1 555 0100"}])
+    );
+    assert_eq!(
+        out[ENTERPRISE_USER],
+        json!({"employeeNumber": "42", "department": "Sales", "manager": {"value": "boss-uuid"}})
+    );
+    assert_eq!(out["meta"]["lastModified"], json!("2026-03-01T00:00:00Z"));
+}
+
+#[tokio::test]
+async fn patch_without_version_attribute_sends_no_guard() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    service_with(&dir, demo_mapping(), None)
+        .patch(
+            "alice-uuid",
+            &patch_body(
+                json!([{"op": "replace", "value": {"displayName": "Al", "name.givenName": "Al"}}]),
+            ),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![
+                replace("displayName", &["Al"]),
+                replace("givenName", &["Al"])
+            ],
+            None
+        )]
+    );
+}
+
+#[tokio::test]
+async fn patch_with_an_invalid_later_operation_writes_nothing() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = service(&dir);
+    let cases = [
+        json!([
+            {"op": "replace", "path": "displayName", "value": "Changed"},
+            {"op": "replace", "path": "id", "value": "other"}
+        ]),
+        json!([
+            {"op": "replace", "path": "displayName", "value": "Changed"},
+            {"op": "add", "path": "nickName", "value": "Al"}
+        ]),
+        json!([
+            {"op": "replace", "value": {"active": false}},
+            {"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "nobody"}
+        ]),
+        json!([
+            {"op": "replace", "path": "title", "value": "x"},
+            {"op": "frobnicate", "path": "title", "value": "y"}
+        ]),
+    ];
+    for ops in cases {
+        let err = svc
+            .patch("alice-uuid", &patch_body(ops.clone()), BASE_URL)
+            .await;
+        assert!(err.is_err(), "{ops}");
+    }
+    assert_eq!(dir.writes(), vec![]);
+    assert_eq!(dir.entry(ALICE_DN).unwrap(), alice(&[]));
+}
+
+#[tokio::test]
+async fn patch_of_unknown_user_is_not_found() {
+    let dir = FakeDir::with(vec![alice(&[])]);
+    let err = service(&dir)
+        .patch(
+            "ghost",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "x"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::NotFound(_)), "{err:?}");
+    assert_eq!(dir.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn disabling_twice_writes_once() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = service(&dir);
+    let disable = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    let out = svc.patch("alice-uuid", &disable, BASE_URL).await.unwrap();
+    assert_eq!(out["active"], json!(false));
+    let out = svc.patch("alice-uuid", &disable, BASE_URL).await.unwrap();
+    assert_eq!(out["active"], json!(false));
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![replace(LOCK, &[PPOLICY_LOCKED_FOREVER])],
+            Some("(entryCSN=csn-0)")
+        )]
+    );
+    // Enabling clears the lock.
+    let out = svc
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "value": {"active": true}}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["active"], json!(true));
+    assert_eq!(
+        dir.writes()[1],
+        modify(ALICE_DN, vec![replace(LOCK, &[])], Some("(entryCSN=csn-1)"))
+    );
+}
+
+#[tokio::test]
+async fn user_name_change_modifies_then_renames() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let out = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([
+                {"op": "replace", "path": "userName", "value": "alice2"},
+                {"op": "replace", "path": "title", "value": "Boss"}
+            ])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![
+            modify(
+                ALICE_DN,
+                vec![replace("title", &["Boss"])],
+                Some("(entryCSN=csn-0)")
+            ),
+            Write::Rename {
+                dn: ALICE_DN.into(),
+                new_rdn: "uid=alice2".into(),
+                new_parent: None
+            },
+        ]
+    );
+    assert_eq!(out["id"], json!("alice-uuid"));
+    assert_eq!(out["userName"], json!("alice2"));
+    assert_eq!(out["title"], json!("Boss"));
+    assert!(dir
+        .entry("uid=alice2,ou=people,dc=example,dc=org")
+        .is_some());
+}
+
+#[tokio::test]
+async fn user_name_only_change_renames_without_modify() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let out = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "userName", "value": "a,b"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![Write::Rename {
+            dn: ALICE_DN.into(),
+            new_rdn: r"uid=a\2cb".into(),
+            new_parent: None
+        }]
+    );
+    assert_eq!(out["userName"], json!("a,b"));
+}
+
+#[tokio::test]
+async fn failed_rename_reverts_the_modify_and_reports_uniqueness() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    // boss already holds uid=boss, so the rename collides.
+    let err = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([
+                {"op": "replace", "path": "userName", "value": "boss"},
+                {"op": "replace", "path": "title", "value": "Boss"},
+                {"op": "remove", "path": "phoneNumbers"}
+            ])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    match err {
+        ScimError::Uniqueness(m) => assert_eq!(m, "a user named \"boss\" already exists"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        dir.writes(),
+        vec![
+            modify(
+                ALICE_DN,
+                vec![replace("title", &["Boss"]), replace("telephoneNumber", &[])],
+                Some("(entryCSN=csn-0)")
+            ),
+            Write::Rename {
+                dn: ALICE_DN.into(),
+                new_rdn: "uid=boss".into(),
+                new_parent: None
+            },
+            modify(
+                ALICE_DN,
+                vec![
+                    replace("title", &["Engineer"]),
+                    replace("telephoneNumber", &["+1 555 0001"])
+                ],
+                None
+            ),
+        ]
+    );
+    let now = dir.entry(ALICE_DN).unwrap();
+    assert_eq!(now.values("title"), strings(&["Engineer"]));
+    assert_eq!(now.values("telephoneNumber"), strings(&["+1 555 0001"]));
+}
+
+#[tokio::test]
+async fn scripted_rename_failure_is_reverted_and_surfaced() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    dir.rename_errors
+        .lock()
+        .unwrap()
+        .push_back(DirectoryError::AlreadyExists);
+    let err = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([
+                {"op": "replace", "path": "userName", "value": "alice2"},
+                {"op": "replace", "path": "displayName", "value": "A2"}
+            ])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Uniqueness(_)), "{err:?}");
+    assert_eq!(dir.writes().len(), 3);
+    assert_eq!(
+        dir.writes()[2],
+        modify(
+            ALICE_DN,
+            vec![replace("displayName", &["Alice Liddell"])],
+            None
+        )
+    );
+    // Any other rename failure is reverted as well and passed on.
+    dir.rename_errors
+        .lock()
+        .unwrap()
+        .push_back(DirectoryError::Unavailable("down".into()));
+    let err = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([
+                {"op": "replace", "path": "userName", "value": "alice3"},
+                {"op": "replace", "path": "displayName", "value": "A3"}
+            ])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ScimError::Directory(DirectoryError::Unavailable(_))),
+        "{err:?}"
+    );
+    assert_eq!(dir.writes().len(), 6);
+    assert_eq!(
+        dir.entry(ALICE_DN).unwrap().values("displayName"),
+        strings(&["Alice Liddell"])
+    );
+}
+
+#[tokio::test]
+async fn conflict_is_retried_then_succeeds() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    dir.modify_errors
+        .lock()
+        .unwrap()
+        .push_back(DirectoryError::Conflict);
+    let out = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    let expected = modify(
+        ALICE_DN,
+        vec![replace("title", &["CTO"])],
+        Some("(entryCSN=csn-0)"),
+    );
+    assert_eq!(dir.writes(), vec![expected.clone(), expected]);
+    assert_eq!(out["title"], json!("CTO"));
+}
+
+#[tokio::test]
+async fn concurrent_change_fails_the_guard_and_the_retry_rereads() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    dir.concurrent_changes.store(1, Ordering::SeqCst);
+    service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![
+            modify(
+                ALICE_DN,
+                vec![replace("title", &["CTO"])],
+                Some("(entryCSN=csn-0)")
+            ),
+            modify(
+                ALICE_DN,
+                vec![replace("title", &["CTO"])],
+                Some("(entryCSN=csn-other-1)")
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn persistent_conflict_gives_up_after_three_retries() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    dir.concurrent_changes.store(100, Ordering::SeqCst);
+    let err = service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ScimError::Directory(DirectoryError::Conflict)),
+        "{err:?}"
+    );
+    assert_eq!(dir.writes().len(), 4);
+}
+
+#[tokio::test]
+async fn patch_manager_add_and_remove() {
+    let mut a = alice(&[]);
+    a.attrs.remove("manager");
+    let dir = FakeDir::with(vec![a, boss(), person("carol", "carol-uuid", &[])]);
+    let svc = service(&dir);
+    let out = svc
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{
+                "op": "Add",
+                "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+                "value": "carol-uuid"
+            }])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out[ENTERPRISE_USER]["manager"],
+        json!({"value": "carol-uuid"})
+    );
+    let out = svc
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "remove", "path": "manager[value eq \"carol-uuid\"]"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert!(out[ENTERPRISE_USER].get("manager").is_none(), "{out}");
+    assert_eq!(
+        dir.writes(),
+        vec![
+            modify(
+                ALICE_DN,
+                vec![replace(
+                    "manager",
+                    &["uid=carol,ou=people,dc=example,dc=org"]
+                )],
+                Some("(entryCSN=csn-0)")
+            ),
+            modify(
+                ALICE_DN,
+                vec![replace("manager", &[])],
+                Some("(entryCSN=csn-1)")
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn patch_of_an_unrelated_attribute_keeps_extra_ldap_values() {
+    // cn is multi-valued in LDAP; SCIM shows only the first value as name.formatted.
+    let dir = FakeDir::with(vec![alice(&[("cn", &["Alice Liddell", "Alice"])]), boss()]);
+    service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![replace("title", &["CTO"])],
+            Some("(entryCSN=csn-0)")
+        )]
+    );
+    assert_eq!(
+        dir.entry(ALICE_DN).unwrap().values("cn"),
+        strings(&["Alice Liddell", "Alice"])
+    );
+}
+
+#[tokio::test]
+async fn patch_of_an_unrelated_attribute_keeps_a_manager_outside_the_subtree() {
+    let partner = "uid=pat,ou=partners,dc=example,dc=org";
+    let dir = FakeDir::with(vec![alice(&[("manager", &[partner])]), boss()]);
+    service(&dir)
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![replace("title", &["CTO"])],
+            Some("(entryCSN=csn-0)")
+        )]
+    );
+    assert_eq!(
+        dir.entry(ALICE_DN).unwrap().values("manager"),
+        strings(&[partner])
+    );
+}
+
+/// The demo mapping, but entries are named by cn (name.formatted) instead of userName.
+fn cn_named_mapping() -> UserMapping {
+    let mut m = demo_mapping();
+    m.rdn_attribute = "cn".into();
+    m.rdn_slot = slot(&m, "cn");
+    m
+}
+
+#[tokio::test]
+async fn create_with_a_non_user_name_rdn_checks_uniqueness() {
+    let dir = FakeDir::with(vec![alice(&[])]);
+    let err = service_with(&dir, cn_named_mapping(), Some("entryCSN"))
+        .create(
+            &json!({"userName": "alice", "name": {"formatted": "Another Alice"}}),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Uniqueness(_)), "{err:?}");
+    assert_eq!(dir.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn create_names_the_entry_from_the_rdn_default() {
+    // cn is filled from displayName when the client sends no name.formatted; the RDN must be too.
+    let dir = FakeDir::with(vec![]);
+    service_with(&dir, cn_named_mapping(), Some("entryCSN"))
+        .create(
+            &json!({"userName": "carol", "displayName": "Carol C"}),
+            BASE_URL,
+        )
+        .await
+        .unwrap();
+    let Write::Add { dn, attrs } = &dir.writes()[0] else {
+        panic!("{:?}", dir.writes())
+    };
+    assert_eq!(dn, "cn=Carol C,ou=people,dc=example,dc=org");
+    assert!(
+        attrs.contains(&("cn".to_string(), strings(&["Carol C"]))),
+        "{attrs:?}"
+    );
+}
+
+#[tokio::test]
+async fn user_name_change_is_unique_even_when_user_name_is_not_the_rdn() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let err = service_with(&dir, cn_named_mapping(), Some("entryCSN"))
+        .patch(
+            "alice-uuid",
+            &patch_body(json!([{"op": "replace", "path": "userName", "value": "boss"}])),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Uniqueness(_)), "{err:?}");
+    assert_eq!(dir.writes(), vec![]);
+}
+
+// ---------------------------------------------------------------------------
+// Replace (PUT)
+
+#[tokio::test]
+async fn put_with_a_different_id_is_mutability() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let err = service(&dir)
+        .replace(
+            "alice-uuid",
+            &json!({"id": "other", "userName": "alice"}),
+            BASE_URL,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::Mutability(_)), "{err:?}");
+    assert_eq!(dir.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn put_of_the_read_resource_writes_only_the_change_and_keeps_the_state() {
+    let dir = FakeDir::with(vec![alice(&[(LOCK, &[PPOLICY_LOCKED_FOREVER])]), boss()]);
+    let svc = service(&dir);
+    let mut body = svc.get("alice-uuid", BASE_URL).await.unwrap();
+    assert_eq!(body["active"], json!(false));
+    let obj = body.as_object_mut().unwrap();
+    obj.remove("active");
+    obj.insert("displayName".into(), json!("Alice L."));
+    let out = svc.replace("alice-uuid", &body, BASE_URL).await.unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![modify(
+            ALICE_DN,
+            vec![replace("displayName", &["Alice L."])],
+            Some("(entryCSN=csn-0)")
+        )]
+    );
+    assert_eq!(out["active"], json!(false));
+    assert_eq!(out["displayName"], json!("Alice L."));
+}
+
+// ---------------------------------------------------------------------------
+// Delete
+
+#[tokio::test]
+async fn hard_delete_removes_the_entry() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = service(&dir);
+    svc.delete("alice-uuid").await.unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![Write::Delete {
+            dn: ALICE_DN.into()
+        }]
+    );
+    assert!(matches!(
+        svc.get("alice-uuid", BASE_URL).await,
+        Err(ScimError::NotFound(_))
+    ));
+    assert!(matches!(
+        svc.delete("alice-uuid").await,
+        Err(ScimError::NotFound(_))
+    ));
+    assert_eq!(dir.writes().len(), 1);
+}
+
+#[tokio::test]
+async fn soft_delete_disables_and_moves_out_of_the_subtree() {
+    let mut m = demo_mapping();
+    m.delete = DeletePolicy::Soft {
+        move_to: Some("ou=deleted,dc=example,dc=org".into()),
+    };
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = service_with(&dir, m, Some("entryCSN"));
+    svc.delete("alice-uuid").await.unwrap();
+    assert_eq!(
+        dir.writes(),
+        vec![
+            modify(
+                ALICE_DN,
+                vec![replace(LOCK, &[PPOLICY_LOCKED_FOREVER])],
+                Some("(entryCSN=csn-0)")
+            ),
+            Write::Rename {
+                dn: ALICE_DN.into(),
+                new_rdn: "uid=alice".into(),
+                new_parent: Some("ou=deleted,dc=example,dc=org".into())
+            },
+        ]
+    );
+    assert!(matches!(
+        svc.get("alice-uuid", BASE_URL).await,
+        Err(ScimError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn soft_delete_of_a_disabled_user_only_moves_it() {
+    let mut m = demo_mapping();
+    m.delete = DeletePolicy::Soft { move_to: None };
+    let dir = FakeDir::with(vec![alice(&[(LOCK, &[PPOLICY_LOCKED_FOREVER])]), boss()]);
+    service_with(&dir, m, Some("entryCSN"))
+        .delete("alice-uuid")
+        .await
+        .unwrap();
+    assert_eq!(dir.writes(), vec![]);
+}
+
+// ---------------------------------------------------------------------------
+// List
+
+fn five_users() -> Arc<FakeDir> {
+    FakeDir::with(vec![
+        alice(&[]),
+        boss(),
+        person("carol", "carol-uuid", &[]),
+        person("dave", "dave-uuid", &[]),
+        person("erin", "erin-uuid", &[]),
+    ])
+}
+
+fn user_names(page: &ListPage) -> Vec<&str> {
+    page.resources
+        .iter()
+        .map(|r| r["userName"].as_str().unwrap())
+        .collect()
+}
+
+async fn list(
+    dir: &Arc<FakeDir>,
+    filter: Option<&str>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+) -> ListPage {
+    service(dir)
+        .list(
+            &ListQuery {
+                filter: filter.map(str::to_string),
+                start_index,
+                count,
+            },
+            BASE_URL,
+        )
+        .await
+        .unwrap()
+}
+
+fn last_page_call(dir: &FakeDir) -> (usize, usize) {
+    let p = dir.pages().last().cloned().unwrap();
+    (p.offset, p.limit)
+}
+
+#[tokio::test]
+async fn list_delegates_the_window_to_search_page() {
+    let dir = five_users();
+    let page = list(&dir, None, Some(3), Some(2)).await;
+    assert_eq!((page.total, page.start_index), (5, 3));
+    assert_eq!(user_names(&page), ["carol", "dave"]);
+    assert_eq!(
+        dir.pages(),
+        vec![PageCall {
+            req: SearchRequest {
+                base: PEOPLE.into(),
+                scope: Scope::OneLevel,
+                filter: OC.into(),
+                attrs: read_attrs(),
+            },
+            id_attr: "entryUUID".into(),
+            offset: 2,
+            limit: 2,
+        }]
+    );
+}
+
+#[tokio::test]
+async fn list_paging_parameters_are_normalised() {
+    let dir = five_users();
+    let page = list(&dir, None, None, None).await;
+    assert_eq!(last_page_call(&dir), (0, 100));
+    assert_eq!(
+        (page.total, page.start_index, page.resources.len()),
+        (5, 1, 5)
+    );
+
+    let page = list(&dir, None, Some(1), Some(0)).await;
+    assert_eq!(last_page_call(&dir), (0, 0));
+    assert_eq!((page.total, page.resources.len()), (5, 0));
+
+    let page = list(&dir, None, None, Some(-5)).await;
+    assert_eq!(last_page_call(&dir), (0, 0));
+    assert_eq!((page.total, page.resources.len()), (5, 0));
+
+    list(&dir, None, None, Some(1000)).await;
+    assert_eq!(last_page_call(&dir), (0, 200));
+
+    let page = list(&dir, None, Some(0), Some(1)).await;
+    assert_eq!(last_page_call(&dir), (0, 1));
+    assert_eq!((page.start_index, user_names(&page)), (1, vec!["alice"]));
+
+    let page = list(&dir, None, Some(-7), Some(2)).await;
+    assert_eq!(last_page_call(&dir), (0, 2));
+    assert_eq!(page.start_index, 1);
+
+    // Okta's import pages: 1, 3, 5 with count 2.
+    let page = list(&dir, None, Some(5), Some(2)).await;
+    assert_eq!(last_page_call(&dir), (4, 2));
+    assert_eq!(user_names(&page), ["erin"]);
+}
+
+#[tokio::test]
+async fn list_translates_the_filter() {
+    let dir = five_users();
+    let page = list(&dir, Some(r#"userName eq "ALICE""#), Some(1), Some(100)).await;
+    assert_eq!(
+        dir.pages()[0].req.filter,
+        "(&(objectClass=inetOrgPerson)(uid=ALICE))"
+    );
+    assert_eq!((page.total, user_names(&page)), (1, vec!["alice"]));
+    // A blank filter is no filter.
+    list(&dir, Some("   "), None, None).await;
+    assert_eq!(dir.pages()[1].req.filter, OC);
+}
+
+#[tokio::test]
+async fn entra_test_connection_probe_lists_nothing() {
+    let dir = five_users();
+    let page = list(
+        &dir,
+        Some(r#"userName eq "2e4b0c55-7a6c-4f4e-9d0f-3c8f3d0f4a11""#),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (page.total, page.start_index, page.resources.len()),
+        (0, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn list_resolves_manager_ids_before_translating() {
+    let dir = five_users();
+    let filter =
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager eq \"boss-uuid\"";
+    let page = list(&dir, Some(filter), None, None).await;
+    assert_eq!(
+        dir.searches()[0],
+        SearchRequest {
+            base: PEOPLE.into(),
+            scope: Scope::OneLevel,
+            filter: "(&(objectClass=inetOrgPerson)(|(entryUUID=boss-uuid)))".into(),
+            attrs: vec!["entryUUID".into()],
+        }
+    );
+    assert_eq!(
+        dir.pages()[0].req.filter,
+        format!("(&(objectClass=inetOrgPerson)(manager={BOSS_DN}))")
+    );
+    assert_eq!(user_names(&page), ["alice"]);
+    // An id no user has matches nothing.
+    let page = list(&dir, Some("manager eq \"nobody\""), None, None).await;
+    assert_eq!(dir.pages()[1].req.filter, "(!(objectClass=*))");
+    assert_eq!(page.total, 0);
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_before_searching() {
+    let dir = five_users();
+    let svc = service(&dir);
+    for f in [
+        "userName eq".to_string(),
+        "nickName eq \"x\"".to_string(),
+        format!("userName eq \"{}\"", "x".repeat(9000)),
+    ] {
+        let q = ListQuery {
+            filter: Some(f.clone()),
+            ..ListQuery::default()
+        };
+        let err = svc.list(&q, BASE_URL).await.unwrap_err();
+        assert!(matches!(err, ScimError::InvalidFilter(_)), "{err:?}");
+    }
+    assert_eq!(dir.pages(), vec![]);
+}
+
+// ---------------------------------------------------------------------------
+// SchemaLookup of the mapping, which PATCH uses
+
+#[test]
+fn mapping_schema_lookup() {
+    let m = demo_mapping();
+    let lookup: &dyn SchemaLookup = &m;
+    assert_eq!(lookup.core(), CORE_USER);
+    assert_eq!(
+        lookup
+            .schema_urn(&ENTERPRISE_USER.to_lowercase())
+            .as_deref(),
+        Some(ENTERPRISE_USER)
+    );
+    assert_eq!(lookup.schema_urn(CORE_USER).as_deref(), Some(CORE_USER));
+    assert_eq!(
+        lookup.schema_urn(&format!("{ENTERPRISE_USER}:department")),
+        None
+    );
+    assert_eq!(
+        lookup.schema_of(None, "manager").as_deref(),
+        Some(ENTERPRISE_USER)
+    );
+}
