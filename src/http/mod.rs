@@ -306,6 +306,15 @@ fn list_of(resources: Vec<Value>) -> Value {
     })
 }
 
+/// The discovery resource whose `id` is `id` (case-insensitive), or 404.
+fn one_by_id(resources: Vec<Value>, id: &str, what: &str) -> ApiResult {
+    resources
+        .into_iter()
+        .find(|r| r["id"].as_str().is_some_and(|u| u.eq_ignore_ascii_case(id)))
+        .map(|r| scim_json(StatusCode::OK, &r))
+        .ok_or_else(|| ScimError::NotFound(format!("no {what} {id}")).into())
+}
+
 async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
@@ -343,15 +352,11 @@ async fn schema<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    discovery::schemas(state.users.mapping(), &base)
-        .into_iter()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&id))
-        })
-        .map(|s| scim_json(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::NotFound(format!("no schema {id}")).into())
+    one_by_id(
+        discovery::schemas(state.users.mapping(), &base),
+        &id,
+        "schema",
+    )
 }
 
 async fn resource_types<D: EntryReader + EntryWriter + 'static>(
@@ -377,13 +382,9 @@ async fn resource_type<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    discovery::resource_types(state.users.mapping(), &base)
-        .into_iter()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&id))
-        })
-        .map(|s| scim_json(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::NotFound(format!("no resource type {id}")).into())
+    one_by_id(
+        discovery::resource_types(state.users.mapping(), &base),
+        &id,
+        "resource type",
+    )
 }

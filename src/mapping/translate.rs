@@ -499,19 +499,7 @@ fn constant_string(
             "{path} compares with a string"
         )));
     };
-    let a = actual.to_lowercase();
-    let w = want.to_lowercase();
-    let hit = match op {
-        CompareOp::Eq => a == w,
-        CompareOp::Ne => a != w,
-        CompareOp::Co => a.contains(&w),
-        CompareOp::Sw => a.starts_with(&w),
-        CompareOp::Ew => a.ends_with(&w),
-        CompareOp::Gt => a > w,
-        CompareOp::Ge => a >= w,
-        CompareOp::Lt => a < w,
-        CompareOp::Le => a <= w,
-    };
+    let hit = op.holds_ignoring_case(actual, want);
     Ok(if hit { Lf::True } else { Lf::False })
 }
 

@@ -61,6 +61,23 @@ impl CompareOp {
             CompareOp::Le => "le",
         }
     }
+
+    /// Whether `actual op want` holds for text compared case-insensitively (SCIM's default,
+    /// `caseExact: false`).
+    pub fn holds_ignoring_case(self, actual: &str, want: &str) -> bool {
+        let (a, w) = (actual.to_lowercase(), want.to_lowercase());
+        match self {
+            CompareOp::Eq => a == w,
+            CompareOp::Ne => a != w,
+            CompareOp::Co => a.contains(&w),
+            CompareOp::Sw => a.starts_with(&w),
+            CompareOp::Ew => a.ends_with(&w),
+            CompareOp::Gt => a > w,
+            CompareOp::Ge => a >= w,
+            CompareOp::Lt => a < w,
+            CompareOp::Le => a <= w,
+        }
+    }
 }
 
 impl fmt::Display for CompareOp {

@@ -503,20 +503,7 @@ fn element_value<'a>(el: &'a Value, p: &AttrPath) -> Option<&'a Value> {
 
 fn compare_json(actual: &Value, op: CompareOp, want: &CompValue) -> bool {
     match (actual, want) {
-        (Value::String(a), CompValue::Str(w)) => {
-            let (a, w) = (a.to_lowercase(), w.to_lowercase());
-            match op {
-                CompareOp::Eq => a == w,
-                CompareOp::Ne => a != w,
-                CompareOp::Co => a.contains(&w),
-                CompareOp::Sw => a.starts_with(&w),
-                CompareOp::Ew => a.ends_with(&w),
-                CompareOp::Gt => a > w,
-                CompareOp::Ge => a >= w,
-                CompareOp::Lt => a < w,
-                CompareOp::Le => a <= w,
-            }
-        }
+        (Value::String(a), CompValue::Str(w)) => op.holds_ignoring_case(a, w),
         (Value::Bool(a), CompValue::Bool(w)) => match op {
             CompareOp::Eq => a == w,
             CompareOp::Ne => a != w,

@@ -2,11 +2,9 @@
 //! reached over TLS (ldaps and StartTLS) with and without a trusted CA.
 //! Every test checks both the HTTP responses and what the directory holds.
 
-use crate::gateway::{demo_config_text, env_for, first, Resp, TestGateway, TOKEN};
+use crate::gateway::{first, RunningGateway, TestGateway};
 use crate::slapd::{Slapd, TlsMaterial, ADMIN_DN, SUFFIX};
 use reqwest::Method;
-use scim_ldap_gateway::config::Config;
-use scim_ldap_gateway::http::server::Gateway;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -59,7 +57,7 @@ fn user_body(user_name: &str) -> Value {
 }
 
 /// POST /Users with [`user_body`]; the new id.
-async fn create(gw: &TestGateway, user_name: &str) -> String {
+async fn create(gw: &RunningGateway, user_name: &str) -> String {
     let r = gw.post("/Users", &user_body(user_name)).await.expect(201);
     r.body["id"].as_str().unwrap().to_string()
 }
@@ -185,86 +183,11 @@ async fn a_hung_directory_gives_504_within_the_operation_timeout() {
     assert_stored(&gw.slapd, "after-hang", &id).await;
 }
 
-/// A gateway in front of an arbitrary slapd (TestGateway always starts its
-/// own plain one): the demo config pointed at `slapd`, edited by `edit`.
-struct DirectGateway {
-    base: String,
-    client: reqwest::Client,
-    _gateway: Gateway,
-    _dir: tempfile::TempDir,
-}
-
-impl DirectGateway {
-    async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> DirectGateway {
-        let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert_pem = ck.cert.pem();
-        std::fs::write(dir.path().join("gw.crt"), &cert_pem).unwrap();
-        std::fs::write(dir.path().join("gw.key"), ck.key_pair.serialize_pem()).unwrap();
-        let text = edit(demo_config_text(slapd, dir.path()));
-        let config =
-            Config::from_toml(&text, dir.path(), &env_for(slapd)).unwrap_or_else(|e| panic!("{e}"));
-        let gateway = Gateway::start(config).await.unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        DirectGateway {
-            base: format!("https://{}/scim/v2", gateway.addresses[0]),
-            client,
-            _gateway: gateway,
-            _dir: dir,
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/scim+json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let version = resp.version();
-        let bytes = resp.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes))
-            })
-        };
-        Resp {
-            status,
-            headers,
-            body,
-            version,
-        }
-    }
-
-    async fn create_user(&self, user_name: &str) -> String {
-        let r = self
-            .send(Method::POST, "/Users", Some(&user_body(user_name)))
-            .await
-            .expect(201);
-        r.body["id"].as_str().unwrap().to_string()
-    }
-
-    /// GET /Users?filter=userName eq "<user_name>": the number of matches.
-    async fn count_named(&self, user_name: &str) -> u64 {
-        let filter = crate::gateway::url_encode(&format!("userName eq \"{user_name}\""));
-        let r = self
-            .send(Method::GET, &format!("/Users?filter={filter}"), None)
-            .await
-            .expect(200);
-        r.body["totalResults"].as_u64().unwrap()
-    }
+/// GET /Users?filter=userName eq "<user_name>": the number of matches.
+async fn count_named(gw: &RunningGateway, user_name: &str) -> u64 {
+    let filter = crate::gateway::url_encode(&format!("userName eq \"{user_name}\""));
+    let r = gw.get(&format!("/Users?filter={filter}")).await.expect(200);
+    r.body["totalResults"].as_u64().unwrap()
 }
 
 fn ca_key(tls: &TlsMaterial) -> String {
@@ -288,23 +211,23 @@ async fn starttls_and_ldaps_with_a_configured_ca() {
     assert_eq!(slapd.ldaps_url().as_deref(), Some(tls.ldaps_url.as_str()));
 
     // ldaps:// trusting the test CA.
-    let via_ldaps = DirectGateway::start(&slapd, |t| {
+    let via_ldaps = RunningGateway::start(&slapd, |t| {
         directory_url(&t, &tls.ldaps_url, &[ca_key(&tls)])
     })
     .await;
-    let ldaps_id = via_ldaps.create_user("via-ldaps").await;
+    let ldaps_id = create(&via_ldaps, "via-ldaps").await;
     assert_stored(&slapd, "via-ldaps", &ldaps_id).await;
 
     // ldap:// upgraded with StartTLS, trusting the test CA.
-    let via_starttls = DirectGateway::start(&slapd, |t| {
+    let via_starttls = RunningGateway::start(&slapd, |t| {
         directory_url(&t, &slapd.url, &["starttls = true".into(), ca_key(&tls)])
     })
     .await;
-    let starttls_id = via_starttls.create_user("via-starttls").await;
+    let starttls_id = create(&via_starttls, "via-starttls").await;
     assert_stored(&slapd, "via-starttls", &starttls_id).await;
     // Same directory behind both.
-    assert_eq!(via_ldaps.count_named("via-starttls").await, 1);
-    assert_eq!(via_starttls.count_named("via-ldaps").await, 1);
+    assert_eq!(count_named(&via_ldaps, "via-starttls").await, 1);
+    assert_eq!(count_named(&via_starttls, "via-ldaps").await, 1);
 
     // slapd's own account of the binds: every one was encrypted, and both
     // listeners saw the service account (the harness uses StartTLS too).
@@ -325,8 +248,8 @@ async fn starttls_and_ldaps_with_a_configured_ca() {
     // the gateway must refuse to talk, not fall back to plaintext.
     let short = |t: String| replace_one(&t, "connect_timeout_secs = 5", "connect_timeout_secs = 1");
     let untrusted_ldaps =
-        DirectGateway::start(&slapd, |t| short(directory_url(&t, &tls.ldaps_url, &[]))).await;
-    let untrusted_starttls = DirectGateway::start(&slapd, |t| {
+        RunningGateway::start(&slapd, |t| short(directory_url(&t, &tls.ldaps_url, &[]))).await;
+    let untrusted_starttls = RunningGateway::start(&slapd, |t| {
         short(directory_url(&t, &slapd.url, &["starttls = true".into()]))
     })
     .await;
@@ -379,7 +302,7 @@ async fn starttls_and_ldaps_with_a_configured_ca() {
 
     // StartTLS against a server without TLS: refused, not downgraded.
     let plain = Slapd::start();
-    let no_tls_server = DirectGateway::start(&plain, |t| {
+    let no_tls_server = RunningGateway::start(&plain, |t| {
         short(directory_url(
             &t,
             &plain.url,

@@ -11,8 +11,21 @@ use std::path::PathBuf;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef-0123456789";
 
+/// A slapd of its own with a gateway in front of it. Derefs to the gateway's client.
 pub struct TestGateway {
     pub slapd: Slapd,
+    gateway: RunningGateway,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = RunningGateway;
+    fn deref(&self) -> &RunningGateway {
+        &self.gateway
+    }
+}
+
+/// The gateway (demo config pointed at some slapd) and an HTTPS client that trusts its certificate.
+pub struct RunningGateway {
     /// `https://127.0.0.1:<port>/scim/v2`
     pub base: String,
     pub client: reqwest::Client,
@@ -102,6 +115,30 @@ impl TestGateway {
     /// Start with the demo config after `edit` has changed its text.
     pub async fn start_with(edit: impl FnOnce(String) -> String) -> TestGateway {
         let slapd = Slapd::start();
+        let gateway = RunningGateway::start(&slapd, edit).await;
+        TestGateway { slapd, gateway }
+    }
+
+    /// The directory entry for a SCIM id, read directly from slapd (None if absent).
+    pub async fn entry_by_id(&self, id: &str) -> Option<ldap3::SearchEntry> {
+        let found = self
+            .slapd
+            .find(SUFFIX, &format!("(entryUUID={})", ldap3::ldap_escape(id)))
+            .await;
+        assert!(found.len() <= 1);
+        found.into_iter().next()
+    }
+
+    /// The id of a seeded user.
+    pub async fn seeded_id(&self, uid: &str) -> String {
+        let e = self.slapd.entry(&people_dn(uid)).await.unwrap();
+        first(&e, "entryUUID").unwrap()
+    }
+}
+
+impl RunningGateway {
+    /// The demo config pointed at `slapd`, edited by `edit`, on a free port with a fresh certificate.
+    pub async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> RunningGateway {
         let dir = tempfile::tempdir().unwrap();
         let ck = rcgen::generate_simple_self_signed(vec![
             "127.0.0.1".to_string(),
@@ -111,21 +148,22 @@ impl TestGateway {
         let ca_pem = ck.cert.pem().into_bytes();
         std::fs::write(dir.path().join("gw.crt"), &ca_pem).unwrap();
         std::fs::write(dir.path().join("gw.key"), ck.key_pair.serialize_pem()).unwrap();
-        let text = edit(demo_config_text(&slapd, dir.path()));
-        let config = Config::from_toml(&text, dir.path(), &env_for(&slapd))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let tls = config.listeners[0].tls;
+        let text = edit(demo_config_text(slapd, dir.path()));
+        let config =
+            Config::from_toml(&text, dir.path(), &env_for(slapd)).unwrap_or_else(|e| panic!("{e}"));
+        let scheme = if config.listeners[0].tls {
+            "https"
+        } else {
+            "http"
+        };
         let gateway = Gateway::start(config).await.unwrap();
-        let addr = gateway.addresses[0];
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .unwrap();
-        let scheme = if tls { "https" } else { "http" };
-        TestGateway {
-            base: format!("{scheme}://{addr}/scim/v2"),
-            slapd,
+        RunningGateway {
+            base: format!("{scheme}://{}/scim/v2", gateway.addresses[0]),
             client,
             ca_pem,
             _gateway: gateway,
@@ -206,22 +244,6 @@ impl TestGateway {
             .await
             .expect(201);
         r.body["id"].as_str().unwrap().to_string()
-    }
-
-    /// The directory entry for a SCIM id, read directly from slapd (None if absent).
-    pub async fn entry_by_id(&self, id: &str) -> Option<ldap3::SearchEntry> {
-        let found = self
-            .slapd
-            .find(SUFFIX, &format!("(entryUUID={})", ldap3::ldap_escape(id)))
-            .await;
-        assert!(found.len() <= 1);
-        found.into_iter().next()
-    }
-
-    /// The id of a seeded user.
-    pub async fn seeded_id(&self, uid: &str) -> String {
-        let e = self.slapd.entry(&people_dn(uid)).await.unwrap();
-        first(&e, "entryUUID").unwrap()
     }
 }
 
