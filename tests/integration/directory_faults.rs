@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 const ALICE: &str = "userName eq \"alice\"";
 /// How long the gateway may take to serve again once the directory is back.
-const RECOVERY_BOUND: Duration = Duration::from_secs(5);
+const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// `text` with the one occurrence of `from` replaced: a drifted demo config
@@ -108,10 +108,8 @@ async fn wait_until_served(gw: &TestGateway, bound: Duration, allowed: &[u16]) -
 
 #[tokio::test]
 async fn recovers_after_the_directory_restarts() {
-    let mut gw = TestGateway::start_with(|t| {
-        replace_one(&t, "connect_timeout_secs = 5", "connect_timeout_secs = 1")
-    })
-    .await;
+    // The default connect timeout: a directory known to be down must not make requests wait for it.
+    let mut gw = TestGateway::start().await;
     let r = gw.filter(ALICE).await.expect(200);
     assert_eq!(r.body["totalResults"], 1);
     let port = gw.slapd.port;
@@ -123,7 +121,7 @@ async fn recovers_after_the_directory_restarts() {
     let r = gw.filter(ALICE).await.expect_error(503, None);
     let read_took = started.elapsed();
     assert_eq!(r.headers["retry-after"], "5");
-    assert!(read_took < Duration::from_secs(3), "503 took {read_took:?}");
+    assert!(read_took < Duration::from_secs(1), "503 took {read_took:?}");
     let started = Instant::now();
     let r = gw
         .post("/Users", &user_body("during-outage"))
@@ -132,7 +130,7 @@ async fn recovers_after_the_directory_restarts() {
     let write_took = started.elapsed();
     assert_eq!(r.headers["retry-after"], "5");
     assert!(
-        write_took < Duration::from_secs(3),
+        write_took < Duration::from_secs(1),
         "503 took {write_took:?}"
     );
 

@@ -7,7 +7,7 @@
 
 use crate::config::DirectorySettings;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -60,8 +60,20 @@ struct Shared {
     conn_settings: LdapConnSettings,
     handles: Vec<Mutex<Option<Ldap>>>,
     next: AtomicUsize,
+    /// Signalled when a slot's state changes: a live connection, or a failed attempt.
     ready: Notify,
+    /// Signalled by requests that found no live connection: supervisors in backoff retry at once.
+    wake: Notify,
+    /// Set when the latest connection attempt failed: requests then fail fast instead of waiting.
+    down: AtomicBool,
 }
+
+/// Backoff between reconnect attempts; short, because a request arriving while the directory is
+/// down wakes the supervisors anyway, and recovery must follow the directory within a second.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// How long a request waits for a woken supervisor when the directory was last seen down.
+const DOWN_GRACE: Duration = Duration::from_millis(200);
 
 /// The connection pool. Dropping it stops the supervisors and closes the connections.
 pub struct Pool {
@@ -196,6 +208,8 @@ impl Pool {
             handles: (0..n).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             ready: Notify::new(),
+            wake: Notify::new(),
+            down: AtomicBool::new(false),
         });
         let supervisors = (0..n)
             .map(|i| tokio::spawn(supervise(shared.clone(), i)))
@@ -221,17 +235,27 @@ impl Pool {
         None
     }
 
-    /// A live handle, waiting up to the connect timeout for one to come up.
+    /// A live handle. Without one, the supervisors are woken and the request waits up to the
+    /// connect timeout while connections are coming up, or briefly when the directory was last seen down.
     pub async fn get(&self) -> Option<Ldap> {
         if let Some(h) = self.try_get() {
             return Some(h);
         }
-        let deadline = tokio::time::Instant::now() + self.shared.settings.connect_timeout;
+        self.shared.wake.notify_waiters();
+        let started = tokio::time::Instant::now();
+        let full = started + self.shared.settings.connect_timeout;
+        let short = started + DOWN_GRACE.min(self.shared.settings.connect_timeout);
         loop {
             let notified = self.shared.ready.notified();
             if let Some(h) = self.try_get() {
                 return Some(h);
             }
+            // Re-evaluated on every state change: a failed attempt during the wait cuts it short.
+            let deadline = if self.shared.down.load(Ordering::Relaxed) {
+                short
+            } else {
+                full
+            };
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.try_get();
             }
@@ -254,16 +278,24 @@ impl Pool {
 }
 
 async fn supervise(shared: Arc<Shared>, slot: usize) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+    // Log state changes, not every attempt of an outage.
+    let mut failing = false;
     loop {
         match connect(&shared.settings, shared.conn_settings.clone()).await {
             Ok((ldap, driver)) => {
                 backoff.reset();
+                shared.down.store(false, Ordering::Relaxed);
                 if let Ok(mut g) = shared.handles[slot].lock() {
                     *g = Some(ldap);
                 }
                 shared.ready.notify_waiters();
-                tracing::debug!(slot, "directory connection ready");
+                if failing {
+                    tracing::info!(slot, "directory connection restored");
+                } else {
+                    tracing::debug!(slot, "directory connection ready");
+                }
+                failing = false;
                 let _ = driver.await;
                 if let Ok(mut g) = shared.handles[slot].lock() {
                     *g = None;
@@ -271,10 +303,23 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
                 tracing::warn!(slot, "directory connection lost; reconnecting");
             }
             Err(e) => {
-                tracing::warn!(slot, error = %e, "cannot connect to the directory");
+                shared.down.store(true, Ordering::Relaxed);
+                shared.ready.notify_waiters();
+                if failing {
+                    tracing::debug!(slot, error = %e, "cannot connect to the directory");
+                } else {
+                    tracing::warn!(slot, error = %e, "cannot connect to the directory; retrying");
+                    failing = true;
+                }
             }
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        // Never retry faster than RECONNECT_MIN, even when requests keep waking us.
+        let delay = backoff.next_delay();
+        tokio::time::sleep(RECONNECT_MIN).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay.saturating_sub(RECONNECT_MIN)) => {}
+            _ = shared.wake.notified() => {}
+        }
     }
 }
 
