@@ -127,6 +127,23 @@ async fn discovery_is_generated_from_the_mapping() {
 }
 
 #[tokio::test]
+async fn plain_application_json_is_accepted() {
+    let gw = TestGateway::start().await;
+    let req = gw
+        .client
+        .post(format!("{}/Users", gw.base))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"userName":"json@contoso.com"}"#);
+    let r = gw.send_with(req, None).await.expect(201);
+    assert_eq!(r.headers["content-type"], "application/scim+json");
+    assert!(gw
+        .slapd
+        .entry("uid=json@contoso.com,ou=people,dc=example,dc=org")
+        .await
+        .is_some());
+}
+
+#[tokio::test]
 async fn plaintext_only_when_asked_for() {
     let gw =
         TestGateway::start_with(|t| t.replace("protocol = \"https\"", "protocol = \"http\"")).await;

@@ -182,6 +182,13 @@ async fn match_filters_on_mapped_attributes() {
     }
     let r = gw.filter("externalId eq \"ext-42\"").await;
     assert_eq!(r.body["Resources"][0]["id"], id);
+    // Okta's existence check carries paging parameters.
+    let r = gw
+        .get("/Users?filter=userName%20eq%20%22matcher%40contoso.com%22&startIndex=1&count=100")
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    assert_eq!(r.body["Resources"][0]["id"], id);
 }
 
 #[tokio::test]
