@@ -2,6 +2,7 @@
 
 use crate::config::{Config, ConfigProblem, DirectorySettings};
 use crate::directory::ldap::pool;
+use crate::mapping::groups::GroupMapping;
 use crate::mapping::UserMapping;
 use std::collections::HashSet;
 
@@ -108,6 +109,45 @@ pub fn mapping_problems(m: &UserMapping, schema: &Subschema, key: &str) -> Vec<C
     out
 }
 
+/// Every objectClass and attribute the group mapping uses that the subschema lacks.
+pub fn group_mapping_problems(
+    g: &GroupMapping,
+    schema: &Subschema,
+    key: &str,
+) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for (i, oc) in g.object_classes.iter().enumerate() {
+        if !schema.object_classes.contains(&oc.to_ascii_lowercase()) {
+            out.push(ConfigProblem {
+                key: format!("{key}.object_classes[{i}]"),
+                message: format!("object class {oc} is not in the directory's schema"),
+            });
+        }
+    }
+    let attrs = [
+        ("id_attribute", Some(&g.id_attribute)),
+        ("rdn_attribute", Some(&g.rdn_attribute)),
+        ("name_attribute", Some(&g.name_attribute)),
+        ("external_id_attribute", g.external_id_attribute.as_ref()),
+        ("member_attribute", Some(&g.member_attribute)),
+        ("member_of_attribute", g.member_of_attribute.as_ref()),
+        ("dn_attribute", Some(&g.dn_attribute)),
+        ("created_attribute", Some(&g.created_attribute)),
+        ("modified_attribute", Some(&g.modified_attribute)),
+    ];
+    for (k, a) in attrs {
+        if let Some(a) = a {
+            if !schema.has_attribute(a) {
+                out.push(ConfigProblem {
+                    key: format!("{key}.{k}"),
+                    message: format!("attribute {a} is not in the directory's schema"),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Bind with the service account, read the subschema, and check the mapping against it.
 pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
@@ -192,6 +232,9 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
                 });
             } else {
                 problems.extend(mapping_problems(&config.users, &s, "mapping.users"));
+                if let Some(g) = &config.groups {
+                    problems.extend(group_mapping_problems(g, &s, "mapping.groups"));
+                }
             }
         }
         Err(e) => problems.push(ConfigProblem {
@@ -214,6 +257,19 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
             key: "mapping.users.base".into(),
             message: format!("{} cannot be read: {e}", config.users.base),
         });
+    }
+    if let Some(g) = &config.groups {
+        ldap.with_timeout(d.operation_timeout);
+        let base = ldap
+            .search(&g.base, ldap3::Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await
+            .and_then(|r| r.success());
+        if let Err(e) = base {
+            problems.push(ConfigProblem {
+                key: "mapping.groups.base".into(),
+                message: format!("{} cannot be read: {e}", g.base),
+            });
+        }
     }
     let _ = ldap.unbind().await;
     driver.abort();

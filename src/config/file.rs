@@ -112,6 +112,53 @@ pub struct DirectoryFile {
 pub struct MappingFile {
     /// How SCIM Users map onto directory entries.
     pub users: UserMappingFile,
+    /// How SCIM Groups map onto directory entries. Without it, /Groups is not served.
+    pub groups: Option<GroupMappingFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMappingFile {
+    /// The subtree that holds groups. The gateway never reads or writes groups outside it.
+    pub base: String,
+    /// `one` or `sub` (default) below `base`.
+    pub scope: Option<String>,
+    /// LDAP filter selecting group entries. Default `(objectClass=groupOfNames)`.
+    pub filter: Option<String>,
+    /// Object classes of new groups. Default `["top", "groupOfNames"]`.
+    pub object_classes: Option<Vec<String>>,
+    /// Immutable unique id attribute that becomes the SCIM `id`. Default `entryUUID`.
+    pub id_attribute: Option<String>,
+    /// RDN attribute of new groups. Default `cn`.
+    pub rdn_attribute: Option<String>,
+    /// Attribute holding `displayName`. Default `cn`. When it is the RDN attribute, a rename is a modrdn.
+    pub name_attribute: Option<String>,
+    /// Attribute holding `externalId`. Default: none (externalId is then not stored and refused).
+    pub external_id_attribute: Option<String>,
+    /// Attribute listing the members. Default `member`.
+    pub member_attribute: Option<String>,
+    /// `dn` (default: members are DNs, as in groupOfNames, groupOfUniqueNames and AD groups) or
+    /// `user_name` (members are user names, as in posixGroup's memberUid; groups cannot nest).
+    pub member_value: Option<String>,
+    /// A DN kept in every group so classes that require a member (groupOfNames, groupOfUniqueNames)
+    /// can be empty. Never shown in SCIM. Must lie outside the user and group bases. Default: none.
+    pub placeholder_member: Option<String>,
+    /// Operational attribute on members that lists their groups (`memberOf`), used for a user's
+    /// `groups`. Default: none, in which case groups are found with a reverse search.
+    pub member_of_attribute: Option<String>,
+    /// Attribute whose equality filter finds an entry by DN: `entryDN` (OpenLDAP, default) or
+    /// `distinguishedName` (Active Directory). Used to resolve member DNs to ids in batches.
+    pub dn_attribute: Option<String>,
+    /// Who keeps memberships consistent when a user is deleted or renamed: `gateway` (default: the
+    /// gateway updates the groups) or `directory` (refint/memberOf overlays or AD do it).
+    pub membership_integrity: Option<String>,
+    /// Creation time attribute for `meta.created`. Default `createTimestamp`.
+    pub created_attribute: Option<String>,
+    /// Modification time attribute for `meta.lastModified`. Default `modifyTimestamp`.
+    pub modified_attribute: Option<String>,
+    /// Attributes written with fixed values on every new group (e.g. posixGroup's gidNumber).
+    #[serde(default)]
+    pub constants: Vec<ConstantFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

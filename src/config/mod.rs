@@ -5,6 +5,7 @@
 pub mod file;
 pub mod secret;
 
+use crate::mapping::groups::GroupMapping;
 use crate::mapping::UserMapping;
 use file::{FileConfig, SecretFile};
 pub use secret::{Environment, FixedEnv, ProcessEnv, Secret};
@@ -107,6 +108,8 @@ pub struct Config {
     pub tokens: Vec<Token>,
     pub directory: DirectorySettings,
     pub users: UserMapping,
+    /// Present when the config has `[mapping.groups]`.
+    pub groups: Option<GroupMapping>,
 }
 
 impl Config {
@@ -290,11 +293,18 @@ impl Config {
         };
 
         let users = UserMapping::build(&file.mapping.users, "mapping.users", &mut problems);
+        let groups = file.mapping.groups.as_ref().map(|g| {
+            GroupMapping::build(g, "mapping.groups", &file.mapping.users.base, &mut problems)
+        });
 
         if !problems.0.is_empty() {
             return Err(ConfigError::Invalid(problems.0));
         }
         let users = users.ok_or_else(|| ConfigError::Invalid(vec![]))?;
+        let groups = match groups {
+            Some(g) => Some(g.ok_or_else(|| ConfigError::Invalid(vec![]))?),
+            None => None,
+        };
         Ok(Config {
             listeners,
             tls,
@@ -302,6 +312,7 @@ impl Config {
             tokens,
             directory,
             users,
+            groups,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod server;
 
 use crate::directory::{EntryReader, EntryWriter};
+use crate::scim::groups::GroupService;
 use crate::scim::users::{ListQuery, UserService};
 use crate::scim::{discovery, ScimError, LIST_RESPONSE};
 use auth::TokenSet;
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant};
 /// Everything the handlers share.
 pub struct AppState<D> {
     pub users: UserService<D>,
+    /// Present when the config maps groups.
+    pub groups: Option<GroupService<D>>,
     pub tokens: TokenSet,
     pub base_path: String,
     pub max_body_bytes: usize,
@@ -49,6 +52,14 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
                 .put(replace_user::<D>)
                 .patch(patch_user::<D>)
                 .delete(delete_user::<D>),
+        )
+        .route("/Groups", get(list_groups::<D>).post(create_group::<D>))
+        .route(
+            "/Groups/{id}",
+            get(get_group::<D>)
+                .put(replace_group::<D>)
+                .patch(patch_group::<D>)
+                .delete(delete_group::<D>),
         )
         .route("/ServiceProviderConfig", any(service_provider_config::<D>))
         .route("/Schemas", any(schemas::<D>))
@@ -172,6 +183,30 @@ async fn json_body<D>(
         .map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
 }
 
+/// Whether a response should carry `members`: not when `excludedAttributes` names it, nor when
+/// `attributes` is given without it. Then the member attribute is not even read.
+fn wants_members(raw: Option<&str>) -> bool {
+    let mut wanted = true;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let names = || {
+            v.split(',')
+                .map(str::trim)
+                .map(|n| n.rsplit(':').next().unwrap_or(n).to_string())
+        };
+        if k.eq_ignore_ascii_case("excludedAttributes")
+            && names().any(|n| n.eq_ignore_ascii_case("members"))
+        {
+            wanted = false;
+        }
+        if k.eq_ignore_ascii_case("attributes")
+            && !names().any(|n| n.eq_ignore_ascii_case("members"))
+        {
+            wanted = false;
+        }
+    }
+    wanted
+}
+
 fn list_query(
     raw: Option<String>,
     max_page_size: usize,
@@ -287,6 +322,105 @@ async fn delete_user<D: EntryReader + EntryWriter + 'static>(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+fn group_service<D>(state: &AppState<D>) -> Result<&GroupService<D>, ApiError> {
+    state.groups.as_ref().ok_or_else(|| {
+        ScimError::NotFound("groups are not configured on this gateway".into()).into()
+    })
+}
+
+async fn list_groups<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let with_members = wants_members(raw.as_deref());
+    let (q, _) = list_query(raw, state.max_page_size)?;
+    let base = base_url(&state, &headers, &uri);
+    let page = groups.list(&q, &base, with_members).await?;
+    let body = json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": page.total,
+        "startIndex": page.start_index,
+        "itemsPerPage": page.resources.len(),
+        "Resources": page.resources,
+    });
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+async fn get_group<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let base = base_url(&state, &headers, &uri);
+    let group = groups
+        .get(&id, &base, wants_members(raw.as_deref()))
+        .await?;
+    Ok(scim_json(StatusCode::OK, &group))
+}
+
+async fn create_group<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    let created = groups.create(&body, &base).await?;
+    let mut resp = scim_json(StatusCode::CREATED, &created);
+    if let Some(loc) = created["meta"]["location"]
+        .as_str()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn replace_group<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    Ok(scim_json(
+        StatusCode::OK,
+        &groups.replace(&id, &body, &base).await?,
+    ))
+}
+
+/// Group PATCH answers 204: echoing a large member list would cost what the PATCH saved.
+async fn patch_group<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let body = json_body(&state, &headers, body).await?;
+    groups.patch(&id, &body).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_group<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    group_service(&state)?.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Discovery endpoints are read-only: anything but GET is 405.
 fn read_only(method: &Method) -> Result<(), ApiError> {
     if method == Method::GET || method == Method::HEAD {
@@ -304,6 +438,18 @@ fn list_of(resources: Vec<Value>) -> Value {
         "itemsPerPage": resources.len(),
         "Resources": resources,
     })
+}
+
+fn all_schemas<D: EntryReader + EntryWriter>(state: &AppState<D>, base: &str) -> Vec<Value> {
+    discovery::schemas(
+        state.users.mapping(),
+        state.groups.as_ref().map(|g| g.mapping()),
+        base,
+    )
+}
+
+fn all_resource_types<D: EntryReader + EntryWriter>(state: &AppState<D>, base: &str) -> Vec<Value> {
+    discovery::resource_types(state.users.mapping(), state.groups.is_some(), base)
 }
 
 /// The discovery resource whose `id` is `id` (case-insensitive), or 404.
@@ -339,7 +485,7 @@ async fn schemas<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &list_of(discovery::schemas(state.users.mapping(), &base)),
+        &list_of(all_schemas(&state, &base)),
     ))
 }
 
@@ -352,11 +498,7 @@ async fn schema<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    one_by_id(
-        discovery::schemas(state.users.mapping(), &base),
-        &id,
-        "schema",
-    )
+    one_by_id(all_schemas(&state, &base), &id, "schema")
 }
 
 async fn resource_types<D: EntryReader + EntryWriter + 'static>(
@@ -369,7 +511,7 @@ async fn resource_types<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &list_of(discovery::resource_types(state.users.mapping(), &base)),
+        &list_of(all_resource_types(&state, &base)),
     ))
 }
 
@@ -382,9 +524,5 @@ async fn resource_type<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
-    one_by_id(
-        discovery::resource_types(state.users.mapping(), &base),
-        &id,
-        "resource type",
-    )
+    one_by_id(all_resource_types(&state, &base), &id, "resource type")
 }

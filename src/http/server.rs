@@ -3,6 +3,7 @@
 use super::{router, AppState};
 use crate::config::{Config, TlsSettings};
 use crate::directory::ldap::LdapDirectory;
+use crate::scim::groups::GroupService;
 use crate::scim::users::{UserService, UserServiceSettings};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
@@ -80,6 +81,7 @@ pub struct Gateway {
     pub addresses: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    directory: Arc<LdapDirectory>,
 }
 
 impl Gateway {
@@ -89,16 +91,27 @@ impl Gateway {
         if let crate::mapping::DeletePolicy::Soft { move_to: Some(m) } = &config.users.delete {
             allowed.push(m.clone());
         }
+        if let Some(g) = &config.groups {
+            allowed.push(g.base.clone());
+        }
         let directory = Arc::new(LdapDirectory::start(&config.directory, allowed)?);
-        let users = UserService::new(
-            directory,
-            Arc::new(config.users.clone()),
-            UserServiceSettings {
-                default_page_size: config.scim.default_page_size,
-                max_page_size: config.scim.max_page_size,
-                version_attribute: config.directory.version_attribute.clone(),
-            },
-        );
+        let settings = UserServiceSettings {
+            default_page_size: config.scim.default_page_size,
+            max_page_size: config.scim.max_page_size,
+            version_attribute: config.directory.version_attribute.clone(),
+        };
+        let users_mapping = Arc::new(config.users.clone());
+        let groups_mapping = config.groups.clone().map(Arc::new);
+        let users = UserService::new(directory.clone(), users_mapping.clone(), settings.clone())
+            .with_groups(groups_mapping.clone());
+        let groups = groups_mapping.map(|g| {
+            GroupService::new(
+                directory.clone(),
+                users_mapping.clone(),
+                g,
+                settings.clone(),
+            )
+        });
         let tls = match &config.tls {
             Some(t) if config.listeners.iter().any(|l| l.tls) => {
                 Some(TlsAcceptor::from(tls_config(t)?))
@@ -123,6 +136,7 @@ impl Gateway {
             addresses.push(local);
             let state = Arc::new(AppState {
                 users: users.clone(),
+                groups: groups.clone(),
                 tokens: super::auth::TokenSet::new(&config.tokens),
                 base_path: config.scim.base_path.clone(),
                 max_body_bytes: config.scim.max_body_bytes,
@@ -149,7 +163,13 @@ impl Gateway {
             addresses,
             stop,
             tasks,
+            directory,
         })
+    }
+
+    /// How many LDAP requests the gateway has sent so far (for tests and diagnostics).
+    pub fn directory_operations(&self) -> u64 {
+        self.directory.operations()
     }
 
     /// Stop accepting connections and wait for the accept loops to end.

@@ -5,6 +5,7 @@
 //! extension attribute) stored in one LDAP attribute. Everything the gateway
 //! reads, writes, filters on or advertises is derived from these slots.
 
+pub mod groups;
 pub mod resource;
 pub mod translate;
 

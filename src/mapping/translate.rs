@@ -10,13 +10,13 @@ use std::collections::HashMap;
 
 /// A translated filter, with constant parts folded away.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Lf {
+pub(crate) enum Lf {
     True,
     False,
     F(String),
 }
 
-fn and(a: Lf, b: Lf) -> Lf {
+pub(crate) fn and(a: Lf, b: Lf) -> Lf {
     match (a, b) {
         (Lf::False, _) | (_, Lf::False) => Lf::False,
         (Lf::True, x) | (x, Lf::True) => x,
@@ -24,7 +24,7 @@ fn and(a: Lf, b: Lf) -> Lf {
     }
 }
 
-fn or(a: Lf, b: Lf) -> Lf {
+pub(crate) fn or(a: Lf, b: Lf) -> Lf {
     match (a, b) {
         (Lf::True, _) | (_, Lf::True) => Lf::True,
         (Lf::False, x) | (x, Lf::False) => x,
@@ -32,7 +32,7 @@ fn or(a: Lf, b: Lf) -> Lf {
     }
 }
 
-fn not(a: Lf) -> Lf {
+pub(crate) fn not(a: Lf) -> Lf {
     match a {
         Lf::True => Lf::False,
         Lf::False => Lf::True,
@@ -55,11 +55,7 @@ pub fn translate_filter(
         mapping,
         references,
     };
-    Ok(match t.filter(filter)? {
-        Lf::True => mapping.object_filter.clone(),
-        Lf::False => "(!(objectClass=*))".to_string(),
-        Lf::F(f) => format!("(&{}{f})", mapping.object_filter),
-    })
+    Ok(finish(&mapping.object_filter, t.filter(filter)?))
 }
 
 /// The SCIM ids a filter compares reference attributes (manager) with, to resolve before translating.
@@ -148,7 +144,15 @@ impl Translator<'_> {
             return self.active(op, value);
         }
         if is_core && name.eq_ignore_ascii_case("meta") {
-            return self.meta(path, op, value);
+            let m = self.mapping;
+            return meta_filter(
+                &m.created_attribute,
+                &m.modified_attribute,
+                "User",
+                path,
+                op,
+                value,
+            );
         }
         let schema = self
             .mapping
@@ -396,42 +400,54 @@ impl Translator<'_> {
             None => Lf::False,
         })
     }
+}
 
-    fn meta(
-        &self,
-        path: &AttrPath,
-        op: CompareOp,
-        value: Option<&CompValue>,
-    ) -> Result<Lf, ScimError> {
-        let sub = path.sub.as_deref().unwrap_or("");
-        let attr = if sub.eq_ignore_ascii_case("created") {
-            &self.mapping.created_attribute
-        } else if sub.eq_ignore_ascii_case("lastModified") {
-            &self.mapping.modified_attribute
-        } else if sub.eq_ignore_ascii_case("resourceType") {
-            return constant_string("User", op, value, &path.to_string());
-        } else {
-            return Err(not_filterable(path));
-        };
-        match value {
-            None => Ok(Lf::F(format!("({attr}=*)"))),
-            Some(CompValue::Str(s)) => {
-                let gt = crate::scim::time::rfc3339_to_generalized(s).ok_or_else(|| {
-                    ScimError::InvalidFilter(format!(
-                        "{path}: {s:?} is not a dateTime such as 2026-01-31T12:00:00Z"
-                    ))
-                })?;
-                if matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
-                    return Err(ScimError::InvalidFilter(format!(
-                        "{path} does not support {op}"
-                    )));
-                }
-                compare(attr, op, Some(&CompValue::Str(gt)), &path.to_string())
+/// `meta.created`, `meta.lastModified` and `meta.resourceType` of a resource type.
+pub(crate) fn meta_filter(
+    created: &str,
+    modified: &str,
+    resource_type: &str,
+    path: &AttrPath,
+    op: CompareOp,
+    value: Option<&CompValue>,
+) -> Result<Lf, ScimError> {
+    let sub = path.sub.as_deref().unwrap_or("");
+    let attr = if sub.eq_ignore_ascii_case("created") {
+        created
+    } else if sub.eq_ignore_ascii_case("lastModified") {
+        modified
+    } else if sub.eq_ignore_ascii_case("resourceType") {
+        return constant_string(resource_type, op, value, &path.to_string());
+    } else {
+        return Err(not_filterable(path));
+    };
+    match value {
+        None => Ok(Lf::F(format!("({attr}=*)"))),
+        Some(CompValue::Str(s)) => {
+            let gt = crate::scim::time::rfc3339_to_generalized(s).ok_or_else(|| {
+                ScimError::InvalidFilter(format!(
+                    "{path}: {s:?} is not a dateTime such as 2026-01-31T12:00:00Z"
+                ))
+            })?;
+            if matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
+                return Err(ScimError::InvalidFilter(format!(
+                    "{path} does not support {op}"
+                )));
             }
-            Some(_) => Err(ScimError::InvalidFilter(format!(
-                "{path} compares with a dateTime string"
-            ))),
+            compare(attr, op, Some(&CompValue::Str(gt)), &path.to_string())
         }
+        Some(_) => Err(ScimError::InvalidFilter(format!(
+            "{path} compares with a dateTime string"
+        ))),
+    }
+}
+
+/// The final LDAP filter: the object filter ANDed with the translation.
+pub(crate) fn finish(object_filter: &str, f: Lf) -> String {
+    match f {
+        Lf::True => object_filter.to_string(),
+        Lf::False => "(!(objectClass=*))".to_string(),
+        Lf::F(f) => format!("(&{object_filter}{f})"),
     }
 }
 
@@ -442,14 +458,14 @@ fn sub_of(s: &Slot) -> &str {
     }
 }
 
-fn not_filterable(path: &AttrPath) -> ScimError {
+pub(crate) fn not_filterable(path: &AttrPath) -> ScimError {
     ScimError::InvalidFilter(format!(
         "attribute {path} is not in this gateway's schema, so it cannot be filtered on"
     ))
 }
 
 /// A comparison of an LDAP attribute with a string value (`None` for presence).
-fn compare(
+pub(crate) fn compare(
     attr: &str,
     op: CompareOp,
     value: Option<&CompValue>,
@@ -485,7 +501,7 @@ fn compare(
 }
 
 /// Evaluate a comparison against a value the gateway knows statically (an element's `type`).
-fn constant_string(
+pub(crate) fn constant_string(
     actual: &str,
     op: CompareOp,
     value: Option<&CompValue>,

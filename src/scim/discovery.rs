@@ -1,6 +1,7 @@
 //! `/ServiceProviderConfig`, `/Schemas` and `/ResourceTypes`, generated from the mapping so that
 //! clients see exactly the attributes that persist.
 
+use crate::mapping::groups::{GroupMapping, MemberValue, CORE_GROUP};
 use crate::mapping::{DisableStrategy, Target, UserMapping, ValueKind, CORE_USER, ENTERPRISE_USER};
 use serde_json::{json, Map, Value};
 
@@ -29,14 +30,14 @@ pub fn service_provider_config(base_url: &str, max_page_size: usize) -> Value {
     })
 }
 
-pub fn resource_types(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
+pub fn resource_types(mapping: &UserMapping, groups: bool, base_url: &str) -> Vec<Value> {
     let extensions: Vec<Value> = mapping
         .schemas()
         .into_iter()
         .filter(|s| *s != CORE_USER)
         .map(|s| json!({"schema": s, "required": false}))
         .collect();
-    vec![json!({
+    let mut out = vec![json!({
         "schemas": [RESOURCE_TYPE],
         "id": "User",
         "name": "User",
@@ -45,7 +46,20 @@ pub fn resource_types(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
         "schema": CORE_USER,
         "schemaExtensions": extensions,
         "meta": {"resourceType": "ResourceType", "location": format!("{base_url}/ResourceTypes/User")}
-    })]
+    })];
+    if groups {
+        out.push(json!({
+            "schemas": [RESOURCE_TYPE],
+            "id": "Group",
+            "name": "Group",
+            "endpoint": "/Groups",
+            "description": "Groups in the directory",
+            "schema": CORE_GROUP,
+            "schemaExtensions": [],
+            "meta": {"resourceType": "ResourceType", "location": format!("{base_url}/ResourceTypes/Group")}
+        }));
+    }
+    out
 }
 
 fn attribute(
@@ -71,8 +85,8 @@ fn attribute(
 }
 
 /// The schemas for users, listing only mapped attributes.
-pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
-    mapping
+pub fn schemas(mapping: &UserMapping, groups: Option<&GroupMapping>, base_url: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = mapping
         .schemas()
         .into_iter()
         .map(|urn| {
@@ -186,5 +200,62 @@ pub fn schemas(mapping: &UserMapping, base_url: &str) -> Vec<Value> {
                 "meta": {"resourceType": "Schema", "location": format!("{base_url}/Schemas/{urn}")}
             })
         })
-        .collect()
+        .collect();
+    if let Some(g) = groups {
+        if let Some(Value::Array(attrs)) =
+            out.first_mut().and_then(|core| core.get_mut("attributes"))
+        {
+            let mut a = attribute("groups", "complex", true, false, "none");
+            a.insert("mutability".into(), Value::from("readOnly"));
+            a.insert(
+                "description".into(),
+                Value::from("Groups the user is a direct member of"),
+            );
+            a.insert("subAttributes".into(), json!([
+                {"name": "value", "type": "string", "multiValued": false, "required": false, "caseExact": false, "mutability": "readOnly", "returned": "default", "uniqueness": "none", "description": "The group's id"},
+                {"name": "display", "type": "string", "multiValued": false, "required": false, "caseExact": false, "mutability": "readOnly", "returned": "default", "uniqueness": "none", "description": "The group's displayName"},
+                {"name": "$ref", "type": "reference", "referenceTypes": ["Group"], "multiValued": false, "required": false, "caseExact": false, "mutability": "readOnly", "returned": "default", "uniqueness": "none", "description": "The group's URI"}
+            ]));
+            attrs.push(Value::Object(a));
+        }
+        out.push(group_schema(g, base_url));
+    }
+    out
+}
+
+fn group_schema(g: &GroupMapping, base_url: &str) -> Value {
+    let mut attrs = vec![json!({
+        "name": "displayName", "type": "string", "multiValued": false, "required": true, "caseExact": false,
+        "mutability": "readWrite", "returned": "default", "uniqueness": "server",
+        "description": format!("Stored in LDAP attribute {}", g.name_attribute)
+    })];
+    if let Some(ext) = &g.external_id_attribute {
+        attrs.push(json!({
+            "name": "externalId", "type": "string", "multiValued": false, "required": false, "caseExact": true,
+            "mutability": "readWrite", "returned": "default", "uniqueness": "none",
+            "description": format!("Stored in LDAP attribute {ext}")
+        }));
+    }
+    let member_types = match g.member_value {
+        MemberValue::Dn => json!(["User", "Group"]),
+        MemberValue::UserName => json!(["User"]),
+    };
+    attrs.push(json!({
+        "name": "members", "type": "complex", "multiValued": true, "required": false,
+        "mutability": "readWrite", "returned": "default", "uniqueness": "none",
+        "description": format!("Stored in LDAP attribute {}", g.member_attribute),
+        "subAttributes": [
+            {"name": "value", "type": "string", "multiValued": false, "required": false, "caseExact": false, "mutability": "immutable", "returned": "default", "uniqueness": "none", "description": "The member's id"},
+            {"name": "$ref", "type": "reference", "referenceTypes": member_types.clone(), "multiValued": false, "required": false, "caseExact": false, "mutability": "immutable", "returned": "default", "uniqueness": "none", "description": "The member's URI"},
+            {"name": "type", "type": "string", "canonicalValues": member_types, "multiValued": false, "required": false, "caseExact": false, "mutability": "immutable", "returned": "default", "uniqueness": "none", "description": "User or Group"}
+        ]
+    }));
+    json!({
+        "schemas": [SCHEMA],
+        "id": CORE_GROUP,
+        "name": "Group",
+        "description": "Group attributes this gateway stores in the directory",
+        "attributes": attrs,
+        "meta": {"resourceType": "Schema", "location": format!("{base_url}/Schemas/{CORE_GROUP}")}
+    })
 }

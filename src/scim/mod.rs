@@ -4,6 +4,8 @@
 
 pub mod discovery;
 pub mod filter;
+pub mod groups;
+pub mod members;
 pub mod patch;
 pub mod time;
 pub mod users;

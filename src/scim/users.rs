@@ -1,12 +1,14 @@
 //! The `/Users` resource: every RFC 7644 operation over the directory traits.
 
 use super::filter::parse_filter;
+use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::time::generalized_to_rfc3339;
 use super::ScimError;
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
 };
+use crate::mapping::groups::{GroupMapping, MemberValue, MembershipIntegrity};
 use crate::mapping::resource::{UserMeta, UserValues};
 use crate::mapping::translate::{referenced_ids, translate_filter};
 use crate::mapping::{UserMapping, ValueKind, CORE_USER};
@@ -48,6 +50,8 @@ pub struct UserService<D> {
     dir: Arc<D>,
     mapping: Arc<UserMapping>,
     settings: UserServiceSettings,
+    /// When groups are configured: for the read-only `groups` attribute and membership upkeep.
+    groups: Option<Arc<GroupMapping>>,
 }
 
 impl<D> Clone for UserService<D> {
@@ -56,6 +60,7 @@ impl<D> Clone for UserService<D> {
             dir: self.dir.clone(),
             mapping: self.mapping.clone(),
             settings: self.settings.clone(),
+            groups: self.groups.clone(),
         }
     }
 }
@@ -81,7 +86,80 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             dir,
             mapping,
             settings,
+            groups: None,
         }
+    }
+
+    /// Serve `groups` on users and keep memberships right on delete and rename.
+    pub fn with_groups(mut self, groups: Option<Arc<GroupMapping>>) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    fn members(&self) -> Option<Members<'_, D>> {
+        Some(Members {
+            dir: self.dir.as_ref(),
+            users: &self.mapping,
+            groups: self.groups.as_deref()?,
+        })
+    }
+
+    /// The value groups store for this user: its DN, or its user name for posixGroup.
+    fn member_value(&self, entry_dn: &str, values: &UserValues) -> Option<String> {
+        match self.groups.as_ref()?.member_value {
+            MemberValue::Dn => Some(entry_dn.to_string()),
+            MemberValue::UserName => values.slots[self.mapping.user_name_slot].first().cloned(),
+        }
+    }
+
+    /// After a user's DN or name changed (`new` Some) or it was deleted (`new` None): update the
+    /// groups that list it, unless the directory does that itself.
+    async fn keep_memberships(
+        &self,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Result<(), ScimError> {
+        let (Some(members), Some(g)) = (self.members(), self.groups.as_ref()) else {
+            return Ok(());
+        };
+        if g.integrity != MembershipIntegrity::Gateway {
+            return Ok(());
+        }
+        match (old, new) {
+            (Some(o), n) if Some(&o) != n.as_ref() => {
+                members.rewrite_memberships(&o, n.as_deref()).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The read-only `groups` of a user: from memberOf when configured, else a reverse search.
+    async fn groups_of(&self, entry: &Entry, base_url: &str) -> Result<Option<Value>, ScimError> {
+        let (Some(members), Some(g)) = (self.members(), self.groups.as_ref()) else {
+            return Ok(None);
+        };
+        let refs = match &g.member_of_attribute {
+            Some(attr) => members.groups_by_dn(entry.values(attr)).await?,
+            None => {
+                let values = self.mapping.values_from_entry(entry);
+                match self.member_value(&entry.dn, &values) {
+                    Some(v) => members
+                        .groups_listing(&v)
+                        .await?
+                        .into_iter()
+                        .map(|(_, r)| r)
+                        .collect(),
+                    None => vec![],
+                }
+            }
+        };
+        Ok(Some(Value::Array(
+            refs.into_iter()
+                .map(|r| {
+                    serde_json::json!({"value": r.id, "display": r.name, "$ref": format!("{base_url}/Groups/{}", r.id), "type": "direct"})
+                })
+                .collect(),
+        )))
     }
 
     pub fn mapping(&self) -> &UserMapping {
@@ -100,7 +178,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// The entry with this SCIM id, searched only inside the users subtree.
     async fn find(&self, id: &str) -> Result<Option<Entry>, ScimError> {
+        self.find_with(id, &[]).await
+    }
+
+    async fn find_with(&self, id: &str, extra: &[String]) -> Result<Option<Entry>, ScimError> {
         let m = &self.mapping;
+        let mut attrs = self.read_attributes();
+        attrs.extend_from_slice(extra);
         let filter = format!(
             "(&{}({}={}))",
             m.object_filter,
@@ -113,16 +197,34 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 base: m.base.clone(),
                 scope: m.scope,
                 filter,
-                attrs: self.read_attributes(),
+                attrs,
             })
             .await?;
         Ok(if found.len() == 1 { found.pop() } else { None })
     }
 
+    /// One user, with its read-only `groups` when groups are configured.
     pub async fn get(&self, id: &str, base_url: &str) -> Result<Value, ScimError> {
-        let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+        let member_of: Vec<String> = self
+            .groups
+            .as_ref()
+            .and_then(|g| g.member_of_attribute.clone())
+            .into_iter()
+            .collect();
+        let entry = self
+            .find_with(id, &member_of)
+            .await?
+            .ok_or_else(|| Self::not_found(id))?;
         let mut cache = HashMap::new();
-        self.render(&entry, base_url, &mut cache).await
+        let mut user = self.render(&entry, base_url, &mut cache).await?;
+        if let (Some(groups), Value::Object(obj)) =
+            (self.groups_of(&entry, base_url).await?, &mut user)
+        {
+            if groups.as_array().is_some_and(|a| !a.is_empty()) {
+                obj.insert("groups".into(), groups);
+            }
+        }
+        Ok(user)
     }
 
     pub async fn list(&self, q: &ListQuery, base_url: &str) -> Result<ListPage, ScimError> {
@@ -281,8 +383,15 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         }
     }
 
+    /// Delete (or soft-delete) a user; the groups that list it drop it afterwards.
     pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
         let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+        let member_value = self.member_value(&entry.dn, &self.mapping.values_from_entry(&entry));
+        self.delete_entry(id, &entry).await?;
+        self.keep_memberships(member_value, None).await
+    }
+
+    async fn delete_entry(&self, id: &str, entry: &Entry) -> Result<(), ScimError> {
         match &self.mapping.delete {
             crate::mapping::DeletePolicy::Hard => match self.dir.delete(&entry.dn).await {
                 Err(DirectoryError::NoSuchObject) => Err(Self::not_found(id)),
@@ -296,7 +405,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     .transition(entry.values(disable_attr), false)
                 {
                     self.dir
-                        .modify(&entry.dn, vec![m], self.guard(&entry), &[])
+                        .modify(&entry.dn, vec![m], self.guard(entry), &[])
                         .await?;
                 }
                 if let Some(parent) = move_to {
@@ -387,6 +496,18 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 });
             }
             let id = entry.first(&m.id_attribute).unwrap_or_default().to_string();
+            let new_dn = parent
+                .clone()
+                .map(|p| format!("{new_rdn},{p}"))
+                .unwrap_or_else(|| new_rdn.clone());
+            if self
+                .groups
+                .as_ref()
+                .is_some_and(|g| g.member_value == MemberValue::Dn)
+            {
+                self.keep_memberships(Some(entry.dn.clone()), Some(new_dn))
+                    .await?;
+            }
             current = match self.find(&id).await? {
                 Some(e) => e,
                 None => {
@@ -397,6 +518,15 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     }
                 }
             };
+        }
+        if user_name_changed
+            && self
+                .groups
+                .as_ref()
+                .is_some_and(|g| g.member_value == MemberValue::UserName)
+        {
+            let name = |v: &UserValues| v.slots[m.user_name_slot].first().cloned();
+            self.keep_memberships(name(old), name(new)).await?;
         }
         let mut cache = HashMap::new();
         self.render(&current, base_url, &mut cache).await

@@ -114,7 +114,11 @@ impl TestGateway {
 
     /// Start with the demo config after `edit` has changed its text.
     pub async fn start_with(edit: impl FnOnce(String) -> String) -> TestGateway {
-        let slapd = Slapd::start();
+        Self::start_on(Slapd::start(), edit).await
+    }
+
+    /// The gateway in front of a slapd the test prepared.
+    pub async fn start_on(slapd: Slapd, edit: impl FnOnce(String) -> String) -> TestGateway {
         let gateway = RunningGateway::start(&slapd, edit).await;
         TestGateway { slapd, gateway }
     }
@@ -137,6 +141,11 @@ impl TestGateway {
 }
 
 impl RunningGateway {
+    /// LDAP requests the gateway has sent so far.
+    pub fn directory_operations(&self) -> u64 {
+        self._gateway.directory_operations()
+    }
+
     /// The demo config pointed at `slapd`, edited by `edit`, on a free port with a fresh certificate.
     pub async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> RunningGateway {
         let dir = tempfile::tempdir().unwrap();

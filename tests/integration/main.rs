@@ -5,6 +5,8 @@
 mod check_command;
 mod directory_faults;
 mod gateway;
+mod groups;
+mod groups_scale;
 mod hostile;
 mod serve_command;
 mod slapd;

@@ -7,6 +7,8 @@
 //! port. Tests therefore never share directory state and may run in parallel.
 //! [`Slapd::start_tls`] does the same with a freshly generated CA and server
 //! certificate, listening for StartTLS on `ldap://` and for `ldaps://`.
+//! [`Slapd::start_with_ldif`] loads an extra LDIF after the seed, e.g. one
+//! made by [`write_big_group_ldif`] (many users in one group).
 //!
 //! Fault injection: [`Slapd::stop`], [`Slapd::kill`], [`Slapd::restart`]
 //! (same port, same data), [`Slapd::pause`] and [`Slapd::resume`]
@@ -25,7 +27,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -39,6 +41,13 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchRes
 pub const SUFFIX: &str = "dc=example,dc=org";
 /// The rootdn of the test directory.
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+/// The placeholder member every groupOfNames keeps so that it may have no
+/// real members (see seed.ldif). Not an entry; `refint_nothing` in slapd.conf.
+pub const EMPTY_MEMBER_DN: &str = "cn=empty-membership,dc=example,dc=org";
+/// The group of all users of [`write_big_group_ldif`].
+pub const BIG_GROUP_DN: &str = "cn=big,ou=groups,dc=example,dc=org";
+/// The group of the first 10 users of [`write_big_group_ldif`].
+pub const SMALL_GROUP_DN: &str = "cn=small,ou=groups,dc=example,dc=org";
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -136,7 +145,15 @@ impl Slapd {
     /// directory. Blocking (std::process); fine to call from `#[tokio::test]`.
     /// Panics with slapd's output if the server cannot be started.
     pub fn start() -> Slapd {
-        Self::launch(false).0
+        Self::launch(false, None).0
+    }
+
+    /// Like [`Slapd::start`], and loads `extra_ldif` (with `slapadd`, right
+    /// after the seed and before slapd starts) as well. Entries must come
+    /// parent-first and may not repeat seeded ones. slapadd runs no overlay:
+    /// memberOf values must be in the LDIF, as [`write_big_group_ldif`] does.
+    pub fn start_with_ldif(extra_ldif: &Path) -> Slapd {
+        Self::launch(false, Some(extra_ldif)).0
     }
 
     /// Like [`Slapd::start`], with a server certificate for `127.0.0.1` and
@@ -147,11 +164,11 @@ impl Slapd {
     /// The harness's own connections ([`Slapd::admin`], [`Slapd::find`], ...)
     /// use StartTLS with the test CA.
     pub fn start_tls() -> (Slapd, TlsMaterial) {
-        let (slapd, material) = Self::launch(true);
+        let (slapd, material) = Self::launch(true, None);
         (slapd, material.expect("a TLS instance has TLS material"))
     }
 
-    fn launch(tls: bool) -> (Slapd, Option<TlsMaterial>) {
+    fn launch(tls: bool, extra_ldif: Option<&Path>) -> (Slapd, Option<TlsMaterial>) {
         for bin in [SLAPD, SLAPADD, SLAPPASSWD] {
             if !Path::new(bin).exists() {
                 panic!(
@@ -180,24 +197,9 @@ impl Slapd {
         );
 
         // Load the seed offline: faster than ldapadd and no race with startup.
-        let seed = deploy_file("seed.ldif");
-        let out = Command::new(SLAPADD)
-            .arg("-f")
-            .arg(&conf)
-            .arg("-l")
-            .arg(&seed)
-            .arg("-q")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {SLAPADD}: {e}"));
-        if !out.status.success() {
-            panic!(
-                "slapadd of {} failed ({}):\n{}{}",
-                seed.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        slapadd(&conf, &deploy_file("seed.ldif"));
+        if let Some(extra) = extra_ldif {
+            slapadd(&conf, extra);
         }
 
         let log = dir.path().join("slapd.log");
@@ -698,6 +700,91 @@ fn admin_bind_blocking(
             .join()
             .unwrap_or_else(|_| Err("bind attempt panicked".to_string()))
     })
+}
+
+/// Loads `ldif` into the (stopped) instance configured by `conf`. `-q` skips
+/// consistency checks, which makes big loads several times faster.
+fn slapadd(conf: &Path, ldif: &Path) {
+    let out = Command::new(SLAPADD)
+        .arg("-f")
+        .arg(conf)
+        .arg("-l")
+        .arg(ldif)
+        .arg("-q")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {SLAPADD}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "slapadd of {} failed ({}):\n{}{}",
+            ldif.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Writes an LDIF for [`Slapd::start_with_ldif`]: `members` users
+/// `uid=bulkNNNNNN,ou=people,dc=example,dc=org` (inetOrgPerson with uid, cn,
+/// sn; numbered from 000000), the groupOfNames [`BIG_GROUP_DN`] with all of
+/// them and [`SMALL_GROUP_DN`] with the first 10 (both also scimGroup, both
+/// with the placeholder [`EMPTY_MEMBER_DN`]). The users carry the memberOf
+/// values the memberof overlay would have written, since slapadd runs no
+/// overlays. Returns the users' DNs in order. 100,000 users make ~25 MB.
+pub fn write_big_group_ldif(path: &Path, members: usize) -> Vec<String> {
+    assert!(
+        members <= 1_000_000,
+        "uid=bulkNNNNNN has room for 10^6 users"
+    );
+    let dns: Vec<String> = (0..members)
+        .map(|i| format!("uid=bulk{i:06},ou=people,{SUFFIX}"))
+        .collect();
+    let file =
+        fs::File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let write = |out: &mut BufWriter<fs::File>| -> std::io::Result<()> {
+        for (i, dn) in dns.iter().enumerate() {
+            write!(
+                out,
+                "dn: {dn}\n\
+                 objectClass: top\n\
+                 objectClass: person\n\
+                 objectClass: organizationalPerson\n\
+                 objectClass: inetOrgPerson\n\
+                 uid: bulk{i:06}\n\
+                 cn: Bulk User {i:06}\n\
+                 sn: User{i:06}\n\
+                 memberOf: {BIG_GROUP_DN}\n"
+            )?;
+            if i < 10 {
+                writeln!(out, "memberOf: {SMALL_GROUP_DN}")?;
+            }
+            writeln!(out)?;
+        }
+        for (group, count) in [(BIG_GROUP_DN, members), (SMALL_GROUP_DN, members.min(10))] {
+            let cn = group
+                .strip_prefix("cn=")
+                .and_then(|rest| rest.split(',').next())
+                .unwrap_or_default();
+            write!(
+                out,
+                "dn: {group}\n\
+                 objectClass: top\n\
+                 objectClass: groupOfNames\n\
+                 objectClass: scimGroup\n\
+                 cn: {cn}\n\
+                 member: {EMPTY_MEMBER_DN}\n"
+            )?;
+            for dn in &dns[..count] {
+                writeln!(out, "member: {dn}")?;
+            }
+            writeln!(out)?;
+        }
+        out.flush()
+    };
+    write(&mut out).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    dns
 }
 
 /// Asks the kernel for a currently unused loopback port. It is released

@@ -64,7 +64,8 @@ async fn discovery_is_generated_from_the_mapping() {
         ids,
         vec![
             "urn:ietf:params:scim:schemas:core:2.0:User",
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "urn:ietf:params:scim:schemas:core:2.0:Group"
         ]
     );
     let core = &schemas["Resources"][0];
@@ -89,7 +90,22 @@ async fn discovery_is_generated_from_the_mapping() {
             "{expected} missing from {names:?}"
         );
     }
-    for absent in ["nickName", "password", "x509Certificates", "groups"] {
+    let groups = core["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "groups")
+        .unwrap();
+    assert_eq!(groups["mutability"], "readOnly");
+    let group_schema = &schemas["Resources"][2];
+    let group_attrs: Vec<&str> = group_schema["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(group_attrs, vec!["displayName", "externalId", "members"]);
+    for absent in ["nickName", "password", "x509Certificates"] {
         assert!(
             !names.contains(&absent),
             "{absent} is not stored, so it must not be advertised"
@@ -117,7 +133,9 @@ async fn discovery_is_generated_from_the_mapping() {
     let rt = gw.get("/ResourceTypes").await.expect(200).body;
     assert_eq!(rt["Resources"][0]["endpoint"], "/Users");
     gw.get("/ResourceTypes/User").await.expect(200);
-    gw.get("/ResourceTypes/Group").await.expect_error(404, None);
+    assert_eq!(rt["Resources"][1]["endpoint"], "/Groups");
+    gw.get("/ResourceTypes/Group").await.expect(200);
+    gw.get("/ResourceTypes/Role").await.expect_error(404, None);
     for path in ["/Schemas", "/ServiceProviderConfig", "/ResourceTypes"] {
         gw.post(path, &json!({})).await.expect_error(405, None);
     }

@@ -7,7 +7,8 @@ use super::{
 };
 use crate::config::DirectorySettings;
 use ldap3::controls::{
-    Assertion, Control, ControlType, PagedResults, PostRead, PostReadResp, RawControl,
+    Assertion, Control, ControlType, MatchedValues, PagedResults, PostRead, PostReadResp,
+    RawControl,
 };
 use ldap3::{Ldap, LdapError, Mod, SearchEntry};
 use pool::Pool;
@@ -19,9 +20,15 @@ const WALK_PAGE_SIZE: i32 = 1000;
 /// Windows ending at or before this index are fetched with one paged request carrying all attributes.
 const SMALL_WINDOW: usize = 200;
 
+/// Permissive Modify (used by AD and OpenLDAP): adding a present value or deleting an absent one
+/// succeeds, which makes membership changes idempotent without reading the member list.
+const PERMISSIVE_MODIFY_OID: &str = "1.2.840.113556.1.4.1413";
+
 /// The LDAP implementation of the directory traits.
 pub struct LdapDirectory {
     pool: Pool,
+    /// LDAP requests sent (searches, pages, adds, modifies, renames, deletes).
+    operations: std::sync::atomic::AtomicU64,
     /// Subtrees the gateway may write to; any other DN is refused before it reaches the wire.
     allowed_bases: Vec<String>,
     op_timeout: Duration,
@@ -113,6 +120,8 @@ fn entry_from(dn: String, attrs: HashMap<String, Vec<String>>) -> Entry {
 
 fn mods(list: Vec<Modification>) -> Vec<Mod<String>> {
     list.into_iter()
+        // An add of nothing is a protocol error; it changes nothing anyway.
+        .filter(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()))
         .map(|m| match m {
             Modification::Add(a, v) => Mod::Add(a, v.into_iter().collect::<HashSet<_>>()),
             Modification::Delete(a, v) => Mod::Delete(a, v.into_iter().collect::<HashSet<_>>()),
@@ -129,6 +138,7 @@ impl LdapDirectory {
     ) -> Result<Self, pool::ConnectError> {
         Ok(LdapDirectory {
             pool: Pool::start(settings.clone())?,
+            operations: std::sync::atomic::AtomicU64::new(0),
             allowed_bases,
             op_timeout: settings.operation_timeout,
             retry_after: settings.retry_after,
@@ -142,6 +152,11 @@ impl LdapDirectory {
 
     pub fn live_connections(&self) -> usize {
         self.pool.live_connections()
+    }
+
+    /// How many LDAP requests this directory has sent so far.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn handle(&self) -> Result<Ldap, DirectoryError> {
@@ -171,6 +186,8 @@ impl LdapDirectory {
     where
         F: std::future::Future<Output = Result<T, LdapError>>,
     {
+        self.operations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match tokio::time::timeout(self.op_timeout + Duration::from_millis(250), f).await {
             Err(_) => Err(DirectoryError::Timeout(self.op_timeout)),
             Ok(r) => r.map_err(|e| classify(e, self.op_timeout)),
@@ -362,6 +379,121 @@ impl EntryReader for LdapDirectory {
     }
 }
 
+impl LdapDirectory {
+    async fn modify_once(
+        &self,
+        target: &str,
+        list: Vec<Modification>,
+        guard: Option<&str>,
+        read_back: &[String],
+    ) -> Result<Entry, DirectoryError> {
+        let mut ldap = self.handle().await?;
+        let mut controls: Vec<RawControl> = vec![RawControl {
+            ctype: PERMISSIVE_MODIFY_OID.to_string(),
+            crit: false,
+            val: None,
+        }];
+        if let Some(g) = guard {
+            if ldap3::parse_filter(g).is_ok() {
+                controls.push(Assertion::new(g));
+            }
+        }
+        if !read_back.is_empty() {
+            controls.push(PostRead::new(read_back.to_vec()));
+        }
+        ldap.with_controls(controls);
+        let res = self.timed(ldap.modify(target, mods(list))).await?;
+        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        self.read_back(target, &res.ctrls, read_back).await
+    }
+
+    /// The modifications without the values that would change nothing: adds of present values and
+    /// deletes of absent ones, judged by one base search whose matched-values control (RFC 3876)
+    /// returns only the named values, never the whole (possibly huge) attribute.
+    async fn without_no_ops(
+        &self,
+        target: &str,
+        list: &[Modification],
+    ) -> Result<Vec<Modification>, DirectoryError> {
+        let mut items = Vec::new();
+        let mut attrs: Vec<String> = Vec::new();
+        for m in list {
+            let (attr, values) = match m {
+                Modification::Add(a, v) | Modification::Delete(a, v) => (a, v),
+                Modification::Replace(..) => continue,
+            };
+            if !attrs.iter().any(|x| x.eq_ignore_ascii_case(attr)) {
+                attrs.push(attr.clone());
+            }
+            if values.is_empty() {
+                items.push(format!("({attr}=*)"));
+            }
+            items.extend(
+                values
+                    .iter()
+                    .map(|v| format!("({attr}={})", ldap3::ldap_escape(v.as_str()))),
+            );
+        }
+        let key = |v: &str| dn::normalize(v).join(",");
+        let mut present: std::collections::HashSet<(String, String)> = Default::default();
+        if !items.is_empty() {
+            let mut ldap = self.handle().await?;
+            let mut control = MatchedValues::new(format!("({})", items.concat()));
+            // Critical: a server ignoring it would send every value of a 100,000-member group.
+            control.crit = true;
+            ldap.with_controls(control);
+            let res = self
+                .timed(ldap.search(target, ldap3::Scope::Base, "(objectClass=*)", attrs.clone()))
+                .await?;
+            let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+            for e in entries {
+                for (a, vals) in SearchEntry::construct(e).attrs {
+                    for v in vals {
+                        present.insert((a.to_ascii_lowercase(), key(&v)));
+                    }
+                }
+            }
+        }
+        // Walk the modifications in order, tracking what each one leaves behind.
+        let mut out = Vec::new();
+        for m in list {
+            match m {
+                Modification::Add(a, vals) => {
+                    let la = a.to_ascii_lowercase();
+                    let keep: Vec<String> = vals
+                        .iter()
+                        .filter(|v| present.insert((la.clone(), key(v))))
+                        .cloned()
+                        .collect();
+                    if !keep.is_empty() {
+                        out.push(Modification::Add(a.clone(), keep));
+                    }
+                }
+                Modification::Delete(a, vals) if vals.is_empty() => {
+                    let la = a.to_ascii_lowercase();
+                    if present.iter().any(|(x, _)| *x == la) {
+                        present.retain(|(x, _)| *x != la);
+                        out.push(m.clone());
+                    }
+                }
+                Modification::Delete(a, vals) => {
+                    let la = a.to_ascii_lowercase();
+                    let keep: Vec<String> = vals
+                        .iter()
+                        .filter(|v| present.remove(&(la.clone(), key(v))))
+                        .cloned()
+                        .collect();
+                    if !keep.is_empty() {
+                        out.push(Modification::Delete(a.clone(), keep));
+                    }
+                }
+                Modification::Replace(..) => out.push(m.clone()),
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl EntryWriter for LdapDirectory {
     async fn add(
         &self,
@@ -391,22 +523,28 @@ impl EntryWriter for LdapDirectory {
         read_back: &[String],
     ) -> Result<Entry, DirectoryError> {
         self.check_within(target)?;
-        let mut ldap = self.handle().await?;
-        let mut controls: Vec<RawControl> = Vec::new();
-        if let Some(g) = &guard {
-            if ldap3::parse_filter(g).is_ok() {
-                controls.push(Assertion::new(g.clone()));
+        let mut list = list;
+        // Servers without Permissive Modify (OpenLDAP) refuse adding a present value (20) or
+        // deleting an absent one (16). Then the no-op values are found with one matched-values
+        // read and the modify is sent again without them; bounded, as the entry may keep changing.
+        for attempt in 0..3 {
+            match self
+                .modify_once(target, list.clone(), guard.as_deref(), read_back)
+                .await
+            {
+                Err(DirectoryError::Rejected { code, .. })
+                    if attempt < 2
+                        && (code == "attributeOrValueExists" || code == "noSuchAttribute") =>
+                {
+                    list = self.without_no_ops(target, &list).await?;
+                    if list.is_empty() {
+                        return self.read_back(target, &[], read_back).await;
+                    }
+                }
+                other => return other,
             }
         }
-        if !read_back.is_empty() {
-            controls.push(PostRead::new(read_back.to_vec()));
-        }
-        if !controls.is_empty() {
-            ldap.with_controls(controls);
-        }
-        let res = self.timed(ldap.modify(target, mods(list))).await?;
-        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
-        self.read_back(target, &res.ctrls, read_back).await
+        Err(DirectoryError::Conflict)
     }
 
     async fn rename(

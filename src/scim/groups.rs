@@ -1,0 +1,768 @@
+//! The `/Groups` resource. Membership changes are LDAP add/delete of just the named values, with the
+//! Permissive Modify control, so they never read the member list and cost the same for any group size.
+
+use super::filter::{parse_filter, parse_path, CompValue, CompareOp, Filter, PatchPath};
+use super::members::{Member, Members};
+use super::patch::{parse_request, OpKind, PatchOperation};
+use super::time::generalized_to_rfc3339;
+use super::users::{ListPage, ListQuery, UserServiceSettings};
+use super::ScimError;
+use crate::directory::{
+    dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
+};
+use crate::mapping::groups::{
+    referenced_member_ids, translate_group_filter, GroupMapping, CORE_GROUP, ENTRA_GROUP,
+};
+use crate::mapping::resource::{get_ci, is_empty_value};
+use crate::mapping::UserMapping;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest filter accepted.
+const MAX_FILTER_BYTES: usize = 8192;
+
+pub struct GroupService<D> {
+    dir: Arc<D>,
+    users: Arc<UserMapping>,
+    groups: Arc<GroupMapping>,
+    settings: UserServiceSettings,
+}
+
+impl<D> Clone for GroupService<D> {
+    fn clone(&self) -> Self {
+        GroupService {
+            dir: self.dir.clone(),
+            users: self.users.clone(),
+            groups: self.groups.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// One membership change, in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MemberChange {
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    RemoveAll,
+    ReplaceAll(Vec<String>),
+}
+
+/// Everything a PATCH or PUT asks for, before any directory access.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct GroupChanges {
+    display_name: Option<String>,
+    /// `Some(None)` removes the externalId.
+    external_id: Option<Option<String>>,
+    members: Vec<MemberChange>,
+}
+
+fn text(v: &Value, what: &str) -> Result<Option<String>, ScimError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if s.contains('\0') => Err(ScimError::InvalidValue(format!(
+            "{what} contains a NUL character"
+        ))),
+        Value::String(s) => Ok(Some(s.clone())),
+        other => Err(ScimError::InvalidValue(format!(
+            "{what} must be a string, got {other}"
+        ))),
+    }
+}
+
+/// Member ids from a `members` value: `[{"value": id}, ...]`, one object, or a list of id strings.
+fn member_ids(v: Option<&Value>) -> Result<Vec<String>, ScimError> {
+    let items: Vec<&Value> = match v {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        Some(other) => {
+            return Err(ScimError::InvalidValue(format!(
+                "members must be an array, got {other}"
+            )))
+        }
+    };
+    let mut ids = Vec::new();
+    for item in items {
+        let id = match item {
+            Value::Object(o) => get_ci(o, "value").and_then(Value::as_str),
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        };
+        match id {
+            Some(id) if !id.is_empty() => {
+                if !ids.iter().any(|i: &String| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+            _ => {
+                return Err(ScimError::InvalidValue(format!(
+                    "each member needs a value (the member's id), got {item}"
+                )))
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Ids named by `members[value eq "a" or value eq "b"]`; other filters cannot be applied without
+/// reading the member list, so they are refused.
+fn ids_in_member_filter(f: &Filter, out: &mut Vec<String>) -> Result<(), ScimError> {
+    match f {
+        Filter::Or(a, b) => {
+            ids_in_member_filter(a, out)?;
+            ids_in_member_filter(b, out)
+        }
+        Filter::Compare {
+            path,
+            op: CompareOp::Eq,
+            value: CompValue::Str(id),
+        } if path.name.eq_ignore_ascii_case("value") && path.sub.is_none() => {
+            out.push(id.clone());
+            Ok(())
+        }
+        _ => Err(ScimError::InvalidPath(
+            "members[...] supports value eq \"<id>\" (optionally joined with or)".into(),
+        )),
+    }
+}
+
+impl GroupChanges {
+    fn apply_op(
+        &mut self,
+        op: OpKind,
+        path: &PatchPath,
+        value: Option<&Value>,
+    ) -> Result<(), ScimError> {
+        let name = path.attr.name.as_str();
+        if path
+            .attr
+            .urn
+            .as_deref()
+            .is_some_and(|u| !u.eq_ignore_ascii_case(CORE_GROUP))
+        {
+            return Err(ScimError::InvalidPath(format!(
+                "{} is not a Group attribute",
+                path.attr
+            )));
+        }
+        if name.eq_ignore_ascii_case("members") {
+            if path.attr.sub.is_some() || path.sub.is_some() {
+                return Err(ScimError::InvalidPath(
+                    "address members as a whole or as members[value eq \"<id>\"]".into(),
+                ));
+            }
+            let change = match (op, &path.filter) {
+                (OpKind::Add, None) => MemberChange::Add(member_ids(value)?),
+                (OpKind::Replace, None) => MemberChange::ReplaceAll(member_ids(value)?),
+                // Entra: remove with a value list removes only the listed members.
+                (OpKind::Remove, None) => match value {
+                    Some(v) if !is_empty_value(v) => MemberChange::Remove(member_ids(Some(v))?),
+                    _ => MemberChange::RemoveAll,
+                },
+                (OpKind::Remove, Some(f)) => {
+                    let mut ids = Vec::new();
+                    ids_in_member_filter(f, &mut ids)?;
+                    MemberChange::Remove(ids)
+                }
+                (_, Some(_)) => {
+                    return Err(ScimError::InvalidPath(
+                        "add and replace take members without a filter".into(),
+                    ))
+                }
+            };
+            self.members.push(change);
+            return Ok(());
+        }
+        if path.filter.is_some() || path.attr.sub.is_some() || path.sub.is_some() {
+            return Err(ScimError::InvalidPath(format!(
+                "{} has no sub-attributes",
+                path.attr.name
+            )));
+        }
+        if name.eq_ignore_ascii_case("displayName") {
+            match (
+                op,
+                value.map(|v| text(v, "displayName")).transpose()?.flatten(),
+            ) {
+                (OpKind::Remove, _) | (_, None) => {
+                    return Err(ScimError::InvalidValue(
+                        "displayName is required and cannot be removed".into(),
+                    ))
+                }
+                (_, Some(n)) => self.display_name = Some(n),
+            }
+        } else if name.eq_ignore_ascii_case("externalId") {
+            self.external_id = Some(match op {
+                OpKind::Remove => None,
+                _ => value.map(|v| text(v, "externalId")).transpose()?.flatten(),
+            });
+        } else if name.eq_ignore_ascii_case("id") {
+            return Err(ScimError::Mutability("id is read-only".into()));
+        } else if ["meta", "schemas"]
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(name))
+        {
+            // read-only, ignored
+        } else if op == OpKind::Remove || value.is_none_or(is_empty_value) {
+            // nothing stored, nothing to change
+        } else {
+            return Err(ScimError::InvalidValue(format!(
+                "attribute {name} is not stored for groups by this gateway"
+            )));
+        }
+        Ok(())
+    }
+
+    fn from_patch(ops: &[PatchOperation]) -> Result<GroupChanges, ScimError> {
+        let mut c = GroupChanges::default();
+        for op in ops {
+            match &op.path {
+                Some(p) => c.apply_op(op.op, p, op.value.as_ref())?,
+                None => {
+                    let Some(Value::Object(values)) = &op.value else {
+                        return Err(ScimError::InvalidValue(
+                            "an operation without path needs an object value".into(),
+                        ));
+                    };
+                    for (k, v) in values {
+                        // Okta renames with {"id": .., "displayName": ..}: the id is read-only and ignored.
+                        if k.eq_ignore_ascii_case("id") {
+                            continue;
+                        }
+                        let p = parse_path(k)
+                            .map_err(|e| ScimError::InvalidPath(format!("{k:?}: {e}")))?;
+                        c.apply_op(op.op, &p, Some(v))?;
+                    }
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// A full resource (POST or PUT body).
+    fn from_resource(body: &Value) -> Result<GroupChanges, ScimError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ScimError::InvalidSyntax("the resource must be a JSON object".into()))?;
+        let mut c = GroupChanges {
+            external_id: Some(None),
+            members: vec![MemberChange::ReplaceAll(vec![])],
+            ..Default::default()
+        };
+        for (k, v) in obj {
+            if ["schemas", "id", "meta"]
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(k))
+            {
+                continue;
+            }
+            if k.eq_ignore_ascii_case(ENTRA_GROUP) || k.eq_ignore_ascii_case(CORE_GROUP) {
+                if is_empty_value(v) {
+                    continue;
+                }
+                return Err(ScimError::InvalidValue(format!(
+                    "{k} carries no attributes this gateway stores"
+                )));
+            }
+            let p = parse_path(k).map_err(|e| ScimError::InvalidPath(format!("{k:?}: {e}")))?;
+            c.apply_op(OpKind::Replace, &p, Some(v))?;
+        }
+        if c.display_name.is_none() {
+            return Err(ScimError::InvalidValue("displayName is required".into()));
+        }
+        // The last ReplaceAll wins; drop the empty default when the body had members.
+        if c.members.len() > 1 {
+            c.members.remove(0);
+        }
+        Ok(c)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for m in &self.members {
+            if let MemberChange::Add(ids)
+            | MemberChange::Remove(ids)
+            | MemberChange::ReplaceAll(ids) = m
+            {
+                for id in ids {
+                    if !out.contains(id) {
+                        out.push(id.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl<D: EntryReader + EntryWriter> GroupService<D> {
+    pub fn new(
+        dir: Arc<D>,
+        users: Arc<UserMapping>,
+        groups: Arc<GroupMapping>,
+        settings: UserServiceSettings,
+    ) -> Self {
+        GroupService {
+            dir,
+            users,
+            groups,
+            settings,
+        }
+    }
+
+    pub fn mapping(&self) -> &GroupMapping {
+        &self.groups
+    }
+
+    fn members(&self) -> Members<'_, D> {
+        Members {
+            dir: self.dir.as_ref(),
+            users: &self.users,
+            groups: &self.groups,
+        }
+    }
+
+    fn not_found(id: &str) -> ScimError {
+        ScimError::NotFound(format!("Group {id} not found"))
+    }
+
+    async fn find(&self, id: &str, with_members: bool) -> Result<Option<Entry>, ScimError> {
+        let g = &self.groups;
+        let mut found = self
+            .dir
+            .search(SearchRequest {
+                base: g.base.clone(),
+                scope: g.scope,
+                filter: format!(
+                    "(&{}({}={}))",
+                    g.object_filter,
+                    g.id_attribute,
+                    ldap3::ldap_escape(id)
+                ),
+                attrs: g.read_attributes(with_members),
+            })
+            .await?;
+        Ok(if found.len() == 1 { found.pop() } else { None })
+    }
+
+    pub async fn get(
+        &self,
+        id: &str,
+        base_url: &str,
+        with_members: bool,
+    ) -> Result<Value, ScimError> {
+        let entry = self
+            .find(id, with_members)
+            .await?
+            .ok_or_else(|| Self::not_found(id))?;
+        self.render(&entry, base_url, with_members).await
+    }
+
+    pub async fn list(
+        &self,
+        q: &ListQuery,
+        base_url: &str,
+        with_members: bool,
+    ) -> Result<ListPage, ScimError> {
+        let g = &self.groups;
+        let filter = match q.filter.as_deref().map(str::trim) {
+            None | Some("") => g.object_filter.clone(),
+            Some(t) => {
+                if t.len() > MAX_FILTER_BYTES {
+                    return Err(ScimError::InvalidFilter(format!(
+                        "filter longer than {MAX_FILTER_BYTES} bytes"
+                    )));
+                }
+                let ast = parse_filter(t)
+                    .map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {t:?}")))?;
+                let ids = referenced_member_ids(&ast);
+                let resolved: HashMap<String, String> = self
+                    .members()
+                    .resolve_ids(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|(id, m)| (id, m.value))
+                    .collect();
+                translate_group_filter(g, &ast, &resolved)?
+            }
+        };
+        let start_index = q.start_index.unwrap_or(1).max(1) as usize;
+        let count = q
+            .count
+            .unwrap_or(self.settings.default_page_size as i64)
+            .clamp(0, self.settings.max_page_size as i64) as usize;
+        let page = self
+            .dir
+            .search_page(
+                SearchRequest {
+                    base: g.base.clone(),
+                    scope: g.scope,
+                    filter,
+                    attrs: g.read_attributes(with_members),
+                },
+                &g.id_attribute,
+                start_index - 1,
+                count,
+            )
+            .await?;
+        let mut resources = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            resources.push(self.render(e, base_url, with_members).await?);
+        }
+        Ok(ListPage {
+            total: page.total,
+            start_index,
+            resources,
+        })
+    }
+
+    pub async fn create(&self, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+        let g = &self.groups;
+        let changes = GroupChanges::from_resource(body)?;
+        let name = changes.display_name.clone().unwrap_or_default();
+        self.ensure_unique_name(&name, None).await?;
+        let resolved = self.resolve(&changes).await?;
+        let mut attrs: Vec<(String, Vec<String>)> =
+            vec![("objectClass".into(), g.object_classes.clone())];
+        attrs.extend(g.constants.iter().cloned());
+        attrs.push((g.rdn_attribute.clone(), vec![name.clone()]));
+        if !g.renames_by_modrdn() {
+            attrs.push((g.name_attribute.clone(), vec![name.clone()]));
+        }
+        if let (Some(attr), Some(Some(ext))) = (&g.external_id_attribute, &changes.external_id) {
+            attrs.push((attr.clone(), vec![ext.clone()]));
+        } else if let (None, Some(Some(_))) = (&g.external_id_attribute, &changes.external_id) {
+            return Err(ScimError::InvalidValue(
+                "externalId is not stored for groups by this gateway".into(),
+            ));
+        }
+        let mut values = Vec::new();
+        if let Some(MemberChange::ReplaceAll(ids)) = changes.members.last() {
+            values.extend(
+                ids.iter()
+                    .filter_map(|id| resolved.get(id))
+                    .map(|m| m.value.clone()),
+            );
+        }
+        values.extend(g.placeholder_member.clone());
+        dedup(&mut values);
+        if !values.is_empty() {
+            attrs.push((g.member_attribute.clone(), values));
+        }
+        let new_dn = format!("{},{}", dn::rdn(&g.rdn_attribute, &name), g.base);
+        let entry = match self.dir.add(&new_dn, attrs, &g.read_attributes(true)).await {
+            Err(DirectoryError::AlreadyExists) => {
+                return Err(ScimError::Uniqueness(format!(
+                    "a group named {name:?} already exists"
+                )))
+            }
+            other => other?,
+        };
+        self.render(&entry, base_url, true).await
+    }
+
+    pub async fn replace(
+        &self,
+        id: &str,
+        body: &Value,
+        base_url: &str,
+    ) -> Result<Value, ScimError> {
+        if let Some(sent) = body.get("id").and_then(Value::as_str) {
+            if sent != id {
+                return Err(ScimError::Mutability(format!(
+                    "id {sent:?} does not match the URL's {id:?}"
+                )));
+            }
+        }
+        let changes = GroupChanges::from_resource(body)?;
+        let entry = self
+            .find(id, false)
+            .await?
+            .ok_or_else(|| Self::not_found(id))?;
+        self.write(&entry, &changes).await?;
+        self.get(id, base_url, true).await
+    }
+
+    /// PATCH: one search for the group (without its members), one batched search for the member
+    /// ids, one modify (and a modrdn for a rename). Answers 204.
+    pub async fn patch(&self, id: &str, body: &Value) -> Result<(), ScimError> {
+        let ops = parse_request(body)?;
+        let changes = GroupChanges::from_patch(&ops)?;
+        let entry = self
+            .find(id, false)
+            .await?
+            .ok_or_else(|| Self::not_found(id))?;
+        self.write(&entry, &changes).await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
+        let entry = self
+            .find(id, false)
+            .await?
+            .ok_or_else(|| Self::not_found(id))?;
+        match self.dir.delete(&entry.dn).await {
+            Err(DirectoryError::NoSuchObject) => return Err(Self::not_found(id)),
+            other => other?,
+        }
+        if self.groups.integrity == crate::mapping::groups::MembershipIntegrity::Gateway
+            && self.groups.member_value == crate::mapping::groups::MemberValue::Dn
+        {
+            self.members().rewrite_memberships(&entry.dn, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Resolve every member id the changes name, in one batched search; unknown ids that would be
+    /// added are refused, unknown ids that would be removed cannot be members and are skipped.
+    async fn resolve(&self, c: &GroupChanges) -> Result<HashMap<String, Member>, ScimError> {
+        let ids = c.ids();
+        let resolved = self.members().resolve_ids(&ids).await?;
+        let adds = c.members.iter().filter_map(|m| match m {
+            MemberChange::Add(ids) | MemberChange::ReplaceAll(ids) => Some(ids),
+            _ => None,
+        });
+        let unknown: Vec<&String> = adds
+            .flatten()
+            .filter(|id| !resolved.contains_key(*id))
+            .collect();
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown.iter().map(|s| format!("{s:?}")).collect();
+            return Err(ScimError::InvalidValue(format!(
+                "no user or group has the id {}; nothing was changed",
+                list.join(", ")
+            )));
+        }
+        Ok(resolved)
+    }
+
+    /// Apply changes to a group: one modify for members and attributes, then a modrdn for a rename
+    /// (reverted if the modrdn fails).
+    async fn write(&self, entry: &Entry, c: &GroupChanges) -> Result<(), ScimError> {
+        let g = &self.groups;
+        let resolved = self.resolve(c).await?;
+        let value_of = |ids: &Vec<String>| -> Vec<String> {
+            let mut v: Vec<String> = ids
+                .iter()
+                .filter_map(|id| resolved.get(id))
+                .map(|m| m.value.clone())
+                .collect();
+            dedup(&mut v);
+            v
+        };
+        let mut mods = Vec::new();
+        for m in &c.members {
+            match m {
+                MemberChange::Add(ids) => {
+                    mods.push(Modification::Add(g.member_attribute.clone(), value_of(ids)))
+                }
+                MemberChange::Remove(ids) => {
+                    let v = value_of(ids);
+                    if !v.is_empty() {
+                        mods.push(Modification::Delete(g.member_attribute.clone(), v));
+                    }
+                }
+                MemberChange::RemoveAll => mods.push(Modification::Replace(
+                    g.member_attribute.clone(),
+                    g.placeholder_member.iter().cloned().collect(),
+                )),
+                MemberChange::ReplaceAll(ids) => {
+                    let mut v = value_of(ids);
+                    v.extend(g.placeholder_member.clone());
+                    dedup(&mut v);
+                    mods.push(Modification::Replace(g.member_attribute.clone(), v));
+                }
+            }
+        }
+        if let Some(ext) = &c.external_id {
+            match (&g.external_id_attribute, ext) {
+                (Some(attr), v) => mods.push(Modification::Replace(
+                    attr.clone(),
+                    v.iter().cloned().collect(),
+                )),
+                (None, Some(_)) => {
+                    return Err(ScimError::InvalidValue(
+                        "externalId is not stored for groups by this gateway".into(),
+                    ))
+                }
+                (None, None) => {}
+            }
+        }
+        let old_name = entry
+            .first(&g.name_attribute)
+            .unwrap_or_default()
+            .to_string();
+        let rename = match &c.display_name {
+            Some(n) if *n != old_name => Some(n.clone()),
+            _ => None,
+        };
+        if let Some(n) = &rename {
+            self.ensure_unique_name(n, Some(&entry.dn)).await?;
+            if !g.renames_by_modrdn() {
+                mods.push(Modification::Replace(
+                    g.name_attribute.clone(),
+                    vec![n.clone()],
+                ));
+            }
+        }
+        mods.retain(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()));
+        // Rename first: a modrdn is cleanly reversible, a permissive member change is not
+        // (re-deleting an added value could drop a membership that existed before).
+        let mut target = entry.dn.clone();
+        let modrdn = rename.as_ref().filter(|_| g.renames_by_modrdn());
+        if let Some(n) = modrdn {
+            let old_rdn = dn::split_rdns(&entry.dn)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            target = match self
+                .dir
+                .rename(&entry.dn, &dn::rdn(&g.rdn_attribute, n), None)
+                .await
+            {
+                Ok(new_dn) => new_dn,
+                Err(DirectoryError::AlreadyExists) => {
+                    return Err(ScimError::Uniqueness(format!(
+                        "a group named {n:?} already exists"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !mods.is_empty() {
+                if let Err(e) = self.dir.modify(&target, mods, None, &[]).await {
+                    if let Err(undo) = self.dir.rename(&target, &old_rdn, None).await {
+                        tracing::error!(error = %undo, "could not revert a group rename after a failed modify");
+                    }
+                    return Err(e.into());
+                }
+            }
+            if g.integrity == crate::mapping::groups::MembershipIntegrity::Gateway
+                && g.member_value == crate::mapping::groups::MemberValue::Dn
+            {
+                self.members()
+                    .rewrite_memberships(&entry.dn, Some(&target))
+                    .await?;
+            }
+        } else if !mods.is_empty() {
+            self.dir.modify(&target, mods, None, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// displayName must be unique among groups. With one-level scope and the name as RDN the
+    /// directory enforces it itself.
+    async fn ensure_unique_name(
+        &self,
+        name: &str,
+        except_dn: Option<&str>,
+    ) -> Result<(), ScimError> {
+        let g = &self.groups;
+        if g.scope == Scope::OneLevel && g.renames_by_modrdn() {
+            return Ok(());
+        }
+        let found = self
+            .dir
+            .search(SearchRequest {
+                base: g.base.clone(),
+                scope: g.scope,
+                filter: format!(
+                    "(&{}({}={}))",
+                    g.object_filter,
+                    g.name_attribute,
+                    ldap3::ldap_escape(name)
+                ),
+                attrs: vec!["1.1".into()],
+            })
+            .await?;
+        if found
+            .iter()
+            .any(|e| except_dn.is_none_or(|d| dn::normalize(d) != dn::normalize(&e.dn)))
+        {
+            return Err(ScimError::Uniqueness(format!(
+                "a group named {name:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn render(
+        &self,
+        entry: &Entry,
+        base_url: &str,
+        with_members: bool,
+    ) -> Result<Value, ScimError> {
+        let g = &self.groups;
+        let id = entry
+            .first(&g.id_attribute)
+            .ok_or_else(|| DirectoryError::Other {
+                code: "missingId",
+                message: format!("group has no {} attribute", g.id_attribute),
+            })?
+            .to_string();
+        let mut out = Map::new();
+        out.insert("schemas".into(), json!([CORE_GROUP]));
+        out.insert("id".into(), json!(id));
+        if let Some(n) = entry.first(&g.name_attribute) {
+            out.insert("displayName".into(), json!(n));
+        }
+        if let Some(ext) = g
+            .external_id_attribute
+            .as_deref()
+            .and_then(|a| entry.first(a))
+        {
+            out.insert("externalId".into(), json!(ext));
+        }
+        if with_members {
+            let members = self
+                .members()
+                .resolve_values(entry.values(&g.member_attribute))
+                .await?;
+            let list: Vec<Value> = members
+                .into_iter()
+                .map(|m| {
+                    let endpoint = match m.kind {
+                        super::members::MemberKind::User => "Users",
+                        super::members::MemberKind::Group => "Groups",
+                    };
+                    json!({"value": m.id, "$ref": format!("{base_url}/{endpoint}/{}", m.id), "type": m.kind.as_str()})
+                })
+                .collect();
+            out.insert("members".into(), Value::Array(list));
+        }
+        let mut meta = Map::new();
+        meta.insert("resourceType".into(), json!("Group"));
+        let created = entry
+            .first(&g.created_attribute)
+            .and_then(generalized_to_rfc3339);
+        let modified = entry
+            .first(&g.modified_attribute)
+            .and_then(generalized_to_rfc3339);
+        if let Some(c) = &created {
+            meta.insert("created".into(), json!(c));
+        }
+        if let Some(m) = modified.or(created) {
+            meta.insert("lastModified".into(), json!(m));
+        }
+        meta.insert("location".into(), json!(format!("{base_url}/Groups/{id}")));
+        out.insert("meta".into(), Value::Object(meta));
+        Ok(Value::Object(out))
+    }
+}
+
+fn dedup(v: &mut Vec<String>) {
+    let mut seen: Vec<String> = Vec::new();
+    v.retain(|x| {
+        let k = x.to_lowercase();
+        if seen.contains(&k) {
+            false
+        } else {
+            seen.push(k);
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! Directory lookups behind group memberships, shared by the group and user services.
+//!
+//! Everything is batched: ids and member values are resolved with one search per subtree per
+//! chunk of values, never one search per member.
+
+use super::ScimError;
+use crate::directory::{dn, Entry, EntryReader, EntryWriter, Modification, SearchRequest};
+use crate::mapping::groups::{GroupMapping, MemberValue};
+use crate::mapping::UserMapping;
+use std::collections::HashMap;
+
+/// How many values one OR filter carries.
+const CHUNK: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::User => "User",
+            MemberKind::Group => "Group",
+        }
+    }
+}
+
+/// A member as SCIM and the directory each name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    /// The value stored in the group's member attribute (a DN or a user name).
+    pub value: String,
+    pub kind: MemberKind,
+}
+
+/// A group a user belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
+}
+
+pub struct Members<'a, D> {
+    pub dir: &'a D,
+    pub users: &'a UserMapping,
+    pub groups: &'a GroupMapping,
+}
+
+fn or_filter(attr: &str, values: &[&str]) -> String {
+    let alternatives: String = values
+        .iter()
+        .map(|v| format!("({attr}={})", ldap3::ldap_escape(*v)))
+        .collect();
+    format!("(|{alternatives})")
+}
+
+impl<D: EntryReader + EntryWriter> Members<'_, D> {
+    async fn search(
+        &self,
+        base: &str,
+        scope: crate::directory::Scope,
+        filter: String,
+        attrs: Vec<String>,
+    ) -> Result<Vec<Entry>, ScimError> {
+        Ok(self
+            .dir
+            .search(SearchRequest {
+                base: base.to_string(),
+                scope,
+                filter,
+                attrs,
+            })
+            .await?)
+    }
+
+    /// Resolve SCIM ids to members: one search of the users subtree, and one of the groups subtree
+    /// for ids not found among users (when groups can nest). Unknown ids are simply absent.
+    pub async fn resolve_ids(&self, ids: &[String]) -> Result<HashMap<String, Member>, ScimError> {
+        let mut out = HashMap::new();
+        let (u, g) = (self.users, self.groups);
+        let user_name_attr = &u.slots[u.user_name_slot].ldap;
+        for chunk in ids.chunks(CHUNK) {
+            let wanted: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let found = self
+                .search(
+                    &u.base,
+                    u.scope,
+                    format!(
+                        "(&{}{})",
+                        u.object_filter,
+                        or_filter(&u.id_attribute, &wanted)
+                    ),
+                    vec![u.id_attribute.clone(), user_name_attr.clone()],
+                )
+                .await?;
+            for e in found {
+                let value = match g.member_value {
+                    MemberValue::Dn => Some(e.dn.clone()),
+                    MemberValue::UserName => e.first(user_name_attr).map(str::to_string),
+                };
+                if let (Some(id), Some(value)) = (e.first(&u.id_attribute), value) {
+                    if let Some(asked) = chunk.iter().find(|i| i.eq_ignore_ascii_case(id)) {
+                        out.insert(
+                            asked.clone(),
+                            Member {
+                                id: asked.clone(),
+                                value,
+                                kind: MemberKind::User,
+                            },
+                        );
+                    }
+                }
+            }
+            if g.member_value == MemberValue::UserName {
+                continue; // posixGroup members are user names: groups cannot nest
+            }
+            let rest: Vec<&str> = wanted
+                .into_iter()
+                .filter(|i| !out.contains_key(*i))
+                .collect();
+            if rest.is_empty() {
+                continue;
+            }
+            let found = self
+                .search(
+                    &g.base,
+                    g.scope,
+                    format!(
+                        "(&{}{})",
+                        g.object_filter,
+                        or_filter(&g.id_attribute, &rest)
+                    ),
+                    vec![g.id_attribute.clone()],
+                )
+                .await?;
+            for e in found {
+                if let Some(id) = e.first(&g.id_attribute) {
+                    if let Some(asked) = rest.iter().find(|i| i.eq_ignore_ascii_case(id)) {
+                        out.insert(
+                            asked.to_string(),
+                            Member {
+                                id: asked.to_string(),
+                                value: e.dn.clone(),
+                                kind: MemberKind::Group,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolve stored member values to members, in their stored order. The placeholder, values
+    /// outside the subtrees and values that name no entry are left out.
+    pub async fn resolve_values(&self, values: &[String]) -> Result<Vec<Member>, ScimError> {
+        let (u, g) = (self.users, self.groups);
+        let values: Vec<&String> = values.iter().filter(|v| !g.is_placeholder(v)).collect();
+        let key = |v: &str| match g.member_value {
+            MemberValue::Dn => dn::normalize(v).join(","),
+            MemberValue::UserName => v.to_lowercase(),
+        };
+        let mut found: HashMap<String, Member> = HashMap::new();
+        match g.member_value {
+            MemberValue::UserName => {
+                let attr = &u.slots[u.user_name_slot].ldap;
+                for chunk in values.chunks(CHUNK) {
+                    let wanted: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
+                    let entries = self
+                        .search(
+                            &u.base,
+                            u.scope,
+                            format!("(&{}{})", u.object_filter, or_filter(attr, &wanted)),
+                            vec![u.id_attribute.clone(), attr.clone()],
+                        )
+                        .await?;
+                    for e in entries {
+                        if let (Some(id), Some(name)) = (e.first(&u.id_attribute), e.first(attr)) {
+                            found.insert(
+                                key(name),
+                                Member {
+                                    id: id.to_string(),
+                                    value: name.to_string(),
+                                    kind: MemberKind::User,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            MemberValue::Dn => {
+                for (base, scope, filter, id_attr, kind) in [
+                    (
+                        &u.base,
+                        u.scope,
+                        &u.object_filter,
+                        &u.id_attribute,
+                        MemberKind::User,
+                    ),
+                    (
+                        &g.base,
+                        g.scope,
+                        &g.object_filter,
+                        &g.id_attribute,
+                        MemberKind::Group,
+                    ),
+                ] {
+                    let inside: Vec<&str> = values
+                        .iter()
+                        .filter(|v| dn::is_within(v, base) && !found.contains_key(&key(v)))
+                        .map(|s| s.as_str())
+                        .collect();
+                    for chunk in inside.chunks(CHUNK) {
+                        let entries = self
+                            .search(
+                                base,
+                                scope,
+                                format!("(&{filter}{})", or_filter(&g.dn_attribute, chunk)),
+                                vec![id_attr.clone()],
+                            )
+                            .await?;
+                        for e in entries {
+                            if let Some(id) = e.first(id_attr) {
+                                found.insert(
+                                    key(&e.dn),
+                                    Member {
+                                        id: id.to_string(),
+                                        value: e.dn.clone(),
+                                        kind,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(values
+            .iter()
+            .filter_map(|v| found.get(&key(v)).cloned())
+            .collect())
+    }
+
+    /// The groups that list `value` (a member DN or user name) directly.
+    pub async fn groups_listing(&self, value: &str) -> Result<Vec<(Entry, GroupRef)>, ScimError> {
+        let g = self.groups;
+        let entries = self
+            .search(
+                &g.base,
+                g.scope,
+                format!(
+                    "(&{}({}={}))",
+                    g.object_filter,
+                    g.member_attribute,
+                    ldap3::ldap_escape(value)
+                ),
+                vec![g.id_attribute.clone(), g.name_attribute.clone()],
+            )
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let r = GroupRef {
+                    id: e.first(&g.id_attribute)?.to_string(),
+                    name: e.first(&g.name_attribute).unwrap_or_default().to_string(),
+                };
+                Some((e, r))
+            })
+            .collect())
+    }
+
+    /// Groups named by `memberOf` DNs, inside the groups subtree.
+    pub async fn groups_by_dn(&self, dns: &[String]) -> Result<Vec<GroupRef>, ScimError> {
+        let g = self.groups;
+        let inside: Vec<&str> = dns
+            .iter()
+            .filter(|d| dn::is_within(d, &g.base))
+            .map(String::as_str)
+            .collect();
+        let mut out = Vec::new();
+        for chunk in inside.chunks(CHUNK) {
+            let entries = self
+                .search(
+                    &g.base,
+                    g.scope,
+                    format!(
+                        "(&{}{})",
+                        g.object_filter,
+                        or_filter(&g.dn_attribute, chunk)
+                    ),
+                    vec![g.id_attribute.clone(), g.name_attribute.clone()],
+                )
+                .await?;
+            out.extend(entries.into_iter().filter_map(|e| {
+                Some(GroupRef {
+                    id: e.first(&g.id_attribute)?.to_string(),
+                    name: e.first(&g.name_attribute).unwrap_or_default().to_string(),
+                })
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Replace `old` by `new` (or remove it when `new` is None) in every group that lists it.
+    /// Each group is one permissive modify, so a group already updated is no error.
+    pub async fn rewrite_memberships(&self, old: &str, new: Option<&str>) -> Result<(), ScimError> {
+        let attr = &self.groups.member_attribute;
+        for (entry, _) in self.groups_listing(old).await? {
+            let mut mods = vec![Modification::Delete(attr.clone(), vec![old.to_string()])];
+            if let Some(n) = new {
+                mods.push(Modification::Add(attr.clone(), vec![n.to_string()]));
+            }
+            self.dir.modify(&entry.dn, mods, None, &[]).await?;
+        }
+        Ok(())
+    }
+}
