@@ -114,6 +114,17 @@ pub trait EntryReader: Send + Sync {
         req: SearchRequest,
     ) -> impl std::future::Future<Output = Result<Vec<Entry>, DirectoryError>> + Send;
 
+    /// Every entry a search matches, fetched in pages (so no server size limit applies);
+    /// `DirectoryError::SizeLimit` past `limit` entries. Fakes may answer with `search`.
+    fn search_all(
+        &self,
+        req: SearchRequest,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<Entry>, DirectoryError>> + Send {
+        let _ = limit;
+        self.search(req)
+    }
+
     /// Return entries `offset .. offset+limit` of a search in stable order, and the total count.
     /// `id_attr` is the immutable id attribute used to fetch the window in a second step.
     fn search_page(

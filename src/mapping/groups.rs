@@ -200,10 +200,16 @@ impl GroupMapping {
             attrs.push(self.rdn_attribute.clone());
         }
         attrs.extend(self.external_id_attribute.clone());
-        if with_members {
+        if with_members && !self.members_from_member_of() {
             attrs.push(self.member_attribute.clone());
         }
         attrs
+    }
+
+    /// Whether members are listed through their memberOf (one paged search per subtree) instead
+    /// of reading the group's member attribute and resolving each value.
+    pub fn members_from_member_of(&self) -> bool {
+        self.member_of_attribute.is_some() && self.member_value == MemberValue::Dn
     }
 
     /// Whether the display name is the RDN, so a rename is a modrdn.

@@ -715,10 +715,18 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             out.insert("externalId".into(), json!(ext));
         }
         if with_members {
-            let members = self
-                .members()
-                .resolve_values(entry.values(&g.member_attribute))
-                .await?;
+            let members = match &g.member_of_attribute {
+                Some(member_of) if g.members_from_member_of() => {
+                    self.members()
+                        .members_by_member_of(member_of, &entry.dn)
+                        .await?
+                }
+                _ => {
+                    self.members()
+                        .resolve_values(entry.values(&g.member_attribute))
+                        .await?
+                }
+            };
             let list: Vec<Value> = members
                 .into_iter()
                 .map(|m| {

@@ -9,8 +9,11 @@ use crate::mapping::groups::{GroupMapping, MemberValue};
 use crate::mapping::UserMapping;
 use std::collections::HashMap;
 
-/// How many values one OR filter carries.
-const CHUNK: usize = 200;
+/// How many values one OR filter carries: OpenLDAP resolves an OR of entryDN values through its
+/// DN index, fastest per value at around a hundred alternatives.
+const CHUNK: usize = 100;
+/// Upper bound on the members one group read resolves.
+const MAX_MEMBERS: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberKind {
@@ -102,12 +105,13 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
                     MemberValue::UserName => e.first(user_name_attr).map(str::to_string),
                 };
                 if let (Some(id), Some(value)) = (e.first(&u.id_attribute), value) {
-                    if let Some(asked) = chunk.iter().find(|i| i.eq_ignore_ascii_case(id)) {
+                    // Ids match case-insensitively: every spelling the client used names this member.
+                    for asked in chunk.iter().filter(|i| i.eq_ignore_ascii_case(id)) {
                         out.insert(
                             asked.clone(),
                             Member {
                                 id: asked.clone(),
-                                value,
+                                value: value.clone(),
                                 kind: MemberKind::User,
                             },
                         );
@@ -138,7 +142,7 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
                 .await?;
             for e in found {
                 if let Some(id) = e.first(&g.id_attribute) {
-                    if let Some(asked) = rest.iter().find(|i| i.eq_ignore_ascii_case(id)) {
+                    for asked in rest.iter().filter(|i| i.eq_ignore_ascii_case(id)) {
                         out.insert(
                             asked.to_string(),
                             Member {
@@ -155,93 +159,147 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
     }
 
     /// Resolve stored member values to members, in their stored order. The placeholder, values
-    /// outside the subtrees and values that name no entry are left out.
+    /// outside the subtrees and values that name no entry are left out. Works chunk by chunk, so
+    /// beyond the result only one chunk's lookups are held at a time.
     pub async fn resolve_values(&self, values: &[String]) -> Result<Vec<Member>, ScimError> {
         let (u, g) = (self.users, self.groups);
-        let values: Vec<&String> = values.iter().filter(|v| !g.is_placeholder(v)).collect();
         let key = |v: &str| match g.member_value {
             MemberValue::Dn => dn::normalize(v).join(","),
             MemberValue::UserName => v.to_lowercase(),
         };
-        let mut found: HashMap<String, Member> = HashMap::new();
-        match g.member_value {
-            MemberValue::UserName => {
-                let attr = &u.slots[u.user_name_slot].ldap;
-                for chunk in values.chunks(CHUNK) {
-                    let wanted: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
-                    let entries = self
-                        .search(
-                            &u.base,
-                            u.scope,
-                            format!("(&{}{})", u.object_filter, or_filter(attr, &wanted)),
-                            vec![u.id_attribute.clone(), attr.clone()],
-                        )
-                        .await?;
-                    for e in entries {
-                        if let (Some(id), Some(name)) = (e.first(&u.id_attribute), e.first(attr)) {
-                            found.insert(
-                                key(name),
-                                Member {
-                                    id: id.to_string(),
-                                    value: name.to_string(),
-                                    kind: MemberKind::User,
-                                },
-                            );
-                        }
-                    }
-                }
-            }
-            MemberValue::Dn => {
-                for (base, scope, filter, id_attr, kind) in [
-                    (
+        let user_name_attr = &u.slots[u.user_name_slot].ldap;
+        let mut out = Vec::new();
+        for chunk in values.chunks(CHUNK) {
+            let chunk: Vec<&str> = chunk
+                .iter()
+                .map(String::as_str)
+                .filter(|v| !g.is_placeholder(v))
+                .collect();
+            let mut found: HashMap<String, Member> = HashMap::new();
+            // Users first; for DN members, then groups (nesting) among those not found.
+            let lookups: Vec<(&str, crate::directory::Scope, &str, &str, &str, MemberKind)> =
+                match g.member_value {
+                    MemberValue::UserName => vec![(
                         &u.base,
                         u.scope,
                         &u.object_filter,
                         &u.id_attribute,
+                        user_name_attr,
                         MemberKind::User,
-                    ),
-                    (
-                        &g.base,
-                        g.scope,
-                        &g.object_filter,
-                        &g.id_attribute,
-                        MemberKind::Group,
-                    ),
-                ] {
-                    let inside: Vec<&str> = values
-                        .iter()
-                        .filter(|v| dn::is_within(v, base) && !found.contains_key(&key(v)))
-                        .map(|s| s.as_str())
-                        .collect();
-                    for chunk in inside.chunks(CHUNK) {
-                        let entries = self
-                            .search(
-                                base,
-                                scope,
-                                format!("(&{filter}{})", or_filter(&g.dn_attribute, chunk)),
-                                vec![id_attr.clone()],
-                            )
-                            .await?;
-                        for e in entries {
-                            if let Some(id) = e.first(id_attr) {
-                                found.insert(
-                                    key(&e.dn),
-                                    Member {
-                                        id: id.to_string(),
-                                        value: e.dn.clone(),
-                                        kind,
-                                    },
-                                );
+                    )],
+                    MemberValue::Dn => vec![
+                        (
+                            &u.base,
+                            u.scope,
+                            &u.object_filter,
+                            &u.id_attribute,
+                            &g.dn_attribute,
+                            MemberKind::User,
+                        ),
+                        (
+                            &g.base,
+                            g.scope,
+                            &g.object_filter,
+                            &g.id_attribute,
+                            &g.dn_attribute,
+                            MemberKind::Group,
+                        ),
+                    ],
+                };
+            for (base, scope, filter, id_attr, match_attr, kind) in lookups {
+                let wanted: Vec<&str> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|v| !found.contains_key(&key(v)))
+                    .filter(|v| g.member_value == MemberValue::UserName || dn::is_within(v, base))
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let entries = self
+                    .search(
+                        base,
+                        scope,
+                        format!("(&{filter}{})", or_filter(match_attr, &wanted)),
+                        match g.member_value {
+                            MemberValue::Dn => vec![id_attr.to_string()],
+                            MemberValue::UserName => {
+                                vec![id_attr.to_string(), match_attr.to_string()]
                             }
-                        }
+                        },
+                    )
+                    .await?;
+                for e in entries {
+                    let stored = match g.member_value {
+                        MemberValue::Dn => Some(e.dn.as_str()),
+                        MemberValue::UserName => e.first(match_attr),
+                    };
+                    if let (Some(id), Some(stored)) = (e.first(id_attr), stored) {
+                        found.insert(
+                            key(stored),
+                            Member {
+                                id: id.to_string(),
+                                value: stored.to_string(),
+                                kind,
+                            },
+                        );
                     }
                 }
             }
+            out.extend(chunk.iter().filter_map(|v| found.remove(&key(v))));
         }
-        Ok(values
-            .iter()
-            .filter_map(|v| found.get(&key(v)).cloned())
-            .collect())
+        Ok(out)
+    }
+
+    /// Members of the group at `group_dn` found through the members' `memberOf` (maintained by
+    /// the directory): a paged search per subtree, never reading the group's member attribute.
+    pub async fn members_by_member_of(
+        &self,
+        member_of: &str,
+        group_dn: &str,
+    ) -> Result<Vec<Member>, ScimError> {
+        let (u, g) = (self.users, self.groups);
+        let mut out = Vec::new();
+        for (base, scope, filter, id_attr, kind) in [
+            (
+                &u.base,
+                u.scope,
+                &u.object_filter,
+                &u.id_attribute,
+                MemberKind::User,
+            ),
+            (
+                &g.base,
+                g.scope,
+                &g.object_filter,
+                &g.id_attribute,
+                MemberKind::Group,
+            ),
+        ] {
+            let entries = self
+                .dir
+                .search_all(
+                    SearchRequest {
+                        base: base.clone(),
+                        scope,
+                        filter: format!(
+                            "(&{filter}({member_of}={}))",
+                            ldap3::ldap_escape(group_dn)
+                        ),
+                        attrs: vec![id_attr.clone()],
+                    },
+                    MAX_MEMBERS,
+                )
+                .await?;
+            out.extend(entries.into_iter().filter_map(|e| {
+                Some(Member {
+                    id: e.first(id_attr)?.to_string(),
+                    value: e.dn,
+                    kind,
+                })
+            }));
+        }
+        Ok(out)
     }
 
     /// The groups that list `value` (a member DN or user name) directly.

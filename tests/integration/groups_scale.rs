@@ -98,4 +98,16 @@ async fn membership_changes_cost_the_same_on_10_and_100000_members() {
         .expect(200);
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["displayName"], "big");
+
+    // Reading the whole group resolves every member, in batches.
+    let big_id = first(&gw.slapd.entry(BIG).await.unwrap(), "entryUUID").unwrap();
+    let started = std::time::Instant::now();
+    let r = gw.get(&format!("/Groups/{big_id}")).await.expect(200);
+    let members = r.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 100_000, "the placeholder is not a member");
+    assert_eq!(members[99_999]["value"], last_id.as_str());
+    eprintln!(
+        "GET of the 100,000-member group took {:?}",
+        started.elapsed()
+    );
 }

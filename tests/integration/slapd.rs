@@ -1008,3 +1008,183 @@ fn unique_password() -> String {
         nanos
     )
 }
+
+/// The directory's own group bookkeeping (slapd.conf's memberof and refint
+/// overlays, seed.ldif, [`write_big_group_ldif`]), without the gateway.
+mod tests {
+    use super::*;
+    use ldap3::Mod;
+    use std::collections::HashSet;
+
+    fn people(uid: &str) -> String {
+        format!("uid={uid},ou=people,{SUFFIX}")
+    }
+
+    fn group(cn: &str) -> String {
+        format!("cn={cn},ou=groups,{SUFFIX}")
+    }
+
+    /// Sorted values of `attr` (operational ones included) of the entry at `dn`.
+    async fn values(slapd: &Slapd, dn: &str, attr: &str) -> Vec<String> {
+        let entry = slapd
+            .entry(dn)
+            .await
+            .unwrap_or_else(|| panic!("{dn} does not exist"));
+        let mut values = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(attr))
+            .map(|(_, values)| values.clone())
+            .unwrap_or_default();
+        values.sort();
+        values
+    }
+
+    fn sorted(values: &[&str]) -> Vec<String> {
+        let mut values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        values.sort();
+        values
+    }
+
+    fn set<'a>(values: &[&'a str]) -> HashSet<&'a str> {
+        values.iter().copied().collect()
+    }
+
+    #[tokio::test]
+    async fn overlays_maintain_memberof_and_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let ldif = dir.path().join("bulk.ldif");
+        let dns = write_big_group_ldif(&ldif, 20);
+        assert_eq!(dns.len(), 20);
+        assert_eq!(dns[0], people("bulk000000"));
+        let slapd = Slapd::start_with_ldif(&ldif);
+
+        // Loaded offline, memberOf comes from the LDIF files themselves.
+        assert_eq!(
+            values(&slapd, &people("alice"), "memberOf").await,
+            vec![group("engineering")]
+        );
+        assert_eq!(
+            values(&slapd, &group("all-hands"), "member").await,
+            vec![EMPTY_MEMBER_DN]
+        );
+        assert_eq!(values(&slapd, BIG_GROUP_DN, "member").await.len(), 21);
+        assert_eq!(values(&slapd, SMALL_GROUP_DN, "member").await.len(), 11);
+        assert_eq!(
+            values(&slapd, &dns[0], "memberOf").await,
+            sorted(&[BIG_GROUP_DN, SMALL_GROUP_DN])
+        );
+        assert_eq!(
+            values(&slapd, &dns[19], "memberOf").await,
+            vec![BIG_GROUP_DN]
+        );
+
+        let mut ldap = slapd.admin().await;
+        // memberof: adding a member sets memberOf on it.
+        let alice = people("alice");
+        ldap.modify(SMALL_GROUP_DN, vec![Mod::Add("member", set(&[&alice]))])
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        assert_eq!(
+            values(&slapd, &alice, "memberOf").await,
+            sorted(&[&group("engineering"), SMALL_GROUP_DN])
+        );
+        // A group of just the (nonexistent) placeholder is accepted.
+        ldap.add(
+            &group("nobody"),
+            vec![
+                ("objectClass", set(&["top", "groupOfNames", "scimGroup"])),
+                ("cn", set(&["nobody"])),
+                ("member", set(&[EMPTY_MEMBER_DN])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        // A rename shows up in the groups under the new DN, memberOf moves along.
+        ldap.modifydn(&dns[1], "uid=renamed", true, None)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let renamed = people("renamed");
+        let small = values(&slapd, SMALL_GROUP_DN, "member").await;
+        assert!(
+            small.contains(&renamed) && !small.contains(&dns[1]),
+            "{small:?}"
+        );
+        assert_eq!(
+            values(&slapd, &renamed, "memberOf").await,
+            sorted(&[BIG_GROUP_DN, SMALL_GROUP_DN])
+        );
+        // A deleted member leaves its groups.
+        ldap.delete(&dns[2]).await.unwrap().success().unwrap();
+        for g in [BIG_GROUP_DN, SMALL_GROUP_DN] {
+            let members = values(&slapd, g, "member").await;
+            assert!(!members.contains(&dns[2]), "{g}: {members:?}");
+            assert!(
+                members.iter().any(|m| m == EMPTY_MEMBER_DN),
+                "{g}: {members:?}"
+            );
+        }
+        // Removing a group's last member leaves the placeholder (refint_nothing)...
+        ldap.add(
+            &group("solo"),
+            vec![
+                ("objectClass", set(&["top", "groupOfNames"])),
+                ("cn", set(&["solo"])),
+                ("member", set(&[&dns[3]])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        // ... but a user whose only manager goes simply loses the attribute.
+        let managed = people("managed");
+        ldap.add(
+            &managed,
+            vec![
+                ("objectClass", set(&["top", "inetOrgPerson"])),
+                ("uid", set(&["managed"])),
+                ("cn", set(&["Managed"])),
+                ("sn", set(&["Managed"])),
+                ("manager", set(&[&dns[3]])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        ldap.delete(&dns[3]).await.unwrap().success().unwrap();
+        // refint works in a background task after answering the delete, so
+        // both changes show up shortly afterwards, not at once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let solo = values(&slapd, &group("solo"), "member").await;
+            let manager = values(&slapd, &managed, "manager").await;
+            if solo == vec![EMPTY_MEMBER_DN] && manager.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "refint did not act: solo members {solo:?}, manager {manager:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Deleting a group removes it from its members' memberOf.
+        ldap.delete(SMALL_GROUP_DN)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        assert_eq!(
+            values(&slapd, &dns[0], "memberOf").await,
+            vec![BIG_GROUP_DN]
+        );
+        let _ = ldap.unbind().await;
+    }
+}

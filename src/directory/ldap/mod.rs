@@ -247,13 +247,14 @@ impl LdapDirectory {
         ldap: &mut Ldap,
         req: &SearchRequest,
         attrs: &[String],
+        limit: usize,
     ) -> Result<Vec<Entry>, DirectoryError> {
         let mut all = Vec::new();
         let mut cookie = Vec::new();
         loop {
             let (entries, next) = self.page(ldap, req, attrs, WALK_PAGE_SIZE, cookie).await?;
             all.extend(entries);
-            if all.len() > self.max_search_entries {
+            if all.len() > limit {
                 self.abandon_paging(ldap, req, next).await;
                 return Err(DirectoryError::SizeLimit);
             }
@@ -315,6 +316,17 @@ impl EntryReader for LdapDirectory {
         }
     }
 
+    async fn search_all(
+        &self,
+        req: SearchRequest,
+        limit: usize,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        self.check_search_base(&req.base)?;
+        let mut ldap = self.handle().await?;
+        let attrs = req.attrs.clone();
+        self.walk(&mut ldap, &req, &attrs, limit).await
+    }
+
     async fn search_page(
         &self,
         req: SearchRequest,
@@ -339,7 +351,14 @@ impl EntryReader for LdapDirectory {
             self.abandon_paging(&mut ldap, &req, next).await;
         }
         // Large result sets: walk ids only, then fetch the window's entries in one search.
-        let ids = self.walk(&mut ldap, &req, &[id_attr.to_string()]).await?;
+        let ids = self
+            .walk(
+                &mut ldap,
+                &req,
+                &[id_attr.to_string()],
+                self.max_search_entries,
+            )
+            .await?;
         let total = ids.len();
         let window: Vec<&str> = ids
             .iter()
