@@ -207,10 +207,7 @@ fn wants_members(raw: Option<&str>) -> bool {
     wanted
 }
 
-fn list_query(
-    raw: Option<String>,
-    max_page_size: usize,
-) -> Result<(ListQuery, Option<i64>), ApiError> {
+fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, ApiError> {
     let mut q = ListQuery::default();
     let int = |k: &str, v: &str| {
         v.trim().parse::<i64>().map_err(|_| {
@@ -229,8 +226,7 @@ fn list_query(
         }
         // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
     }
-    let count = q.count;
-    Ok((q, count))
+    Ok(q)
 }
 
 async fn list_users<D: EntryReader + EntryWriter + 'static>(
@@ -239,7 +235,7 @@ async fn list_users<D: EntryReader + EntryWriter + 'static>(
     uri: axum::http::Uri,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let (q, _) = list_query(raw, state.max_page_size)?;
+    let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
     let page = state.users.list(&q, &base).await?;
     let body = json!({
@@ -336,7 +332,7 @@ async fn list_groups<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let groups = group_service(&state)?;
     let with_members = wants_members(raw.as_deref());
-    let (q, _) = list_query(raw, state.max_page_size)?;
+    let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
     let page = groups.list(&q, &base, with_members).await?;
     let body = json!({

@@ -247,9 +247,9 @@ impl GroupChanges {
         let obj = body
             .as_object()
             .ok_or_else(|| ScimError::InvalidSyntax("the resource must be a JSON object".into()))?;
+        // A full resource replaces everything: what it leaves out is removed.
         let mut c = GroupChanges {
             external_id: Some(None),
-            members: vec![MemberChange::ReplaceAll(vec![])],
             ..Default::default()
         };
         for (k, v) in obj {
@@ -273,9 +273,8 @@ impl GroupChanges {
         if c.display_name.is_none() {
             return Err(ScimError::InvalidValue("displayName is required".into()));
         }
-        // The last ReplaceAll wins; drop the empty default when the body had members.
-        if c.members.len() > 1 {
-            c.members.remove(0);
+        if c.members.is_empty() {
+            c.members.push(MemberChange::ReplaceAll(vec![]));
         }
         Ok(c)
     }
