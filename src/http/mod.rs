@@ -8,7 +8,7 @@ pub mod server;
 
 use crate::directory::{EntryReader, EntryWriter};
 use crate::scim::groups::GroupService;
-use crate::scim::users::{ListQuery, UserService};
+use crate::scim::users::{ListPage, ListQuery, UserService};
 use crate::scim::{discovery, ScimError, LIST_RESPONSE};
 use auth::TokenSet;
 use axum::body::Body;
@@ -152,6 +152,18 @@ fn base_url<D>(state: &AppState<D>, headers: &HeaderMap, uri: &axum::http::Uri) 
     format!("{}://{host}{}", state.scheme, state.base_path)
 }
 
+/// A ListResponse for one page of resources.
+fn list_response(page: ListPage) -> Response {
+    let body = json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": page.total,
+        "startIndex": page.start_index,
+        "itemsPerPage": page.resources.len(),
+        "Resources": page.resources,
+    });
+    scim_json(StatusCode::OK, &body)
+}
+
 fn scim_json(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut()
@@ -238,14 +250,7 @@ async fn list_users<D: EntryReader + EntryWriter + 'static>(
     let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
     let page = state.users.list(&q, &base).await?;
-    let body = json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": page.total,
-        "startIndex": page.start_index,
-        "itemsPerPage": page.resources.len(),
-        "Resources": page.resources,
-    });
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(list_response(page))
 }
 
 async fn get_user<D: EntryReader + EntryWriter + 'static>(
@@ -335,14 +340,7 @@ async fn list_groups<D: EntryReader + EntryWriter + 'static>(
     let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
     let page = groups.list(&q, &base, with_members).await?;
-    let body = json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": page.total,
-        "startIndex": page.start_index,
-        "itemsPerPage": page.resources.len(),
-        "Resources": page.resources,
-    });
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(list_response(page))
 }
 
 async fn get_group<D: EntryReader + EntryWriter + 'static>(

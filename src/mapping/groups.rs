@@ -65,38 +65,14 @@ impl GroupMapping {
         problems: &mut Problems,
     ) -> Option<GroupMapping> {
         let before = problems.0.len();
-        if dn::split_rdns(&f.base).is_empty() {
-            problems.push(
-                format!("{key}.base"),
-                "must be a DN such as \"ou=groups,dc=example,dc=org\"",
-            );
-        }
-        let scope = match f.scope.as_deref().unwrap_or("sub") {
-            "sub" => Scope::Subtree,
-            "one" => Scope::OneLevel,
-            other => {
-                problems.push(
-                    format!("{key}.scope"),
-                    format!("{other:?} is not a scope; use \"one\" or \"sub\""),
-                );
-                Scope::Subtree
-            }
-        };
-        let object_filter = f
-            .filter
-            .clone()
-            .unwrap_or_else(|| "(objectClass=groupOfNames)".into());
-        let object_filter = if object_filter.starts_with('(') {
-            object_filter
-        } else {
-            format!("({object_filter})")
-        };
-        if ldap3::parse_filter(&object_filter).is_err() {
-            problems.push(
-                format!("{key}.filter"),
-                format!("{object_filter:?} is not a valid LDAP filter"),
-            );
-        }
+        let (scope, object_filter) = super::validate_subtree(
+            key,
+            &f.base,
+            f.scope.as_deref(),
+            f.filter.as_deref(),
+            "(objectClass=groupOfNames)",
+            problems,
+        );
         let member_value = match f.member_value.as_deref().unwrap_or("dn") {
             "dn" => MemberValue::Dn,
             "user_name" => MemberValue::UserName,

@@ -220,38 +220,14 @@ impl UserMapping {
     /// Validate the file type; problems are pushed with key paths under `key`.
     pub fn build(f: &UserMappingFile, key: &str, problems: &mut Problems) -> Option<UserMapping> {
         let before = problems.0.len();
-        if crate::directory::dn::split_rdns(&f.base).is_empty() {
-            problems.push(
-                format!("{key}.base"),
-                "must be a DN such as \"ou=people,dc=example,dc=org\"",
-            );
-        }
-        let scope = match f.scope.as_deref().unwrap_or("sub") {
-            "sub" => Scope::Subtree,
-            "one" => Scope::OneLevel,
-            other => {
-                problems.push(
-                    format!("{key}.scope"),
-                    format!("{other:?} is not a scope; use \"one\" or \"sub\""),
-                );
-                Scope::Subtree
-            }
-        };
-        let object_filter = f
-            .filter
-            .clone()
-            .unwrap_or_else(|| "(objectClass=inetOrgPerson)".to_string());
-        let object_filter = if object_filter.starts_with('(') {
-            object_filter
-        } else {
-            format!("({object_filter})")
-        };
-        if ldap3::parse_filter(&object_filter).is_err() {
-            problems.push(
-                format!("{key}.filter"),
-                format!("{object_filter:?} is not a valid LDAP filter"),
-            );
-        }
+        let (scope, object_filter) = validate_subtree(
+            key,
+            &f.base,
+            f.scope.as_deref(),
+            f.filter.as_deref(),
+            "(objectClass=inetOrgPerson)",
+            problems,
+        );
         if f.object_classes.is_empty() {
             problems.push(
                 format!("{key}.object_classes"),
@@ -504,6 +480,48 @@ impl UserMapping {
             .find(|s| s.target.attr().eq_ignore_ascii_case(attr))
             .map(|s| s.schema.clone())
     }
+}
+
+/// Check the `base`, `scope` and `filter` keys of a resource mapping: the scope, and the object
+/// filter (parenthesised, with `default_filter` when absent).
+pub(crate) fn validate_subtree(
+    key: &str,
+    base: &str,
+    scope: Option<&str>,
+    filter: Option<&str>,
+    default_filter: &str,
+    problems: &mut Problems,
+) -> (Scope, String) {
+    if crate::directory::dn::split_rdns(base).is_empty() {
+        problems.push(
+            format!("{key}.base"),
+            format!("{base:?} is not a DN; write it like \"ou=people,dc=example,dc=org\""),
+        );
+    }
+    let scope = match scope.unwrap_or("sub") {
+        "sub" => Scope::Subtree,
+        "one" => Scope::OneLevel,
+        other => {
+            problems.push(
+                format!("{key}.scope"),
+                format!("{other:?} is not a scope; use \"one\" or \"sub\""),
+            );
+            Scope::Subtree
+        }
+    };
+    let filter = filter.unwrap_or(default_filter);
+    let filter = if filter.starts_with('(') {
+        filter.to_string()
+    } else {
+        format!("({filter})")
+    };
+    if ldap3::parse_filter(&filter).is_err() {
+        problems.push(
+            format!("{key}.filter"),
+            format!("{filter:?} is not a valid LDAP filter"),
+        );
+    }
+    (scope, filter)
 }
 
 /// Attributes every SCIM resource has, which the mapping does not list as slots.

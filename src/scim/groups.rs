@@ -1,7 +1,7 @@
 //! The `/Groups` resource. Membership changes are LDAP add/delete of just the named values, with the
 //! Permissive Modify control, so they never read the member list and cost the same for any group size.
 
-use super::filter::{parse_filter, parse_path, CompValue, CompareOp, Filter, PatchPath};
+use super::filter::{parse_path, CompValue, CompareOp, Filter, PatchPath};
 use super::members::{Member, Members};
 use super::patch::{parse_request, OpKind, PatchOperation};
 use super::time::generalized_to_rfc3339;
@@ -18,9 +18,6 @@ use crate::mapping::UserMapping;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Longest filter accepted.
-const MAX_FILTER_BYTES: usize = 8192;
 
 pub struct GroupService<D> {
     dir: Arc<D>,
@@ -367,16 +364,9 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         with_members: bool,
     ) -> Result<ListPage, ScimError> {
         let g = &self.groups;
-        let filter = match q.filter.as_deref().map(str::trim) {
-            None | Some("") => g.object_filter.clone(),
-            Some(t) => {
-                if t.len() > MAX_FILTER_BYTES {
-                    return Err(ScimError::InvalidFilter(format!(
-                        "filter longer than {MAX_FILTER_BYTES} bytes"
-                    )));
-                }
-                let ast = parse_filter(t)
-                    .map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {t:?}")))?;
+        let filter = match q.parsed_filter()? {
+            None => g.object_filter.clone(),
+            Some(ast) => {
                 let ids = referenced_member_ids(&ast);
                 let resolved: HashMap<String, String> = self
                     .members()
@@ -388,11 +378,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 translate_group_filter(g, &ast, &resolved)?
             }
         };
-        let start_index = q.start_index.unwrap_or(1).max(1) as usize;
-        let count = q
-            .count
-            .unwrap_or(self.settings.default_page_size as i64)
-            .clamp(0, self.settings.max_page_size as i64) as usize;
+        let (start_index, count) = q.window(&self.settings);
         let page = self
             .dir
             .search_page(

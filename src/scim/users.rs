@@ -1,6 +1,6 @@
 //! The `/Users` resource: every RFC 7644 operation over the directory traits.
 
-use super::filter::parse_filter;
+use super::filter::{parse_filter, Filter};
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::time::generalized_to_rfc3339;
@@ -36,6 +36,32 @@ pub struct ListQuery {
     pub filter: Option<String>,
     pub start_index: Option<i64>,
     pub count: Option<i64>,
+}
+
+impl ListQuery {
+    /// The 1-based start index and page size, with RFC 7644's edge cases: `startIndex < 1` means 1,
+    /// a negative `count` means 0, and `count` never exceeds the configured maximum.
+    pub fn window(&self, settings: &UserServiceSettings) -> (usize, usize) {
+        let start_index = self.start_index.unwrap_or(1).max(1) as usize;
+        let count = self
+            .count
+            .unwrap_or(settings.default_page_size as i64)
+            .clamp(0, settings.max_page_size as i64) as usize;
+        (start_index, count)
+    }
+
+    /// The parsed `filter`, if one was given; malformed or oversized filters are `invalidFilter`.
+    pub fn parsed_filter(&self) -> Result<Option<Filter>, ScimError> {
+        match self.filter.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(text) if text.len() > MAX_FILTER_BYTES => Err(ScimError::InvalidFilter(format!(
+                "filter longer than {MAX_FILTER_BYTES} bytes"
+            ))),
+            Some(text) => parse_filter(text)
+                .map(Some)
+                .map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {text:?}"))),
+        }
+    }
 }
 
 /// One page of users.
@@ -229,26 +255,14 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     pub async fn list(&self, q: &ListQuery, base_url: &str) -> Result<ListPage, ScimError> {
         let m = &self.mapping;
-        let filter = match q.filter.as_deref().map(str::trim) {
-            None | Some("") => m.object_filter.clone(),
-            Some(text) => {
-                if text.len() > MAX_FILTER_BYTES {
-                    return Err(ScimError::InvalidFilter(format!(
-                        "filter longer than {MAX_FILTER_BYTES} bytes"
-                    )));
-                }
-                let ast = parse_filter(text)
-                    .map_err(|e| ScimError::InvalidFilter(format!("{e} in filter {text:?}")))?;
-                let ids = referenced_ids(m, &ast);
-                let refs = self.ids_to_dns(&ids).await?;
+        let filter = match q.parsed_filter()? {
+            None => m.object_filter.clone(),
+            Some(ast) => {
+                let refs = self.ids_to_dns(&referenced_ids(m, &ast)).await?;
                 translate_filter(m, &ast, &refs)?
             }
         };
-        let start_index = q.start_index.unwrap_or(1).max(1) as usize;
-        let count = q
-            .count
-            .unwrap_or(self.settings.default_page_size as i64)
-            .clamp(0, self.settings.max_page_size as i64) as usize;
+        let (start_index, count) = q.window(&self.settings);
         let page = self
             .dir
             .search_page(
