@@ -6,6 +6,8 @@
 //! escaped by `mapping::translate`.
 
 pub mod dn;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod ldap;
 
 use std::collections::BTreeMap;

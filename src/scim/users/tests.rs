@@ -2,14 +2,11 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::directory::Page;
+use crate::directory::fake::{self, FakeDir, PageCall, Write};
 use crate::mapping::tests::{demo_mapping, slot};
 use crate::mapping::{DeletePolicy, ENTERPRISE_USER, PPOLICY_LOCKED_FOREVER};
 use crate::scim::PATCH_OP;
 use serde_json::json;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 const BASE_URL: &str = "https://gw.example/scim/v2";
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -19,385 +16,12 @@ const BOSS_DN: &str = "uid=boss,ou=people,dc=example,dc=org";
 const LOCK: &str = "pwdAccountLockedTime";
 
 // ---------------------------------------------------------------------------
-// A fake directory: entries in memory, a tiny filter evaluator, every call recorded.
-
-/// A write the service sent.
-#[derive(Debug, Clone, PartialEq)]
-enum Write {
-    Add {
-        dn: String,
-        attrs: Vec<(String, Vec<String>)>,
-    },
-    Modify {
-        dn: String,
-        mods: Vec<Modification>,
-        guard: Option<String>,
-    },
-    Rename {
-        dn: String,
-        new_rdn: String,
-        new_parent: Option<String>,
-    },
-    Delete {
-        dn: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct PageCall {
-    req: SearchRequest,
-    id_attr: String,
-    offset: usize,
-    limit: usize,
-}
-
-#[derive(Default)]
-struct FakeDir {
-    entries: Mutex<Vec<Entry>>,
-    writes: Mutex<Vec<Write>>,
-    searches: Mutex<Vec<SearchRequest>>,
-    pages: Mutex<Vec<PageCall>>,
-    /// Errors returned by the next modify / rename calls, in order.
-    modify_errors: Mutex<VecDeque<DirectoryError>>,
-    rename_errors: Mutex<VecDeque<DirectoryError>>,
-    /// How many of the next modifies find the entry changed by someone else first.
-    concurrent_changes: AtomicUsize,
-    counter: AtomicUsize,
-}
-
-impl FakeDir {
-    fn with(entries: Vec<Entry>) -> Arc<FakeDir> {
-        Arc::new(FakeDir {
-            entries: Mutex::new(entries),
-            ..FakeDir::default()
-        })
-    }
-
-    fn writes(&self) -> Vec<Write> {
-        self.writes.lock().unwrap().clone()
-    }
-
-    fn searches(&self) -> Vec<SearchRequest> {
-        self.searches.lock().unwrap().clone()
-    }
-
-    fn pages(&self) -> Vec<PageCall> {
-        self.pages.lock().unwrap().clone()
-    }
-
-    fn entry(&self, dn: &str) -> Option<Entry> {
-        self.entries
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|e| dn::normalize(&e.dn) == dn::normalize(dn))
-            .cloned()
-    }
-
-    fn next(&self) -> usize {
-        self.counter.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    fn matching(&self, req: &SearchRequest) -> Vec<Entry> {
-        let filter = parse_ldap_filter(&req.filter);
-        let base = dn::normalize(&req.base);
-        self.entries
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| match req.scope {
-                Scope::Base => dn::normalize(&e.dn) == base,
-                Scope::OneLevel => dn::parent(&e.dn).is_some_and(|p| dn::normalize(&p) == base),
-                Scope::Subtree => dn::is_within(&e.dn, &req.base),
-            })
-            .filter(|e| eval(&filter, e))
-            .cloned()
-            .collect()
-    }
-}
-
-impl EntryReader for FakeDir {
-    async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
-        self.searches.lock().unwrap().push(req.clone());
-        Ok(self.matching(&req))
-    }
-
-    async fn search_page(
-        &self,
-        req: SearchRequest,
-        id_attr: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Page, DirectoryError> {
-        self.pages.lock().unwrap().push(PageCall {
-            req: req.clone(),
-            id_attr: id_attr.to_string(),
-            offset,
-            limit,
-        });
-        let all = self.matching(&req);
-        Ok(Page {
-            total: all.len(),
-            entries: all.into_iter().skip(offset).take(limit).collect(),
-        })
-    }
-}
-
-impl EntryWriter for FakeDir {
-    async fn add(
-        &self,
-        target: &str,
-        attrs: Vec<(String, Vec<String>)>,
-        _read_back: &[String],
-    ) -> Result<Entry, DirectoryError> {
-        self.writes.lock().unwrap().push(Write::Add {
-            dn: target.to_string(),
-            attrs: attrs.clone(),
-        });
-        if self.entry(target).is_some() {
-            return Err(DirectoryError::AlreadyExists);
-        }
-        let n = self.next();
-        let mut e = Entry {
-            dn: target.to_string(),
-            ..Entry::default()
-        };
-        for (a, v) in attrs {
-            e.attrs.insert(a.to_ascii_lowercase(), v);
-        }
-        e.attrs
-            .insert("entryuuid".into(), vec![format!("uuid-{n}")]);
-        e.attrs.insert("entrycsn".into(), vec![format!("csn-{n}")]);
-        e.attrs
-            .insert("createtimestamp".into(), vec!["20260101000000Z".into()]);
-        e.attrs
-            .insert("modifytimestamp".into(), vec!["20260101000000Z".into()]);
-        self.entries.lock().unwrap().push(e.clone());
-        Ok(e)
-    }
-
-    async fn modify(
-        &self,
-        target: &str,
-        mods: Vec<Modification>,
-        guard: Option<String>,
-        _read_back: &[String],
-    ) -> Result<Entry, DirectoryError> {
-        self.writes.lock().unwrap().push(Write::Modify {
-            dn: target.to_string(),
-            mods: mods.clone(),
-            guard: guard.clone(),
-        });
-        if let Some(e) = self.modify_errors.lock().unwrap().pop_front() {
-            return Err(e);
-        }
-        let n = self.next();
-        let mut entries = self.entries.lock().unwrap();
-        let e = entries
-            .iter_mut()
-            .find(|e| dn::normalize(&e.dn) == dn::normalize(target))
-            .ok_or(DirectoryError::NoSuchObject)?;
-        if self
-            .concurrent_changes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1))
-            .is_ok()
-        {
-            e.attrs
-                .insert("entrycsn".into(), vec![format!("csn-other-{n}")]);
-        }
-        if let Some(g) = &guard {
-            if !eval(&parse_ldap_filter(g), e) {
-                return Err(DirectoryError::Conflict);
-            }
-        }
-        for m in mods {
-            match m {
-                Modification::Replace(a, v) if v.is_empty() => {
-                    e.attrs.remove(&a.to_ascii_lowercase());
-                }
-                Modification::Replace(a, v) => {
-                    e.attrs.insert(a.to_ascii_lowercase(), v);
-                }
-                Modification::Add(a, v) => {
-                    let cur = e.attrs.entry(a.to_ascii_lowercase()).or_default();
-                    for x in v {
-                        if !cur.contains(&x) {
-                            cur.push(x);
-                        }
-                    }
-                }
-                Modification::Delete(a, v) if v.is_empty() => {
-                    e.attrs.remove(&a.to_ascii_lowercase());
-                }
-                Modification::Delete(a, v) => {
-                    if let Some(cur) = e.attrs.get_mut(&a.to_ascii_lowercase()) {
-                        cur.retain(|x| !v.contains(x));
-                    }
-                }
-            }
-        }
-        e.attrs.insert("entrycsn".into(), vec![format!("csn-{n}")]);
-        e.attrs
-            .insert("modifytimestamp".into(), vec!["20260301000000Z".into()]);
-        Ok(e.clone())
-    }
-
-    async fn rename(
-        &self,
-        target: &str,
-        new_rdn: &str,
-        new_parent: Option<&str>,
-    ) -> Result<String, DirectoryError> {
-        self.writes.lock().unwrap().push(Write::Rename {
-            dn: target.to_string(),
-            new_rdn: new_rdn.to_string(),
-            new_parent: new_parent.map(str::to_string),
-        });
-        if let Some(e) = self.rename_errors.lock().unwrap().pop_front() {
-            return Err(e);
-        }
-        let parent = new_parent
-            .map(str::to_string)
-            .or_else(|| dn::parent(target))
-            .unwrap();
-        let new_dn = format!("{new_rdn},{parent}");
-        if self.entry(&new_dn).is_some() {
-            return Err(DirectoryError::AlreadyExists);
-        }
-        let mut entries = self.entries.lock().unwrap();
-        let e = entries
-            .iter_mut()
-            .find(|e| dn::normalize(&e.dn) == dn::normalize(target))
-            .ok_or(DirectoryError::NoSuchObject)?;
-        // deleteoldrdn: the naming attribute now holds the new value only.
-        let (attr, value) = new_rdn.split_once('=').unwrap();
-        e.attrs
-            .insert(attr.to_ascii_lowercase(), vec![unescape(value)]);
-        e.dn = new_dn.clone();
-        Ok(new_dn)
-    }
-
-    async fn delete(&self, target: &str) -> Result<(), DirectoryError> {
-        self.writes.lock().unwrap().push(Write::Delete {
-            dn: target.to_string(),
-        });
-        let mut entries = self.entries.lock().unwrap();
-        let before = entries.len();
-        entries.retain(|e| dn::normalize(&e.dn) != dn::normalize(target));
-        if entries.len() == before {
-            return Err(DirectoryError::NoSuchObject);
-        }
-        Ok(())
-    }
-}
-
-/// The filters the service sends: `&`, `|`, `!`, equality, presence and substrings.
-#[derive(Debug)]
-enum LdapFilter {
-    And(Vec<LdapFilter>),
-    Or(Vec<LdapFilter>),
-    Not(Box<LdapFilter>),
-    /// An attribute and the unescaped pieces between `*`; one piece is an equality match.
-    Match(String, Vec<String>),
-}
-
-fn parse_ldap_filter(s: &str) -> LdapFilter {
-    let (f, end) = parse_filter_at(s.as_bytes(), 0);
-    assert_eq!(end, s.len(), "trailing text in {s}");
-    f
-}
-
-fn parse_filter_at(b: &[u8], start: usize) -> (LdapFilter, usize) {
-    assert_eq!(b[start], b'(', "expected '(' at {start}");
-    let mut i = start + 1;
-    match b[i] {
-        op @ (b'&' | b'|') => {
-            i += 1;
-            let mut items = Vec::new();
-            while b[i] != b')' {
-                let (f, next) = parse_filter_at(b, i);
-                items.push(f);
-                i = next;
-            }
-            let f = if op == b'&' {
-                LdapFilter::And(items)
-            } else {
-                LdapFilter::Or(items)
-            };
-            (f, i + 1)
-        }
-        b'!' => {
-            let (f, next) = parse_filter_at(b, i + 1);
-            assert_eq!(b[next], b')');
-            (LdapFilter::Not(Box::new(f)), next + 1)
-        }
-        _ => {
-            let end = i + b[i..].iter().position(|&c| c == b')').unwrap();
-            let item = std::str::from_utf8(&b[i..end]).unwrap();
-            let (attr, value) = item.split_once('=').unwrap();
-            assert!(
-                !attr.ends_with(['>', '<', ':', '~']),
-                "the fake directory does not evaluate ({item})"
-            );
-            let pieces = value.split('*').map(unescape).collect();
-            (LdapFilter::Match(attr.to_string(), pieces), end + 1)
-        }
-    }
-}
-
-/// `\xx` hex escapes, as ldap3 writes them in filters and DNs.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-fn eval(f: &LdapFilter, e: &Entry) -> bool {
-    match f {
-        LdapFilter::And(v) => v.iter().all(|f| eval(f, e)),
-        LdapFilter::Or(v) => v.iter().any(|f| eval(f, e)),
-        LdapFilter::Not(f) => !eval(f, e),
-        LdapFilter::Match(attr, pieces) => {
-            let pieces: Vec<String> = pieces.iter().map(|p| p.to_lowercase()).collect();
-            e.values(attr)
-                .iter()
-                .any(|v| glob(&v.to_lowercase(), &pieces))
-        }
-    }
-}
-
-fn glob(v: &str, pieces: &[String]) -> bool {
-    if pieces.len() == 1 {
-        return v == pieces[0];
-    }
-    let (first, last) = (&pieces[0], &pieces[pieces.len() - 1]);
-    if !v.starts_with(first.as_str()) {
-        return false;
-    }
-    let mut pos = first.len();
-    for mid in &pieces[1..pieces.len() - 1] {
-        match v[pos..].find(mid.as_str()) {
-            Some(k) => pos += k + mid.len(),
-            None => return false,
-        }
-    }
-    v.len() >= pos + last.len() && v.ends_with(last.as_str())
-}
+// The fake directory (`directory::fake`): entries in memory, every call recorded.
 
 #[test]
 fn fake_filter_evaluator() {
     let e = person("a*b", "id-1", &[("mail", &["X@Y.z"])]);
-    let t = |f: &str| eval(&parse_ldap_filter(f), &e);
+    let t = |f: &str| fake::matches(f, &e);
     assert!(t("(&(objectClass=inetOrgPerson)(uid=a\\2ab))"));
     assert!(!t("(uid=a\\2a)"));
     assert!(t("(uid=a*)"));
@@ -1033,10 +657,7 @@ async fn failed_rename_reverts_the_modify_and_reports_uniqueness() {
 #[tokio::test]
 async fn scripted_rename_failure_is_reverted_and_surfaced() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
-    dir.rename_errors
-        .lock()
-        .unwrap()
-        .push_back(DirectoryError::AlreadyExists);
+    dir.fail_next_rename(DirectoryError::AlreadyExists);
     let err = service(&dir)
         .patch(
             "alice-uuid",
@@ -1059,10 +680,7 @@ async fn scripted_rename_failure_is_reverted_and_surfaced() {
         )
     );
     // Any other rename failure is reverted as well and passed on.
-    dir.rename_errors
-        .lock()
-        .unwrap()
-        .push_back(DirectoryError::Unavailable("down".into()));
+    dir.fail_next_rename(DirectoryError::Unavailable("down".into()));
     let err = service(&dir)
         .patch(
             "alice-uuid",
@@ -1088,10 +706,7 @@ async fn scripted_rename_failure_is_reverted_and_surfaced() {
 #[tokio::test]
 async fn conflict_is_retried_then_succeeds() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
-    dir.modify_errors
-        .lock()
-        .unwrap()
-        .push_back(DirectoryError::Conflict);
+    dir.fail_next_modify(DirectoryError::Conflict);
     let out = service(&dir)
         .patch(
             "alice-uuid",
@@ -1112,7 +727,7 @@ async fn conflict_is_retried_then_succeeds() {
 #[tokio::test]
 async fn concurrent_change_fails_the_guard_and_the_retry_rereads() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
-    dir.concurrent_changes.store(1, Ordering::SeqCst);
+    dir.change_concurrently(1);
     service(&dir)
         .patch(
             "alice-uuid",
@@ -1141,7 +756,7 @@ async fn concurrent_change_fails_the_guard_and_the_retry_rereads() {
 #[tokio::test]
 async fn persistent_conflict_gives_up_after_three_retries() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
-    dir.concurrent_changes.store(100, Ordering::SeqCst);
+    dir.change_concurrently(100);
     let err = service(&dir)
         .patch(
             "alice-uuid",
