@@ -302,7 +302,11 @@ impl Config {
         }
         let users = users.ok_or_else(|| ConfigError::Invalid(vec![]))?;
         let groups = match groups {
-            Some(g) => Some(g.ok_or_else(|| ConfigError::Invalid(vec![]))?),
+            Some(g) => {
+                let mut g = g.ok_or_else(|| ConfigError::Invalid(vec![]))?;
+                g.version_attribute = directory.version_attribute.clone();
+                Some(g)
+            }
             None => None,
         };
         Ok(Config {

@@ -68,6 +68,18 @@ pub(crate) struct FakeDir {
 }
 
 impl FakeDir {
+    /// `DirectoryError::Conflict` when the entry at `target` does not satisfy the assertion `guard`.
+    fn check_guard(&self, target: &str, guard: Option<&str>) -> Result<(), DirectoryError> {
+        let Some(g) = guard else {
+            return Ok(());
+        };
+        match self.entry(target) {
+            Some(e) if eval(&parse_ldap_filter(g), &e) => Ok(()),
+            Some(_) => Err(DirectoryError::Conflict),
+            None => Err(DirectoryError::NoSuchObject),
+        }
+    }
+
     pub(crate) fn with(entries: Vec<Entry>) -> Arc<FakeDir> {
         Arc::new(FakeDir {
             entries: Mutex::new(entries),
@@ -271,12 +283,14 @@ impl EntryWriter for FakeDir {
         target: &str,
         new_rdn: &str,
         new_parent: Option<&str>,
+        guard: Option<String>,
     ) -> Result<String, DirectoryError> {
         self.writes.lock().unwrap().push(Write::Rename {
             dn: target.to_string(),
             new_rdn: new_rdn.to_string(),
             new_parent: new_parent.map(str::to_string),
         });
+        self.check_guard(target, guard.as_deref())?;
         if let Some(e) = self.rename_errors.lock().unwrap().pop_front() {
             return Err(e);
         }
@@ -301,10 +315,11 @@ impl EntryWriter for FakeDir {
         Ok(new_dn)
     }
 
-    async fn delete(&self, target: &str) -> Result<(), DirectoryError> {
+    async fn delete(&self, target: &str, guard: Option<String>) -> Result<(), DirectoryError> {
         self.writes.lock().unwrap().push(Write::Delete {
             dn: target.to_string(),
         });
+        self.check_guard(target, guard.as_deref())?;
         let mut entries = self.entries.lock().unwrap();
         let before = entries.len();
         entries.retain(|e| !same_dn(&e.dn, target));
@@ -573,10 +588,10 @@ mod tests {
             Some("csn-other-1")
         );
         dir.fail_next_rename(DirectoryError::AlreadyExists);
-        let r = dir.rename(target, "cn=h", None).await;
+        let r = dir.rename(target, "cn=h", None, None).await;
         assert!(matches!(r, Err(DirectoryError::AlreadyExists)), "{r:?}");
         assert_eq!(
-            dir.rename(target, "cn=h", None).await.unwrap(),
+            dir.rename(target, "cn=h", None, None).await.unwrap(),
             "cn=h,ou=groups,dc=example,dc=org"
         );
         assert_eq!(dir.writes().len(), 3);

@@ -158,16 +158,20 @@ pub trait EntryWriter: Send + Sync {
         read_back: &[String],
     ) -> impl std::future::Future<Output = Result<Entry, DirectoryError>> + Send;
 
-    /// Rename an entry (new RDN, optionally a new parent); returns the new DN.
+    /// Rename an entry (new RDN, optionally a new parent); returns the new DN. A `guard` is an
+    /// assertion filter as for `modify`.
     fn rename(
         &self,
         dn: &str,
         new_rdn: &str,
         new_parent: Option<&str>,
+        guard: Option<String>,
     ) -> impl std::future::Future<Output = Result<String, DirectoryError>> + Send;
 
+    /// Delete an entry; a `guard` is an assertion filter as for `modify`.
     fn delete(
         &self,
         dn: &str,
+        guard: Option<String>,
     ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
 }

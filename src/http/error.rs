@@ -25,6 +25,7 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
         ScimError::MethodNotAllowed(d) => (S::METHOD_NOT_ALLOWED, None, d.clone()),
         ScimError::PayloadTooLarge(d) => (S::PAYLOAD_TOO_LARGE, None, d.clone()),
         ScimError::UnsupportedMediaType(d) => (S::UNSUPPORTED_MEDIA_TYPE, None, d.clone()),
+        ScimError::PreconditionFailed(d) => (S::PRECONDITION_FAILED, None, d.clone()),
         ScimError::Directory(d) => match d {
             DirectoryError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -161,6 +162,10 @@ mod tests {
         assert_eq!(
             status(ScimError::UnsupportedMediaType("x".into())),
             (415, None)
+        );
+        assert_eq!(
+            status(ScimError::PreconditionFailed("x".into())),
+            (412, None)
         );
         let d = |e| status(ScimError::Directory(e));
         assert_eq!(d(DirectoryError::Unavailable("down".into())), (503, None));

@@ -9,7 +9,7 @@ pub mod server;
 use crate::directory::{EntryReader, EntryWriter};
 use crate::scim::groups::GroupService;
 use crate::scim::users::{ListPage, ListQuery, UserService};
-use crate::scim::{discovery, ScimError, LIST_RESPONSE};
+use crate::scim::{discovery, IfMatch, ScimError, LIST_RESPONSE};
 use auth::TokenSet;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -164,11 +164,49 @@ fn list_response(page: ListPage) -> Response {
     scim_json(StatusCode::OK, &body)
 }
 
+/// A SCIM JSON response; a single resource also carries its version as `ETag`.
 fn scim_json(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    if let Some(tag) = body["meta"]["version"]
+        .as_str()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
     resp
+}
+
+/// The `If-Match` precondition of a write, if the client sent one.
+fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(IfMatch::parse)
+}
+
+/// A read: 304 when `If-None-Match` names the resource's current version, else 200 with it.
+fn read_response(headers: &HeaderMap, resource: &Value) -> Response {
+    let version = resource["meta"]["version"]
+        .as_str()
+        .map(crate::scim::version_of_etag);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(IfMatch::parse)
+        .is_some_and(|tags| version.is_some() && tags.accepts(version));
+    if unchanged {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(tag) = resource["meta"]["version"]
+            .as_str()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            resp.headers_mut().insert(header::ETAG, tag);
+        }
+        return resp;
+    }
+    scim_json(StatusCode::OK, resource)
 }
 
 /// Read and parse a JSON body within the size limit.
@@ -260,10 +298,7 @@ async fn get_user<D: EntryReader + EntryWriter + 'static>(
     Path(id): Path<String>,
 ) -> ApiResult {
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(
-        StatusCode::OK,
-        &state.users.get(&id, &base).await?,
-    ))
+    Ok(read_response(&headers, &state.users.get(&id, &base).await?))
 }
 
 async fn create_user<D: EntryReader + EntryWriter + 'static>(
@@ -296,7 +331,10 @@ async fn replace_user<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &state.users.replace(&id, &body, &base).await?,
+        &state
+            .users
+            .replace_if(&id, &body, &base, if_match(&headers).as_ref())
+            .await?,
     ))
 }
 
@@ -311,15 +349,22 @@ async fn patch_user<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &state.users.patch(&id, &body, &base).await?,
+        &state
+            .users
+            .patch_if(&id, &body, &base, if_match(&headers).as_ref())
+            .await?,
     ))
 }
 
 async fn delete_user<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    state.users.delete(&id).await?;
+    state
+        .users
+        .delete_if(&id, if_match(&headers).as_ref())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -355,7 +400,7 @@ async fn get_group<D: EntryReader + EntryWriter + 'static>(
     let group = groups
         .get(&id, &base, wants_members(raw.as_deref()))
         .await?;
-    Ok(scim_json(StatusCode::OK, &group))
+    Ok(read_response(&headers, &group))
 }
 
 async fn create_group<D: EntryReader + EntryWriter + 'static>(
@@ -390,7 +435,9 @@ async fn replace_group<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &groups.replace(&id, &body, &base).await?,
+        &groups
+            .replace_if(&id, &body, &base, if_match(&headers).as_ref())
+            .await?,
     ))
 }
 
@@ -403,15 +450,20 @@ async fn patch_group<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let groups = group_service(&state)?;
     let body = json_body(&state, &headers, body).await?;
-    groups.patch(&id, &body).await?;
+    groups
+        .patch_if(&id, &body, if_match(&headers).as_ref())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn delete_group<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    group_service(&state)?.delete(&id).await?;
+    group_service(&state)?
+        .delete_if(&id, if_match(&headers).as_ref())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -465,7 +517,7 @@ async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &discovery::service_provider_config(&base, state.max_page_size),
+        &discovery::service_provider_config(&base, state.max_page_size, state.users.versioned()),
     ))
 }
 

@@ -54,6 +54,8 @@ pub struct GroupMapping {
     pub created_attribute: String,
     pub modified_attribute: String,
     pub constants: Vec<(String, Vec<String>)>,
+    /// The directory's version attribute (`directory.version_attribute`), read for ETags.
+    pub version_attribute: Option<String>,
 }
 
 impl GroupMapping {
@@ -161,6 +163,7 @@ impl GroupMapping {
                 .iter()
                 .map(|c| (c.ldap.clone(), c.values.clone()))
                 .collect(),
+            version_attribute: None,
         })
     }
 
@@ -176,6 +179,7 @@ impl GroupMapping {
             attrs.push(self.rdn_attribute.clone());
         }
         attrs.extend(self.external_id_attribute.clone());
+        attrs.extend(self.version_attribute.clone());
         if with_members && !self.members_from_member_of() {
             attrs.push(self.member_attribute.clone());
         }

@@ -25,6 +25,8 @@ pub struct UserMeta {
     pub created: Option<String>,
     pub last_modified: Option<String>,
     pub location: String,
+    /// The entity tag of this version (`W/"<entryCSN>"`), when the directory has a version attribute.
+    pub version: Option<String>,
 }
 
 /// Look up a key case-insensitively, as SCIM attribute names are case-insensitive.
@@ -148,6 +150,9 @@ impl UserMapping {
             m.insert("lastModified".into(), Value::from(c.clone()));
         }
         m.insert("location".into(), Value::from(meta.location.clone()));
+        if let Some(v) = &meta.version {
+            m.insert("version".into(), Value::from(v.clone()));
+        }
         root.insert("meta".into(), Value::Object(m));
         Value::Object(root)
     }

@@ -61,6 +61,7 @@ fn err_value(r: Result<UserValues, ScimError>) -> String {
 
 fn meta() -> UserMeta {
     UserMeta {
+        version: None,
         id: "2819c223-7f76-453a-919d-413861904646".into(),
         created: Some("2026-01-01T00:00:00Z".into()),
         last_modified: Some("2026-02-01T12:30:00Z".into()),

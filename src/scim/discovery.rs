@@ -9,7 +9,7 @@ const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
-pub fn service_provider_config(base_url: &str, max_page_size: usize) -> Value {
+pub fn service_provider_config(base_url: &str, max_page_size: usize, etag: bool) -> Value {
     json!({
         "schemas": [SPC],
         "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
@@ -18,7 +18,7 @@ pub fn service_provider_config(base_url: &str, max_page_size: usize) -> Value {
         "filter": {"supported": true, "maxResults": max_page_size},
         "changePassword": {"supported": false},
         "sort": {"supported": false},
-        "etag": {"supported": false},
+        "etag": {"supported": etag},
         "pagination": {"cursor": false, "index": true, "defaultPaginationMethod": "index", "maxPageSize": max_page_size},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

@@ -6,7 +6,7 @@ use super::members::{Member, Members};
 use super::patch::{parse_request, OpKind, PatchOperation};
 use super::time::generalized_to_rfc3339;
 use super::users::{ListPage, ListQuery, UserServiceSettings};
-use super::ScimError;
+use super::{etag, IfMatch, ScimError};
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
 };
@@ -325,6 +325,30 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         ScimError::NotFound(format!("Group {id} not found"))
     }
 
+    /// With `If-Match`: 412 unless it names the group's current version, else the assertion
+    /// that makes the write atomic with that check.
+    fn precondition(
+        &self,
+        entry: &Entry,
+        if_match: Option<&IfMatch>,
+    ) -> Result<Option<String>, ScimError> {
+        let Some(pre) = if_match else {
+            return Ok(None);
+        };
+        let attr = self.groups.version_attribute.as_deref();
+        let version = attr.and_then(|a| entry.first(a));
+        if !pre.accepts(version) {
+            return Err(ScimError::PreconditionFailed(format!(
+                "the group is at version {}, not the one in If-Match",
+                version.map(etag).unwrap_or_else(|| "(none)".into())
+            )));
+        }
+        Ok(match (attr, version) {
+            (Some(a), Some(v)) => Some(format!("({a}={})", ldap3::ldap_escape(v))),
+            _ => None,
+        })
+    }
+
     async fn find(&self, id: &str, with_members: bool) -> Result<Option<Entry>, ScimError> {
         let g = &self.groups;
         let mut found = self
@@ -455,6 +479,17 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         body: &Value,
         base_url: &str,
     ) -> Result<Value, ScimError> {
+        self.replace_if(id, body, base_url, None).await
+    }
+
+    /// PUT under an optional `If-Match` precondition (412 when it fails).
+    pub async fn replace_if(
+        &self,
+        id: &str,
+        body: &Value,
+        base_url: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<Value, ScimError> {
         if let Some(sent) = body.get("id").and_then(Value::as_str) {
             if sent != id {
                 return Err(ScimError::Mutability(format!(
@@ -467,29 +502,48 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             .find(id, false)
             .await?
             .ok_or_else(|| Self::not_found(id))?;
-        self.write(&entry, &changes).await?;
+        self.write(&entry, &changes, self.precondition(&entry, if_match)?)
+            .await?;
         self.get(id, base_url, true).await
     }
 
     /// PATCH: one search for the group (without its members), one batched search for the member
     /// ids, one modify (and a modrdn for a rename). Answers 204.
     pub async fn patch(&self, id: &str, body: &Value) -> Result<(), ScimError> {
+        self.patch_if(id, body, None).await
+    }
+
+    /// PATCH under an optional `If-Match` precondition (412 when it fails).
+    pub async fn patch_if(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&IfMatch>,
+    ) -> Result<(), ScimError> {
         let ops = parse_request(body)?;
         let changes = GroupChanges::from_patch(&ops)?;
         let entry = self
             .find(id, false)
             .await?
             .ok_or_else(|| Self::not_found(id))?;
-        self.write(&entry, &changes).await
+        self.write(&entry, &changes, self.precondition(&entry, if_match)?)
+            .await
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
+        self.delete_if(id, None).await
+    }
+
+    /// DELETE under an optional `If-Match` precondition (412 when it fails).
+    pub async fn delete_if(&self, id: &str, if_match: Option<&IfMatch>) -> Result<(), ScimError> {
         let entry = self
             .find(id, false)
             .await?
             .ok_or_else(|| Self::not_found(id))?;
-        match self.dir.delete(&entry.dn).await {
+        let guard = self.precondition(&entry, if_match)?;
+        match self.dir.delete(&entry.dn, guard).await {
             Err(DirectoryError::NoSuchObject) => return Err(Self::not_found(id)),
+            Err(DirectoryError::Conflict) => return Err(precondition_lost()),
             other => other?,
         }
         if self.groups.integrity == crate::mapping::groups::MembershipIntegrity::Gateway
@@ -525,7 +579,30 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
 
     /// Apply changes to a group: one modify for members and attributes, then a modrdn for a rename
     /// (reverted if the modrdn fails).
-    async fn write(&self, entry: &Entry, c: &GroupChanges) -> Result<(), ScimError> {
+    /// `guard`, from an `If-Match`, makes the first write conditional on the version read.
+    async fn write(
+        &self,
+        entry: &Entry,
+        c: &GroupChanges,
+        guard: Option<String>,
+    ) -> Result<(), ScimError> {
+        let conditional = guard.is_some();
+        self.write_guarded(entry, c, guard)
+            .await
+            .map_err(|e| match e {
+                ScimError::Directory(DirectoryError::Conflict) if conditional => {
+                    precondition_lost()
+                }
+                e => e,
+            })
+    }
+
+    async fn write_guarded(
+        &self,
+        entry: &Entry,
+        c: &GroupChanges,
+        guard: Option<String>,
+    ) -> Result<(), ScimError> {
         let g = &self.groups;
         let resolved = self.resolve(c).await?;
         let value_of = |ids: &Vec<String>| -> Vec<String> {
@@ -604,7 +681,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 .unwrap_or_default();
             target = match self
                 .dir
-                .rename(&entry.dn, &dn::rdn(&g.rdn_attribute, n), None)
+                .rename(&entry.dn, &dn::rdn(&g.rdn_attribute, n), None, guard)
                 .await
             {
                 Ok(new_dn) => new_dn,
@@ -617,7 +694,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             };
             if !mods.is_empty() {
                 if let Err(e) = self.dir.modify(&target, mods, None, &[]).await {
-                    if let Err(undo) = self.dir.rename(&target, &old_rdn, None).await {
+                    if let Err(undo) = self.dir.rename(&target, &old_rdn, None, None).await {
                         tracing::error!(error = %undo, "could not revert a group rename after a failed modify");
                     }
                     return Err(e.into());
@@ -631,7 +708,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                     .await?;
             }
         } else if !mods.is_empty() {
-            self.dir.modify(&target, mods, None, &[]).await?;
+            self.dir.modify(&target, mods, guard, &[]).await?;
         }
         Ok(())
     }
@@ -739,9 +816,18 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             meta.insert("lastModified".into(), json!(m));
         }
         meta.insert("location".into(), json!(format!("{base_url}/Groups/{id}")));
+        if let Some(v) = g.version_attribute.as_deref().and_then(|a| entry.first(a)) {
+            meta.insert("version".into(), json!(etag(v)));
+        }
         out.insert("meta".into(), Value::Object(meta));
         Ok(Value::Object(out))
     }
+}
+
+fn precondition_lost() -> ScimError {
+    ScimError::PreconditionFailed(
+        "the group changed concurrently; read it again for its current version".into(),
+    )
 }
 
 fn dedup(v: &mut Vec<String>) {

@@ -45,6 +45,71 @@ pub enum ScimError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+}
+
+/// An `If-Match` precondition: `*`, or the entity tags the client last saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Versions(Vec<String>),
+}
+
+impl IfMatch {
+    /// Parse an `If-Match` header: `*` or a list of (weak or strong) entity tags.
+    pub fn parse(header: &str) -> IfMatch {
+        if header.trim() == "*" {
+            return IfMatch::Any;
+        }
+        IfMatch::Versions(
+            header
+                .split(',')
+                .map(|t| version_of_etag(t).to_string())
+                .collect(),
+        )
+    }
+
+    /// Whether a resource at `version` satisfies the precondition.
+    pub fn accepts(&self, version: Option<&str>) -> bool {
+        match (self, version) {
+            (IfMatch::Any, _) => true,
+            (IfMatch::Versions(v), Some(current)) => v.iter().any(|t| t == current),
+            (IfMatch::Versions(_), None) => false,
+        }
+    }
+}
+
+/// The entity tag of a resource version: `W/"<version>"`, as `meta.version` and `ETag` carry it.
+pub fn etag(version: &str) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// The version inside an entity tag, without `W/` and quotes.
+pub fn version_of_etag(tag: &str) -> &str {
+    let t = tag.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t);
+    t.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod etag_tests {
+    use super::*;
+
+    #[test]
+    fn if_match_forms() {
+        assert!(IfMatch::parse("*").accepts(Some("x")));
+        assert!(IfMatch::parse("*").accepts(None));
+        let m = IfMatch::parse("W/\"20260101#1\", \"other\"");
+        assert!(m.accepts(Some("20260101#1")));
+        assert!(m.accepts(Some("other")));
+        assert!(!m.accepts(Some("20260101#2")));
+        assert!(!m.accepts(None));
+        assert_eq!(etag("v1"), "W/\"v1\"");
+        assert_eq!(version_of_etag(&etag("v1")), "v1");
+    }
 }

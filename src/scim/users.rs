@@ -4,7 +4,7 @@ use super::filter::{parse_filter, Filter};
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::time::generalized_to_rfc3339;
-use super::ScimError;
+use super::{etag, IfMatch, ScimError};
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
 };
@@ -192,6 +192,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         &self.mapping
     }
 
+    /// Whether resources carry versions (ETags), i.e. the directory has a version attribute.
+    pub fn versioned(&self) -> bool {
+        self.settings.version_attribute.is_some()
+    }
+
     fn read_attributes(&self) -> Vec<String> {
         let mut attrs = self.mapping.read_attributes();
         attrs.extend(self.settings.version_attribute.clone());
@@ -332,6 +337,17 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         body: &Value,
         base_url: &str,
     ) -> Result<Value, ScimError> {
+        self.replace_if(id, body, base_url, None).await
+    }
+
+    /// PUT under an optional `If-Match` precondition (412 when it fails).
+    pub async fn replace_if(
+        &self,
+        id: &str,
+        body: &Value,
+        base_url: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<Value, ScimError> {
         if let Some(sent) = body.get("id").and_then(Value::as_str) {
             if sent != id {
                 return Err(ScimError::Mutability(format!(
@@ -342,6 +358,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         let mut attempt = 0;
         loop {
             let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+            self.check_precondition(&entry, if_match)?;
             let old = self.mapping.values_from_entry(&entry);
             let mut new = self.mapping.values_from_json(body)?;
             if new.active.is_none() {
@@ -350,21 +367,33 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             self.references_to_dns(&mut new, &HashMap::new()).await?;
             match self.write(&entry, &old, &new, base_url).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
-                    if attempt < CONFLICT_RETRIES =>
+                    if attempt < CONFLICT_RETRIES && if_match.is_none() =>
                 {
                     attempt += 1
                 }
-                other => return other,
+                other => return other.map_err(|e| lost_race(e, if_match)),
             }
         }
     }
 
     /// PATCH: all operations are applied to the current resource in memory, then written in one modify.
     pub async fn patch(&self, id: &str, body: &Value, base_url: &str) -> Result<Value, ScimError> {
+        self.patch_if(id, body, base_url, None).await
+    }
+
+    /// PATCH under an optional `If-Match` precondition (412 when it fails).
+    pub async fn patch_if(
+        &self,
+        id: &str,
+        body: &Value,
+        base_url: &str,
+        if_match: Option<&IfMatch>,
+    ) -> Result<Value, ScimError> {
         let ops = patch::parse_request(body)?;
         let mut attempt = 0;
         loop {
             let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+            self.check_precondition(&entry, if_match)?;
             let old = self.mapping.values_from_entry(&entry);
             let mut cache = HashMap::new();
             let mut doc = self.render(&entry, base_url, &mut cache).await?;
@@ -388,26 +417,64 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
             match self.write(&entry, &old, &new, base_url).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
-                    if attempt < CONFLICT_RETRIES =>
+                    if attempt < CONFLICT_RETRIES && if_match.is_none() =>
                 {
                     attempt += 1
                 }
-                other => return other,
+                other => return other.map_err(|e| lost_race(e, if_match)),
             }
+        }
+    }
+
+    /// The resource's version (the value of the version attribute), if the directory keeps one.
+    fn version_of<'e>(&self, entry: &'e Entry) -> Option<&'e str> {
+        entry.first(self.settings.version_attribute.as_deref()?)
+    }
+
+    /// 412 when an `If-Match` does not name the entry's current version.
+    fn check_precondition(
+        &self,
+        entry: &Entry,
+        if_match: Option<&IfMatch>,
+    ) -> Result<(), ScimError> {
+        match if_match {
+            Some(pre) if !pre.accepts(self.version_of(entry)) => {
+                Err(ScimError::PreconditionFailed(format!(
+                    "the resource is at version {}, not the one in If-Match",
+                    self.version_of(entry)
+                        .map(etag)
+                        .unwrap_or_else(|| "(none)".into())
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
     /// Delete (or soft-delete) a user; the groups that list it drop it afterwards.
     pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
+        self.delete_if(id, None).await
+    }
+
+    /// DELETE under an optional `If-Match` precondition (412 when it fails).
+    pub async fn delete_if(&self, id: &str, if_match: Option<&IfMatch>) -> Result<(), ScimError> {
         let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
+        self.check_precondition(&entry, if_match)?;
         let member_value = self.member_value(&entry.dn, &self.mapping.values_from_entry(&entry));
-        self.delete_entry(id, &entry).await?;
+        let guard = if_match.and_then(|_| self.guard(&entry));
+        self.delete_entry(id, &entry, guard)
+            .await
+            .map_err(|e| lost_race(e, if_match))?;
         self.keep_memberships(member_value, None).await
     }
 
-    async fn delete_entry(&self, id: &str, entry: &Entry) -> Result<(), ScimError> {
+    async fn delete_entry(
+        &self,
+        id: &str,
+        entry: &Entry,
+        guard: Option<String>,
+    ) -> Result<(), ScimError> {
         match &self.mapping.delete {
-            crate::mapping::DeletePolicy::Hard => match self.dir.delete(&entry.dn).await {
+            crate::mapping::DeletePolicy::Hard => match self.dir.delete(&entry.dn, guard).await {
                 Err(DirectoryError::NoSuchObject) => Err(Self::not_found(id)),
                 other => Ok(other?),
             },
@@ -427,7 +494,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                         .into_iter()
                         .next()
                         .unwrap_or_default();
-                    self.dir.rename(&entry.dn, &rdn, Some(parent)).await?;
+                    self.dir.rename(&entry.dn, &rdn, Some(parent), None).await?;
                 }
                 Ok(())
             }
@@ -487,7 +554,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         if rename {
             let new_rdn = dn::rdn(&m.rdn_attribute, &new_rdn_value);
             let parent = dn::parent(&entry.dn);
-            if let Err(e) = self.dir.rename(&entry.dn, &new_rdn, None).await {
+            if let Err(e) = self.dir.rename(&entry.dn, &new_rdn, None, None).await {
                 if !mods.is_empty() {
                     let undo: Vec<Modification> = mods
                         .iter()
@@ -725,9 +792,21 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             last_modified: entry
                 .first(&m.modified_attribute)
                 .and_then(generalized_to_rfc3339),
+            version: self.version_of(entry).map(etag),
             id,
         };
         Ok(m.to_json(&values, &meta))
+    }
+}
+
+/// With `If-Match`, losing the directory's assertion race means the precondition failed: another
+/// writer changed the resource between our read and our write.
+fn lost_race(e: ScimError, if_match: Option<&IfMatch>) -> ScimError {
+    match (e, if_match) {
+        (ScimError::Directory(DirectoryError::Conflict), Some(_)) => ScimError::PreconditionFailed(
+            "the resource changed concurrently; read it again for its current version".into(),
+        ),
+        (e, _) => e,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod check_command;
 mod directory_faults;
+mod etags;
 mod gateway;
 mod groups;
 mod groups_scale;

@@ -571,6 +571,7 @@ impl EntryWriter for LdapDirectory {
         target: &str,
         new_rdn: &str,
         new_parent: Option<&str>,
+        guard: Option<String>,
     ) -> Result<String, DirectoryError> {
         self.check_within(target)?;
         let parent = match new_parent {
@@ -580,6 +581,9 @@ impl EntryWriter for LdapDirectory {
         let new_dn = format!("{new_rdn},{parent}");
         self.check_within(&new_dn)?;
         let mut ldap = self.handle().await?;
+        if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
+            ldap.with_controls(Assertion::new(g));
+        }
         let res = self
             .timed(ldap.modifydn(target, new_rdn, true, new_parent))
             .await?;
@@ -587,9 +591,12 @@ impl EntryWriter for LdapDirectory {
         Ok(new_dn)
     }
 
-    async fn delete(&self, target: &str) -> Result<(), DirectoryError> {
+    async fn delete(&self, target: &str, guard: Option<String>) -> Result<(), DirectoryError> {
         self.check_within(target)?;
         let mut ldap = self.handle().await?;
+        if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
+            ldap.with_controls(Assertion::new(g));
+        }
         let res = self.timed(ldap.delete(target)).await?;
         res.success().map_err(|e| classify(e, self.op_timeout))?;
         Ok(())

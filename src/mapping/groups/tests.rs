@@ -324,7 +324,8 @@ fn read_attributes_include_the_member_attribute_only_when_asked() {
             "cn",
             "createTimestamp",
             "modifyTimestamp",
-            "scimExternalId"
+            "scimExternalId",
+            "entryCSN"
         ])
     );
     assert!(!without.iter().any(|a| a.eq_ignore_ascii_case("member")));
@@ -337,6 +338,7 @@ fn read_attributes_include_the_member_attribute_only_when_asked() {
             "createTimestamp",
             "modifyTimestamp",
             "scimExternalId",
+            "entryCSN",
             "member"
         ])
     );
@@ -354,7 +356,8 @@ fn read_attributes_include_a_distinct_rdn_attribute() {
             "description",
             "createTimestamp",
             "modifyTimestamp",
-            "cn"
+            "cn",
+            "entryCSN"
         ])
     );
     assert!(!g.renames_by_modrdn());

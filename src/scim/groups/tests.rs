@@ -344,7 +344,8 @@ async fn create_adds_one_entry_with_resolved_members_and_the_placeholder() {
                 "resourceType": "Group",
                 "created": "2026-01-01T00:00:00Z",
                 "lastModified": "2026-01-01T00:00:00Z",
-                "location": format!("{BASE_URL}/Groups/uuid-1")
+                "location": format!("{BASE_URL}/Groups/uuid-1"),
+                "version": "W/\"csn-1\""
             }
         })
     );

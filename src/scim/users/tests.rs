@@ -203,7 +203,8 @@ async fn create_sends_one_add_and_renders_the_new_user() {
             "resourceType": "User",
             "created": "2026-01-01T00:00:00Z",
             "lastModified": "2026-01-01T00:00:00Z",
-            "location": "https://gw.example/scim/v2/Users/uuid-1"
+            "location": "https://gw.example/scim/v2/Users/uuid-1",
+            "version": "W/\"csn-1\""
         })
     );
     // Every value comes back exactly as Entra sent it.
@@ -349,7 +350,8 @@ async fn get_renders_the_user_and_resolves_the_manager() {
                 "resourceType": "User",
                 "created": "2026-01-01T00:00:00Z",
                 "lastModified": "2026-01-02T03:04:05Z",
-                "location": "https://gw.example/scim/v2/Users/alice-uuid"
+                "location": "https://gw.example/scim/v2/Users/alice-uuid",
+                "version": "W/\"csn-0\""
             }
         })
     );
