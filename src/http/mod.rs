@@ -7,7 +7,10 @@ pub mod error;
 pub mod server;
 
 use crate::directory::{EntryReader, EntryWriter};
+use crate::mapping::groups::CORE_GROUP;
+use crate::mapping::CORE_USER;
 use crate::scim::groups::GroupService;
+use crate::scim::projection::Projection;
 use crate::scim::users::{ListPage, ListQuery, UserService};
 use crate::scim::{discovery, IfMatch, ScimError, LIST_RESPONSE};
 use auth::TokenSet;
@@ -61,6 +64,7 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
                 .patch(patch_group::<D>)
                 .delete(delete_group::<D>),
         )
+        .route("/Me", any(me))
         .route("/ServiceProviderConfig", any(service_provider_config::<D>))
         .route("/Schemas", any(schemas::<D>))
         .route("/Schemas/{id}", any(schema::<D>))
@@ -125,6 +129,16 @@ async fn authenticate<D: Send + Sync + 'static>(
     }
 }
 
+/// `/Me` needs a user behind the bearer token; the gateway's tokens belong to provisioning clients.
+async fn me() -> Response {
+    let body = json!({"schemas": [crate::scim::ERROR], "status": "501",
+        "detail": "/Me is not implemented: tokens identify provisioning clients, not users"});
+    let mut resp = (StatusCode::NOT_IMPLEMENTED, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
 async fn not_found() -> ApiError {
     ApiError(ScimError::NotFound("no such endpoint".into()))
 }
@@ -152,8 +166,11 @@ fn base_url<D>(state: &AppState<D>, headers: &HeaderMap, uri: &axum::http::Uri) 
     format!("{}://{host}{}", state.scheme, state.base_path)
 }
 
-/// A ListResponse for one page of resources.
-fn list_response(page: ListPage) -> Response {
+/// A ListResponse for one page of resources, each trimmed to the request's attribute selection.
+fn list_response(mut page: ListPage, p: &Projection, core: &str) -> Response {
+    for r in &mut page.resources {
+        p.apply(r, core);
+    }
     let body = json!({
         "schemas": [LIST_RESPONSE],
         "totalResults": page.total,
@@ -233,28 +250,26 @@ async fn json_body<D>(
         .map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
 }
 
-/// Whether a response should carry `members`: not when `excludedAttributes` names it, nor when
-/// `attributes` is given without it. Then the member attribute is not even read.
-fn wants_members(raw: Option<&str>) -> bool {
-    let mut wanted = true;
+/// The `attributes` / `excludedAttributes` of a request.
+fn projection(raw: Option<&str>) -> Result<Projection, ApiError> {
+    let (mut attributes, mut excluded) = (None, None);
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let names = || {
-            v.split(',')
-                .map(str::trim)
-                .map(|n| n.rsplit(':').next().unwrap_or(n).to_string())
-        };
-        if k.eq_ignore_ascii_case("excludedAttributes")
-            && names().any(|n| n.eq_ignore_ascii_case("members"))
-        {
-            wanted = false;
-        }
-        if k.eq_ignore_ascii_case("attributes")
-            && !names().any(|n| n.eq_ignore_ascii_case("members"))
-        {
-            wanted = false;
+        if k.eq_ignore_ascii_case("attributes") {
+            attributes = Some(v.into_owned());
+        } else if k.eq_ignore_ascii_case("excludedAttributes") {
+            excluded = Some(v.into_owned());
         }
     }
-    wanted
+    Ok(Projection::parse(
+        attributes.as_deref(),
+        excluded.as_deref(),
+    )?)
+}
+
+/// A single resource response with the request's attribute selection applied.
+fn projected(status: StatusCode, mut resource: Value, p: &Projection, core: &str) -> Response {
+    p.apply(&mut resource, core);
+    scim_json(status, &resource)
 }
 
 fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, ApiError> {
@@ -266,6 +281,7 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
             )))
         })
     };
+    q.projection = projection(raw.as_deref())?;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         if k.eq_ignore_ascii_case("filter") {
             q.filter = Some(v.into_owned());
@@ -288,29 +304,35 @@ async fn list_users<D: EntryReader + EntryWriter + 'static>(
     let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
     let page = state.users.list(&q, &base).await?;
-    Ok(list_response(page))
+    Ok(list_response(page, &q.projection, CORE_USER))
 }
 
 async fn get_user<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
 ) -> ApiResult {
     let base = base_url(&state, &headers, &uri);
-    Ok(read_response(&headers, &state.users.get(&id, &base).await?))
+    let p = projection(raw.as_deref())?;
+    let mut user = state.users.get_projected(&id, &base, &p).await?;
+    p.apply(&mut user, CORE_USER);
+    Ok(read_response(&headers, &user))
 }
 
 async fn create_user<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     body: Body,
 ) -> ApiResult {
+    let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
     let created = state.users.create(&body, &base).await?;
-    let mut resp = scim_json(StatusCode::CREATED, &created);
+    let mut resp = projected(StatusCode::CREATED, created.clone(), &p, CORE_USER);
     if let Some(loc) = created["meta"]["location"]
         .as_str()
         .and_then(|l| HeaderValue::from_str(l).ok())
@@ -324,36 +346,36 @@ async fn replace_user<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
+    let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(
-        StatusCode::OK,
-        &state
-            .users
-            .replace_if(&id, &body, &base, if_match(&headers).as_ref())
-            .await?,
-    ))
+    let user = state
+        .users
+        .replace_if(&id, &body, &base, if_match(&headers).as_ref())
+        .await?;
+    Ok(projected(StatusCode::OK, user, &p, CORE_USER))
 }
 
 async fn patch_user<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
+    let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(
-        StatusCode::OK,
-        &state
-            .users
-            .patch_if(&id, &body, &base, if_match(&headers).as_ref())
-            .await?,
-    ))
+    let user = state
+        .users
+        .patch_if(&id, &body, &base, if_match(&headers).as_ref())
+        .await?;
+    Ok(projected(StatusCode::OK, user, &p, CORE_USER))
 }
 
 async fn delete_user<D: EntryReader + EntryWriter + 'static>(
@@ -381,11 +403,11 @@ async fn list_groups<D: EntryReader + EntryWriter + 'static>(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let groups = group_service(&state)?;
-    let with_members = wants_members(raw.as_deref());
     let q = list_query(raw, state.max_page_size)?;
+    let with_members = q.projection.wants(CORE_GROUP, CORE_GROUP, "members");
     let base = base_url(&state, &headers, &uri);
     let page = groups.list(&q, &base, with_members).await?;
-    Ok(list_response(page))
+    Ok(list_response(page, &q.projection, CORE_GROUP))
 }
 
 async fn get_group<D: EntryReader + EntryWriter + 'static>(
@@ -397,9 +419,10 @@ async fn get_group<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let groups = group_service(&state)?;
     let base = base_url(&state, &headers, &uri);
-    let group = groups
-        .get(&id, &base, wants_members(raw.as_deref()))
-        .await?;
+    let p = projection(raw.as_deref())?;
+    let with_members = p.wants(CORE_GROUP, CORE_GROUP, "members");
+    let mut group = groups.get(&id, &base, with_members).await?;
+    p.apply(&mut group, CORE_GROUP);
     Ok(read_response(&headers, &group))
 }
 
@@ -407,13 +430,15 @@ async fn create_group<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     body: Body,
 ) -> ApiResult {
     let groups = group_service(&state)?;
+    let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
     let created = groups.create(&body, &base).await?;
-    let mut resp = scim_json(StatusCode::CREATED, &created);
+    let mut resp = projected(StatusCode::CREATED, created.clone(), &p, CORE_GROUP);
     if let Some(loc) = created["meta"]["location"]
         .as_str()
         .and_then(|l| HeaderValue::from_str(l).ok())
@@ -427,18 +452,18 @@ async fn replace_group<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    RawQuery(raw): RawQuery,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
     let groups = group_service(&state)?;
+    let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    Ok(scim_json(
-        StatusCode::OK,
-        &groups
-            .replace_if(&id, &body, &base, if_match(&headers).as_ref())
-            .await?,
-    ))
+    let group = groups
+        .replace_if(&id, &body, &base, if_match(&headers).as_ref())
+        .await?;
+    Ok(projected(StatusCode::OK, group, &p, CORE_GROUP))
 }
 
 /// Group PATCH answers 204: echoing a large member list would cost what the PATCH saved.

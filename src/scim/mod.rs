@@ -7,6 +7,7 @@ pub mod filter;
 pub mod groups;
 pub mod members;
 pub mod patch;
+pub mod projection;
 pub mod time;
 pub mod users;
 

@@ -3,6 +3,7 @@
 use super::filter::{parse_filter, Filter};
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
+use super::projection::Projection;
 use super::time::generalized_to_rfc3339;
 use super::{etag, IfMatch, ScimError};
 use crate::directory::{
@@ -34,6 +35,8 @@ pub struct UserServiceSettings {
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub filter: Option<String>,
+    /// `attributes` / `excludedAttributes`: also limits what is read from the directory.
+    pub projection: Projection,
     pub start_index: Option<i64>,
     pub count: Option<i64>,
 }
@@ -203,6 +206,30 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         attrs
     }
 
+    /// Only the LDAP attributes a response with this projection can show.
+    fn read_attributes_for(&self, p: &Projection) -> Vec<String> {
+        let m = &self.mapping;
+        let meta = p.wants(CORE_USER, CORE_USER, "meta");
+        let mut attrs = vec![m.id_attribute.clone()];
+        if meta {
+            attrs.push(m.created_attribute.clone());
+            attrs.push(m.modified_attribute.clone());
+        }
+        attrs.extend(
+            m.slots
+                .iter()
+                .filter(|s| p.wants(&s.schema, CORE_USER, s.target.attr()))
+                .map(|s| s.ldap.clone()),
+        );
+        if p.wants(CORE_USER, CORE_USER, "active") {
+            attrs.extend(m.disable.attribute().map(str::to_string));
+        }
+        if meta {
+            attrs.extend(self.settings.version_attribute.clone());
+        }
+        attrs
+    }
+
     fn not_found(id: &str) -> ScimError {
         ScimError::NotFound(format!("User {id} not found"))
     }
@@ -213,9 +240,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     async fn find_with(&self, id: &str, extra: &[String]) -> Result<Option<Entry>, ScimError> {
-        let m = &self.mapping;
         let mut attrs = self.read_attributes();
         attrs.extend_from_slice(extra);
+        self.find_reading(id, attrs).await
+    }
+
+    async fn find_reading(&self, id: &str, attrs: Vec<String>) -> Result<Option<Entry>, ScimError> {
+        let m = &self.mapping;
         let filter = format!(
             "(&{}({}={}))",
             m.object_filter,
@@ -236,21 +267,38 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// One user, with its read-only `groups` when groups are configured.
     pub async fn get(&self, id: &str, base_url: &str) -> Result<Value, ScimError> {
-        let member_of: Vec<String> = self
-            .groups
-            .as_ref()
-            .and_then(|g| g.member_of_attribute.clone())
-            .into_iter()
-            .collect();
+        self.get_projected(id, base_url, &Projection::default())
+            .await
+    }
+
+    /// One user, reading only what `projection` lets the response show.
+    pub async fn get_projected(
+        &self,
+        id: &str,
+        base_url: &str,
+        projection: &Projection,
+    ) -> Result<Value, ScimError> {
+        let with_groups = projection.wants(CORE_USER, CORE_USER, "groups");
+        let mut attrs = self.read_attributes_for(projection);
+        if with_groups {
+            attrs.extend(
+                self.groups
+                    .as_ref()
+                    .and_then(|g| g.member_of_attribute.clone()),
+            );
+        }
         let entry = self
-            .find_with(id, &member_of)
+            .find_reading(id, attrs)
             .await?
             .ok_or_else(|| Self::not_found(id))?;
         let mut cache = HashMap::new();
         let mut user = self.render(&entry, base_url, &mut cache).await?;
-        if let (Some(groups), Value::Object(obj)) =
-            (self.groups_of(&entry, base_url).await?, &mut user)
-        {
+        let groups = if with_groups {
+            self.groups_of(&entry, base_url).await?
+        } else {
+            None
+        };
+        if let (Some(groups), Value::Object(obj)) = (groups, &mut user) {
             if groups.as_array().is_some_and(|a| !a.is_empty()) {
                 obj.insert("groups".into(), groups);
             }
@@ -275,7 +323,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     base: m.base.clone(),
                     scope: m.scope,
                     filter,
-                    attrs: self.read_attributes(),
+                    attrs: self.read_attributes_for(&q.projection),
                 },
                 &m.id_attribute,
                 start_index - 1,

@@ -9,6 +9,7 @@ mod gateway;
 mod groups;
 mod groups_scale;
 mod hostile;
+mod projection;
 mod serve_command;
 mod slapd;
 mod transport;

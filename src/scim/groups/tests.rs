@@ -1153,6 +1153,7 @@ async fn list_by_display_name_reads_members_only_when_asked() {
                 filter: Some("displayName eq \"Sales\"".into()),
                 start_index: Some(0),
                 count: Some(1000),
+                ..Default::default()
             },
             BASE_URL,
             true,
@@ -1199,6 +1200,7 @@ async fn list_without_filter_pages_the_object_filter() {
                 filter: None,
                 start_index: Some(2),
                 count: Some(5),
+                ..Default::default()
             },
             BASE_URL,
             false,

@@ -1074,6 +1074,7 @@ async fn list(
                 filter: filter.map(str::to_string),
                 start_index,
                 count,
+                ..Default::default()
             },
             BASE_URL,
         )
