@@ -12,14 +12,14 @@ use crate::mapping::CORE_USER;
 use crate::scim::groups::GroupService;
 use crate::scim::projection::Projection;
 use crate::scim::users::{ListPage, ListQuery, UserService};
-use crate::scim::{discovery, IfMatch, ScimError, LIST_RESPONSE};
+use crate::scim::{discovery, IfMatch, ScimError, LIST_RESPONSE, SEARCH_REQUEST};
 use auth::TokenSet;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use error::{ApiError, SCIM_JSON};
 use serde_json::{json, Value};
@@ -64,6 +64,9 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
                 .patch(patch_group::<D>)
                 .delete(delete_group::<D>),
         )
+        .route("/Users/.search", post(search_users::<D>))
+        .route("/Groups/.search", post(search_groups::<D>))
+        .route("/.search", post(search_all::<D>))
         .route("/Me", any(me))
         .route("/ServiceProviderConfig", any(service_provider_config::<D>))
         .route("/Schemas", any(schemas::<D>))
@@ -293,6 +296,164 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
         // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
     }
     Ok(q)
+}
+
+/// The query of a `POST .../.search` body (RFC 7644 §3.4.3).
+fn search_query(body: &Value, max_page_size: usize) -> Result<ListQuery, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::InvalidSyntax("a SearchRequest must be a JSON object".into()))?;
+    let get = |k: &str| crate::mapping::resource::get_ci(obj, k);
+    if let Some(schemas) = get("schemas") {
+        let ok = schemas
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_REQUEST)));
+        if !ok {
+            return Err(
+                ScimError::InvalidSyntax(format!("schemas must contain {SEARCH_REQUEST}")).into(),
+            );
+        }
+    }
+    let list = |k: &str| -> Result<Option<String>, ApiError> {
+        match get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .map(|v| Some(v.join(",")))
+                .ok_or_else(|| {
+                    ScimError::InvalidValue(format!("{k} must list attribute names")).into()
+                }),
+            Some(_) => {
+                Err(ScimError::InvalidValue(format!("{k} must list attribute names")).into())
+            }
+        }
+    };
+    let int = |k: &str| -> Result<Option<i64>, ApiError> {
+        match get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ScimError::InvalidValue(format!("{k} must be an integer")).into()),
+        }
+    };
+    let filter = match get("filter") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => Some(f.clone()),
+        Some(_) => return Err(ScimError::InvalidFilter("filter must be a string".into()).into()),
+    };
+    Ok(ListQuery {
+        filter,
+        projection: Projection::parse(
+            list("attributes")?.as_deref(),
+            list("excludedAttributes")?.as_deref(),
+        )?,
+        start_index: int("startIndex")?,
+        count: int("count")?.map(|c| c.min(max_page_size as i64)),
+    })
+}
+
+async fn search_users<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let q = search_query(&body, state.max_page_size)?;
+    let base = base_url(&state, &headers, &uri);
+    let page = state.users.list(&q, &base).await?;
+    Ok(list_response(page, &q.projection, CORE_USER))
+}
+
+async fn search_groups<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let groups = group_service(&state)?;
+    let body = json_body(&state, &headers, body).await?;
+    let q = search_query(&body, state.max_page_size)?;
+    let base = base_url(&state, &headers, &uri);
+    let with_members = q.projection.wants(CORE_GROUP, CORE_GROUP, "members");
+    let page = groups.list(&q, &base, with_members).await?;
+    Ok(list_response(page, &q.projection, CORE_GROUP))
+}
+
+/// `POST /.search`: users, then groups, paged as one list. A filter naming an attribute one
+/// resource type lacks matches nothing of that type.
+async fn search_all<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let q = search_query(&body, state.max_page_size)?;
+    let base = base_url(&state, &headers, &uri);
+    let (start_index, count) = state.users.window(&q);
+    let (start_index, count) = (start_index as i64, count as i64);
+    let q = ListQuery {
+        start_index: Some(start_index),
+        count: Some(count),
+        ..q
+    };
+    let not_applicable = |e: &ScimError| matches!(e, ScimError::InvalidFilter(m) if m.contains("not in this gateway's schema"));
+    let mut first_error = None;
+    let users = match state.users.list(&q, &base).await {
+        Ok(mut p) => {
+            p.resources
+                .iter_mut()
+                .for_each(|r| q.projection.apply(r, CORE_USER));
+            Some(p)
+        }
+        Err(e) if not_applicable(&e) => {
+            first_error = Some(e);
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let users_total = users.as_ref().map_or(0, |p| p.total) as i64;
+    let mut resources = users.map(|p| p.resources).unwrap_or_default();
+    let mut total = users_total;
+    if let Some(groups) = &state.groups {
+        // The groups' part of the window: what is left of it after the users.
+        let skip = (start_index - 1 - users_total).max(0);
+        let want = count - resources.len() as i64;
+        let gq = ListQuery {
+            start_index: Some(skip + 1),
+            count: Some(want.max(0)),
+            ..q.clone()
+        };
+        let with_members = q.projection.wants(CORE_GROUP, CORE_GROUP, "members");
+        match groups.list(&gq, &base, with_members).await {
+            Ok(mut p) => {
+                total += p.total as i64;
+                p.resources
+                    .iter_mut()
+                    .for_each(|r| q.projection.apply(r, CORE_GROUP));
+                resources.extend(p.resources);
+                first_error = None;
+            }
+            Err(e) if not_applicable(&e) && first_error.is_none() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e.into());
+    }
+    let body = json!({
+        "schemas": [LIST_RESPONSE],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    });
+    Ok(scim_json(StatusCode::OK, &body))
 }
 
 async fn list_users<D: EntryReader + EntryWriter + 'static>(

@@ -16,6 +16,7 @@ use crate::directory::DirectoryError;
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 
 /// Errors of the SCIM layer; `http::error` is the one place that turns them into responses.
 #[derive(Debug, thiserror::Error)]

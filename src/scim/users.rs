@@ -195,6 +195,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         &self.mapping
     }
 
+    /// The 1-based start index and page size a list request gets.
+    pub fn window(&self, q: &ListQuery) -> (usize, usize) {
+        q.window(&self.settings)
+    }
+
     /// Whether resources carry versions (ETags), i.e. the directory has a version attribute.
     pub fn versioned(&self) -> bool {
         self.settings.version_attribute.is_some()

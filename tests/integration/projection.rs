@@ -108,3 +108,58 @@ async fn me_is_not_implemented() {
     assert_eq!(r.status, 501);
     assert_eq!(r.body["status"], "501");
 }
+
+#[tokio::test]
+async fn search_endpoints() {
+    let gw = TestGateway::start().await;
+    let body = |f: &str| {
+        json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "filter": f, "attributes": ["displayName", "userName"], "startIndex": 1, "count": 10})
+    };
+    let r = gw
+        .post("/Users/.search", &body("userName eq \"alice\""))
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    let keys: Vec<&str> = r.body["Resources"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["schemas", "id", "userName", "displayName"]);
+    let r = gw
+        .post("/Groups/.search", &body("displayName sw \"e\""))
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    assert!(r.body["Resources"][0].get("members").is_none());
+    // Across resource types: 3 users and 3 groups, paged as one list.
+    let all = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": 2, "count": 3,
+                     "excludedAttributes": ["members"]});
+    let r = gw.post("/.search", &all).await.expect(200);
+    assert_eq!(r.body["totalResults"], 6);
+    assert_eq!(r.body["itemsPerPage"], 3);
+    let types: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["meta"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["User", "User", "Group"]);
+    // A filter on a user-only attribute matches only users.
+    let r = gw
+        .post("/.search", &json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "userName eq \"bob\""}))
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    gw.post(
+        "/Users/.search",
+        &json!({"schemas":["urn:x"], "filter":"userName pr"}),
+    )
+    .await
+    .expect_error(400, Some("invalidSyntax"));
+    gw.post("/Users/.search", &json!({"filter":"userName eq"}))
+        .await
+        .expect_error(400, Some("invalidFilter"));
+}

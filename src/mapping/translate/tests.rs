@@ -473,3 +473,75 @@ fn referenced_ids_collects_each_manager_id_once() {
     assert!(ids(r#"emails[value eq "a"]"#).is_empty());
     assert!(ids("manager pr").is_empty());
 }
+
+/// The LDAP filter's structure: its parentheses and wildcards, once escaped values are removed.
+fn skeleton(ldap: &str) -> String {
+    let mut out = String::new();
+    let mut chars = ldap.chars().peekable();
+    let mut after_open = false;
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            // an escape is a backslash and two hex digits: value, not structure
+            chars.next();
+            chars.next();
+            after_open = false;
+            continue;
+        }
+        // `&`, `|` and `!` are operators only right after an opening parenthesis.
+        if "()*".contains(c) || (after_open && "&|!".contains(c)) {
+            out.push(c);
+        }
+        after_open = c == '(';
+    }
+    out
+}
+
+/// Property: no value, however hostile, changes the structure of the translated LDAP filter.
+/// Values are drawn from RFC 4515's specials, NUL, JSON-escaped quotes and letters by a fixed PRNG.
+#[test]
+fn no_value_changes_the_filter_structure() {
+    let mapping = demo_mapping();
+    let alphabet: Vec<char> = vec![
+        '*', '(', ')', '\\', '\0', 'a', 'Z', ' ', '"', 'é', '=', '&', '|', '!',
+    ];
+    let templates = [
+        "userName eq {v}",
+        "displayName co {v}",
+        "name.familyName sw {v}",
+        "externalId ew {v}",
+        "title ne {v}",
+        "emails[type eq \"work\" and value eq {v}]",
+        "phoneNumbers.value gt {v}",
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department le {v}",
+        "not (userName eq {v}) or displayName co {v}",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for template in templates {
+        let benign = translate_with(&mapping, &template.replace("{v}", "\"x\""), &[]).unwrap();
+        for _ in 0..300 {
+            let len = (next() % 12) as usize + 1;
+            let value: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let literal = serde_json::to_string(&value).unwrap();
+            let filter = template.replace("{v}", &literal);
+            let ldap = translate_with(&mapping, &filter, &[]).unwrap();
+            assert!(
+                ldap3::parse_filter(&ldap).is_ok(),
+                "{filter} gave an unparsable {ldap}"
+            );
+            assert_eq!(
+                skeleton(&ldap),
+                skeleton(&benign),
+                "{filter:?} changed the structure: {ldap}"
+            );
+            assert!(!ldap.contains('\0'), "NUL must be escaped: {ldap:?}");
+        }
+    }
+}
