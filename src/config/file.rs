@@ -102,6 +102,9 @@ pub struct DirectoryFile {
     pub retry_after_secs: Option<u64>,
     /// Largest number of entries one search may walk through. Default 100000.
     pub max_search_entries: Option<usize>,
+    /// Largest result the gateway sorts itself when the directory cannot sort (no server-side
+    /// sort control, or no ordering rule for the attribute). Default 10000; beyond it 400 tooMany.
+    pub max_sort_entries: Option<usize>,
     /// Which server-maintained attribute changes on every write, used to guard read-modify-write.
     /// Default `entryCSN` (OpenLDAP); `uSNChanged` on Active Directory; empty string disables the guard.
     pub version_attribute: Option<String>,

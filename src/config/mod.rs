@@ -96,6 +96,7 @@ pub struct DirectorySettings {
     pub operation_timeout: Duration,
     pub retry_after: Duration,
     pub max_search_entries: usize,
+    pub max_sort_entries: usize,
     pub version_attribute: Option<String>,
 }
 
@@ -285,6 +286,7 @@ impl Config {
             operation_timeout: Duration::from_secs(d.operation_timeout_secs.unwrap_or(10).max(1)),
             retry_after: Duration::from_secs(d.retry_after_secs.unwrap_or(5).max(1)),
             max_search_entries: d.max_search_entries.unwrap_or(100_000),
+            max_sort_entries: d.max_sort_entries.unwrap_or(10_000),
             version_attribute: match d.version_attribute.as_deref() {
                 None => Some("entryCSN".to_string()),
                 Some("") => None,

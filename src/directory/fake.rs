@@ -162,6 +162,7 @@ impl EntryReader for FakeDir {
         id_attr: &str,
         offset: usize,
         limit: usize,
+        _sort: Option<crate::directory::SortKey>,
     ) -> Result<Page, DirectoryError> {
         self.pages.lock().unwrap().push(PageCall {
             req: req.clone(),

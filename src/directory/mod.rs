@@ -52,6 +52,13 @@ pub struct SearchRequest {
     pub attrs: Vec<String>,
 }
 
+/// Sort a search by one attribute (ascending unless `reverse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub attr: String,
+    pub reverse: bool,
+}
+
 /// One change to one attribute, as in an LDAP modify request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modification {
@@ -99,6 +106,9 @@ pub enum DirectoryError {
     Conflict,
     #[error("the directory returned more entries than the configured limit")]
     SizeLimit,
+    /// The directory cannot sort, and the result is larger than the gateway sorts itself.
+    #[error("sorting in the gateway is limited to {0} entries")]
+    SortLimit(usize),
     /// The gateway refused to touch a DN outside its configured subtrees.
     #[error("DN is outside the configured subtree")]
     OutsideSubtree,
@@ -127,14 +137,16 @@ pub trait EntryReader: Send + Sync {
         self.search(req)
     }
 
-    /// Return entries `offset .. offset+limit` of a search in stable order, and the total count.
-    /// `id_attr` is the immutable id attribute used to fetch the window in a second step.
+    /// Return entries `offset .. offset+limit` of a search in stable order (sorted by `sort` when
+    /// given), and the total count. `id_attr` is the immutable id attribute used to fetch the
+    /// window in a second step.
     fn search_page(
         &self,
         req: SearchRequest,
         id_attr: &str,
         offset: usize,
         limit: usize,
+        sort: Option<SortKey>,
     ) -> impl std::future::Future<Output = Result<Page, DirectoryError>> + Send;
 }
 

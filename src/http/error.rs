@@ -58,6 +58,11 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
                 Some("tooMany"),
                 "the filter matches more entries than the gateway walks; narrow it".into(),
             ),
+            DirectoryError::SortLimit(n) => (
+                S::BAD_REQUEST,
+                Some("tooMany"),
+                format!("the directory cannot sort by this attribute and the gateway sorts at most {n} results; narrow the filter"),
+            ),
             DirectoryError::OutsideSubtree => (
                 S::INTERNAL_SERVER_ERROR,
                 None,
@@ -184,6 +189,7 @@ mod tests {
         );
         assert_eq!(d(DirectoryError::Conflict), (409, None));
         assert_eq!(d(DirectoryError::SizeLimit), (400, Some("tooMany")));
+        assert_eq!(d(DirectoryError::SortLimit(10)), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::OutsideSubtree), (500, None));
         assert_eq!(
             d(DirectoryError::Other {

@@ -292,10 +292,26 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
             q.start_index = Some(int("startIndex", &v)?);
         } else if k.eq_ignore_ascii_case("count") {
             q.count = Some(int("count", &v)?.min(max_page_size as i64));
+        } else if k.eq_ignore_ascii_case("sortBy") {
+            q.sort_by = Some(v.into_owned());
+        } else if k.eq_ignore_ascii_case("sortOrder") {
+            q.descending = descending(&v)?;
         }
         // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
     }
     Ok(q)
+}
+
+/// `sortOrder`: `ascending` (the default) or `descending`.
+fn descending(order: &str) -> Result<bool, ApiError> {
+    match order.to_ascii_lowercase().as_str() {
+        "ascending" => Ok(false),
+        "descending" => Ok(true),
+        _ => Err(ScimError::InvalidValue(format!(
+            "sortOrder {order:?} must be ascending or descending"
+        ))
+        .into()),
+    }
 }
 
 /// The query of a `POST .../.search` body (RFC 7644 §3.4.3).
@@ -345,6 +361,13 @@ fn search_query(body: &Value, max_page_size: usize) -> Result<ListQuery, ApiErro
         Some(Value::String(f)) => Some(f.clone()),
         Some(_) => return Err(ScimError::InvalidFilter("filter must be a string".into()).into()),
     };
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ScimError::InvalidValue(format!("{k} must be a string")).into()),
+        }
+    };
     Ok(ListQuery {
         filter,
         projection: Projection::parse(
@@ -353,6 +376,11 @@ fn search_query(body: &Value, max_page_size: usize) -> Result<ListQuery, ApiErro
         )?,
         start_index: int("startIndex")?,
         count: int("count")?.map(|c| c.min(max_page_size as i64)),
+        sort_by: text("sortBy")?,
+        descending: text("sortOrder")?
+            .map(|o| descending(&o))
+            .transpose()?
+            .unwrap_or(false),
     })
 }
 

@@ -17,7 +17,7 @@ pub fn service_provider_config(base_url: &str, max_page_size: usize, etag: bool)
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": max_page_size},
         "changePassword": {"supported": false},
-        "sort": {"supported": false},
+        "sort": {"supported": true},
         "etag": {"supported": etag},
         "pagination": {"cursor": false, "index": true, "defaultPaginationMethod": "index", "maxPageSize": max_page_size},
         "authenticationSchemes": [{

@@ -9,6 +9,7 @@ use super::users::{ListPage, ListQuery, UserServiceSettings};
 use super::{etag, IfMatch, ScimError};
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
+    SortKey,
 };
 use crate::mapping::groups::{
     referenced_member_ids, translate_group_filter, GroupMapping, CORE_GROUP, ENTRA_GROUP,
@@ -325,6 +326,36 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         ScimError::NotFound(format!("Group {id} not found"))
     }
 
+    /// The LDAP attribute a `sortBy` names, or 400 when it names nothing groups store.
+    fn sort_key(&self, q: &ListQuery) -> Result<Option<SortKey>, ScimError> {
+        let Some(p) = q.sort_path()? else {
+            return Ok(None);
+        };
+        let g = &self.groups;
+        let core = p
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(CORE_GROUP));
+        let sub = p.sub.as_deref().map(str::to_ascii_lowercase);
+        let attr = match (core, p.name.to_ascii_lowercase().as_str(), sub.as_deref()) {
+            (true, "id", None) => Some(g.id_attribute.clone()),
+            (true, "displayname", None) => Some(g.name_attribute.clone()),
+            (true, "externalid", None) => g.external_id_attribute.clone(),
+            (true, "meta", Some("created")) => Some(g.created_attribute.clone()),
+            (true, "meta", Some("lastmodified")) => Some(g.modified_attribute.clone()),
+            _ => None,
+        };
+        let attr = attr.ok_or_else(|| {
+            ScimError::InvalidValue(format!(
+                "sortBy {p} is not a group attribute this gateway can sort by"
+            ))
+        })?;
+        Ok(Some(SortKey {
+            attr,
+            reverse: q.descending,
+        }))
+    }
+
     /// With `If-Match`: 412 unless it names the group's current version, else the assertion
     /// that makes the write atomic with that check.
     fn precondition(
@@ -415,6 +446,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 &g.id_attribute,
                 start_index - 1,
                 count,
+                self.sort_key(q)?,
             )
             .await?;
         let mut resources = Vec::with_capacity(page.entries.len());

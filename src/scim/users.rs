@@ -1,6 +1,6 @@
 //! The `/Users` resource: every RFC 7644 operation over the directory traits.
 
-use super::filter::{parse_filter, Filter};
+use super::filter::{parse_filter, parse_path, AttrPath, Filter};
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::projection::Projection;
@@ -8,6 +8,7 @@ use super::time::generalized_to_rfc3339;
 use super::{etag, IfMatch, ScimError};
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
+    SortKey,
 };
 use crate::mapping::groups::{GroupMapping, MemberValue, MembershipIntegrity};
 use crate::mapping::resource::{UserMeta, UserValues};
@@ -37,6 +38,10 @@ pub struct ListQuery {
     pub filter: Option<String>,
     /// `attributes` / `excludedAttributes`: also limits what is read from the directory.
     pub projection: Projection,
+    /// `sortBy`: an attribute path.
+    pub sort_by: Option<String>,
+    /// `sortOrder=descending`.
+    pub descending: bool,
     pub start_index: Option<i64>,
     pub count: Option<i64>,
 }
@@ -51,6 +56,26 @@ impl ListQuery {
             .unwrap_or(settings.default_page_size as i64)
             .clamp(0, settings.max_page_size as i64) as usize;
         (start_index, count)
+    }
+
+    /// The `sortBy` path, parsed; `None` when the request does not sort.
+    pub fn sort_path(&self) -> Result<Option<AttrPath>, ScimError> {
+        let Some(text) = self
+            .sort_by
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return Ok(None);
+        };
+        let p = parse_path(text)
+            .map_err(|e| ScimError::InvalidValue(format!("sortBy {text:?}: {e}")))?;
+        if p.filter.is_some() || p.sub.is_some() {
+            return Err(ScimError::InvalidValue(format!(
+                "sortBy {text:?} cannot carry a filter"
+            )));
+        }
+        Ok(Some(p.attr))
     }
 
     /// The parsed `filter`, if one was given; malformed or oversized filters are `invalidFilter`.
@@ -211,6 +236,61 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         attrs
     }
 
+    /// The LDAP attribute a `sortBy` names, or 400 when it names nothing this gateway stores.
+    fn sort_key(&self, q: &ListQuery) -> Result<Option<SortKey>, ScimError> {
+        let Some(p) = q.sort_path()? else {
+            return Ok(None);
+        };
+        let m = &self.mapping;
+        let core = p
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(CORE_USER));
+        let sub = p.sub.as_deref();
+        let attr = if core && p.name.eq_ignore_ascii_case("id") {
+            Some(m.id_attribute.clone())
+        } else if core
+            && p.name.eq_ignore_ascii_case("meta")
+            && sub.is_some_and(|s| s.eq_ignore_ascii_case("created"))
+        {
+            Some(m.created_attribute.clone())
+        } else if core
+            && p.name.eq_ignore_ascii_case("meta")
+            && sub.is_some_and(|s| s.eq_ignore_ascii_case("lastModified"))
+        {
+            Some(m.modified_attribute.clone())
+        } else {
+            m.schema_of(p.urn.as_deref(), &p.name).and_then(|schema| {
+                let slots = m.slots_of(&schema, &p.name);
+                // A multi-valued attribute sorts by its primary (else first) element's value.
+                let want = sub.unwrap_or("value");
+                slots
+                    .iter()
+                    .map(|(_, s)| *s)
+                    .filter(|s| match &s.target {
+                        crate::mapping::Target::Simple { .. } => sub.is_none(),
+                        crate::mapping::Target::Sub { sub: t, .. } => {
+                            sub.is_some_and(|x| t.eq_ignore_ascii_case(x))
+                        }
+                        crate::mapping::Target::Typed { sub: t, .. } => {
+                            t.eq_ignore_ascii_case(want)
+                        }
+                    })
+                    .max_by_key(|s| s.primary)
+                    .map(|s| s.ldap.clone())
+            })
+        };
+        let attr = attr.ok_or_else(|| {
+            ScimError::InvalidValue(format!(
+                "sortBy {p} is not an attribute this gateway stores"
+            ))
+        })?;
+        Ok(Some(SortKey {
+            attr,
+            reverse: q.descending,
+        }))
+    }
+
     /// Only the LDAP attributes a response with this projection can show.
     fn read_attributes_for(&self, p: &Projection) -> Vec<String> {
         let m = &self.mapping;
@@ -333,6 +413,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 &m.id_attribute,
                 start_index - 1,
                 count,
+                self.sort_key(q)?,
             )
             .await?;
         let mut cache = HashMap::new();

@@ -12,5 +12,6 @@ mod hostile;
 mod projection;
 mod serve_command;
 mod slapd;
+mod sorting;
 mod transport;
 mod users;

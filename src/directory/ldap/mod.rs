@@ -1,9 +1,11 @@
 //! The directory traits implemented over ldap3 and a pool of service-account connections.
 
 pub mod pool;
+pub mod sort;
 
 use super::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest,
+    SortKey,
 };
 use crate::config::DirectorySettings;
 use ldap3::controls::{
@@ -34,6 +36,7 @@ pub struct LdapDirectory {
     op_timeout: Duration,
     retry_after: Duration,
     max_search_entries: usize,
+    max_sort_entries: usize,
 }
 
 /// The name of an LDAP result code, from a fixed set (safe as a metric label).
@@ -143,6 +146,7 @@ impl LdapDirectory {
             op_timeout: settings.operation_timeout,
             retry_after: settings.retry_after,
             max_search_entries: settings.max_search_entries,
+            max_sort_entries: settings.max_sort_entries,
         })
     }
 
@@ -202,9 +206,12 @@ impl LdapDirectory {
         attrs: &[String],
         size: i32,
         cookie: Vec<u8>,
+        sort: Option<&SortKey>,
     ) -> Result<(Vec<Entry>, Vec<u8>), DirectoryError> {
         ldap.with_timeout(self.op_timeout);
-        ldap.with_controls(RawControl::from(PagedResults { size, cookie }));
+        let mut controls = vec![RawControl::from(PagedResults { size, cookie })];
+        controls.extend(sort.map(sort::sort_control));
+        ldap.with_controls(controls);
         let res = self
             .timed(ldap.search(&req.base, scope(req.scope), &req.filter, attrs.to_vec()))
             .await?;
@@ -234,11 +241,20 @@ impl LdapDirectory {
     }
 
     /// Tell the server to drop a paged search's state.
-    async fn abandon_paging(&self, ldap: &mut Ldap, req: &SearchRequest, cookie: Vec<u8>) {
+    /// With `sort` when the search was sorted: the cookie then belongs to the sort overlay.
+    async fn abandon_paging(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        cookie: Vec<u8>,
+        sort: Option<&SortKey>,
+    ) {
         if cookie.is_empty() {
             return;
         }
-        let _ = self.page(ldap, req, &["1.1".to_string()], 0, cookie).await;
+        let _ = self
+            .page(ldap, req, &["1.1".to_string()], 0, cookie, sort)
+            .await;
     }
 
     /// Walk the whole result set with paged results, keeping only `attrs`.
@@ -248,14 +264,17 @@ impl LdapDirectory {
         req: &SearchRequest,
         attrs: &[String],
         limit: usize,
+        sort: Option<&SortKey>,
     ) -> Result<Vec<Entry>, DirectoryError> {
         let mut all = Vec::new();
         let mut cookie = Vec::new();
         loop {
-            let (entries, next) = self.page(ldap, req, attrs, WALK_PAGE_SIZE, cookie).await?;
+            let (entries, next) = self
+                .page(ldap, req, attrs, WALK_PAGE_SIZE, cookie, sort)
+                .await?;
             all.extend(entries);
             if all.len() > limit {
-                self.abandon_paging(ldap, req, next).await;
+                self.abandon_paging(ldap, req, next, sort).await;
                 return Err(DirectoryError::SizeLimit);
             }
             if next.is_empty() {
@@ -324,7 +343,7 @@ impl EntryReader for LdapDirectory {
         self.check_search_base(&req.base)?;
         let mut ldap = self.handle().await?;
         let attrs = req.attrs.clone();
-        self.walk(&mut ldap, &req, &attrs, limit).await
+        self.walk(&mut ldap, &req, &attrs, limit, None).await
     }
 
     async fn search_page(
@@ -333,30 +352,71 @@ impl EntryReader for LdapDirectory {
         id_attr: &str,
         offset: usize,
         limit: usize,
+        sort: Option<SortKey>,
     ) -> Result<Page, DirectoryError> {
         self.check_search_base(&req.base)?;
         let mut ldap = self.handle().await?;
+        let Some(key) = sort else {
+            return self
+                .paged_window(&mut ldap, &req, id_attr, offset, limit, None)
+                .await;
+        };
+        match self
+            .paged_window(&mut ldap, &req, id_attr, offset, limit, Some(&key))
+            .await
+        {
+            // The directory cannot sort by this attribute (no sssvlv, or no ordering rule).
+            Err(DirectoryError::Other { code, .. } | DirectoryError::Rejected { code, .. })
+                if [
+                    "unavailableCriticalExtension",
+                    "unwillingToPerform",
+                    "inappropriateMatching",
+                    "other",
+                ]
+                .contains(&code) =>
+            {
+                self.gateway_sorted_window(&mut ldap, &req, id_attr, offset, limit, &key)
+                    .await
+            }
+            other => other,
+        }
+    }
+}
+
+impl LdapDirectory {
+    /// Entries `offset .. offset+limit` in the directory's order (sorted by `sort` through the
+    /// server-side sort control when given).
+    async fn paged_window(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        id_attr: &str,
+        offset: usize,
+        limit: usize,
+        sort: Option<&SortKey>,
+    ) -> Result<Page, DirectoryError> {
         let end = offset.saturating_add(limit);
         if end <= SMALL_WINDOW {
             // Entra's match and Test Connection: one round trip carries everything.
             let size = end.max(1) as i32;
             let (entries, next) = self
-                .page(&mut ldap, &req, &req.attrs, size, Vec::new())
+                .page(ldap, req, &req.attrs, size, Vec::new(), sort)
                 .await?;
             if next.is_empty() {
                 let total = entries.len();
                 let entries = entries.into_iter().skip(offset).take(limit).collect();
                 return Ok(Page { total, entries });
             }
-            self.abandon_paging(&mut ldap, &req, next).await;
+            self.abandon_paging(ldap, req, next, sort).await;
         }
         // Large result sets: walk ids only, then fetch the window's entries in one search.
         let ids = self
             .walk(
-                &mut ldap,
-                &req,
+                ldap,
+                req,
                 &[id_attr.to_string()],
                 self.max_search_entries,
+                sort,
             )
             .await?;
         let total = ids.len();
@@ -371,6 +431,20 @@ impl EntryReader for LdapDirectory {
                 total,
                 entries: vec![],
             });
+        }
+        let entries = self.fetch_window(req, id_attr, &window).await?;
+        Ok(Page { total, entries })
+    }
+
+    /// The entries with these ids, in this order, fetched with one search.
+    async fn fetch_window(
+        &self,
+        req: &SearchRequest,
+        id_attr: &str,
+        window: &[&str],
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        if window.is_empty() {
+            return Ok(vec![]);
         }
         let alternatives: String = window
             .iter()
@@ -389,16 +463,62 @@ impl EntryReader for LdapDirectory {
                     .map(|id| (id.to_ascii_lowercase(), e.clone()))
             })
             .collect();
-        // Keep the walk's order; an entry deleted in between simply drops out of the window.
-        let entries = window
+        // Keep the given order; an entry deleted in between simply drops out of the window.
+        Ok(window
             .iter()
             .filter_map(|id| by_id.remove(&id.to_ascii_lowercase()))
+            .collect())
+    }
+
+    /// Sorting in the gateway, for directories that cannot: walk ids and sort values, order them,
+    /// then fetch the window. Refused beyond `max_sort_entries`.
+    async fn gateway_sorted_window(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        id_attr: &str,
+        offset: usize,
+        limit: usize,
+        key: &SortKey,
+    ) -> Result<Page, DirectoryError> {
+        let attrs = [id_attr.to_string(), key.attr.clone()];
+        let mut all = match self
+            .walk(ldap, req, &attrs, self.max_sort_entries, None)
+            .await
+        {
+            Err(DirectoryError::SizeLimit) => {
+                return Err(DirectoryError::SortLimit(self.max_sort_entries))
+            }
+            other => other?,
+        };
+        let sort_value = |e: &Entry| e.first(&key.attr).map(str::to_lowercase);
+        // Entries without a value sort last when ascending; ids break ties, so pages are stable.
+        all.sort_by(|a, b| {
+            let (va, vb) = (sort_value(a), sort_value(b));
+            let by_value = match (&va, &vb) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            let by_value = if key.reverse {
+                by_value.reverse()
+            } else {
+                by_value
+            };
+            by_value.then_with(|| a.first(id_attr).cmp(&b.first(id_attr)))
+        });
+        let total = all.len();
+        let window: Vec<&str> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|e| e.first(id_attr))
             .collect();
+        let entries = self.fetch_window(req, id_attr, &window).await?;
         Ok(Page { total, entries })
     }
-}
 
-impl LdapDirectory {
     async fn modify_once(
         &self,
         target: &str,
