@@ -54,6 +54,9 @@ pub struct ScimFile {
     pub max_page_size: Option<usize>,
     /// Page size when a list request sends no `count`. Default 100.
     pub default_page_size: Option<usize>,
+    /// Largest number of operations in one `POST /Bulk`. Default 1000; more is 413.
+    /// (Its maxPayloadSize is `max_body_bytes`.)
+    pub max_bulk_operations: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -75,6 +75,7 @@ pub struct ScimSettings {
     pub max_body_bytes: usize,
     pub max_page_size: usize,
     pub default_page_size: usize,
+    pub max_bulk_operations: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +225,7 @@ impl Config {
             max_body_bytes: file.scim.max_body_bytes.unwrap_or(1024 * 1024),
             max_page_size,
             default_page_size,
+            max_bulk_operations: file.scim.max_bulk_operations.unwrap_or(1000),
         };
 
         let mut tokens = Vec::new();

@@ -3,6 +3,7 @@
 //! Handlers stay thin: extract, call the service, map the error.
 
 pub mod auth;
+pub mod bulk;
 pub mod error;
 pub mod server;
 
@@ -35,6 +36,8 @@ pub struct AppState<D> {
     pub base_path: String,
     pub max_body_bytes: usize,
     pub max_page_size: usize,
+    /// Largest number of operations one Bulk request may carry.
+    pub max_bulk_operations: usize,
     pub retry_after: Duration,
     /// Scheme for `Location` and `meta.location`: `https` on TLS listeners.
     pub scheme: &'static str,
@@ -67,6 +70,7 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
         .route("/Users/.search", post(search_users::<D>))
         .route("/Groups/.search", post(search_groups::<D>))
         .route("/.search", post(search_all::<D>))
+        .route("/Bulk", post(bulk_request::<D>))
         .route("/Me", any(me))
         .route("/ServiceProviderConfig", any(service_provider_config::<D>))
         .route("/Schemas", any(schemas::<D>))
@@ -130,6 +134,19 @@ async fn authenticate<D: Send + Sync + 'static>(
         ))
         .into_response(),
     }
+}
+
+/// `POST /Bulk`; the body limit is the advertised maxPayloadSize.
+async fn bulk_request<D: EntryReader + EntryWriter + 'static>(
+    State(state): State<Shared<D>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> ApiResult {
+    let body = json_body(&state, &headers, body).await?;
+    let base = base_url(&state, &headers, &uri);
+    let response = bulk::bulk(&state, &base, &body, state.max_bulk_operations).await?;
+    Ok(scim_json(StatusCode::OK, &response))
 }
 
 /// `/Me` needs a user behind the bearer token; the gateway's tokens belong to provisioning clients.
@@ -731,7 +748,13 @@ async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
     let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
-        &discovery::service_provider_config(&base, state.max_page_size, state.users.versioned()),
+        &discovery::service_provider_config(
+            &base,
+            state.max_page_size,
+            state.users.versioned(),
+            state.max_bulk_operations,
+            state.max_body_bytes,
+        ),
     ))
 }
 

@@ -141,6 +141,7 @@ impl Gateway {
                 base_path: config.scim.base_path.clone(),
                 max_body_bytes: config.scim.max_body_bytes,
                 max_page_size: config.scim.max_page_size,
+                max_bulk_operations: config.scim.max_bulk_operations,
                 retry_after: config.directory.retry_after,
                 scheme: if l.tls { "https" } else { "http" },
                 fallback_authority: local.to_string(),

@@ -9,12 +9,18 @@ const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
-pub fn service_provider_config(base_url: &str, max_page_size: usize, etag: bool) -> Value {
+pub fn service_provider_config(
+    base_url: &str,
+    max_page_size: usize,
+    etag: bool,
+    max_bulk_operations: usize,
+    max_payload_bytes: usize,
+) -> Value {
     json!({
         "schemas": [SPC],
         "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": true, "maxOperations": max_bulk_operations, "maxPayloadSize": max_payload_bytes},
         "filter": {"supported": true, "maxResults": max_page_size},
         "changePassword": {"supported": false},
         "sort": {"supported": true},

@@ -2,6 +2,7 @@
 //! One test binary (see STYLE.md) with a module per area.
 #![allow(clippy::unwrap_used)]
 
+mod bulk;
 mod check_command;
 mod directory_faults;
 mod etags;
