@@ -477,7 +477,17 @@ pub(crate) fn compare(
     let raw = match value {
         CompValue::Str(s) => s.clone(),
         CompValue::Number(n) => n.to_string(),
-        CompValue::Bool(_) | CompValue::Null => {
+        // `eq null` holds where the attribute has no value, `ne null` where it has one.
+        CompValue::Null => {
+            return match op {
+                CompareOp::Eq => Ok(Lf::F(format!("(!({attr}=*))"))),
+                CompareOp::Ne => Ok(Lf::F(format!("({attr}=*)"))),
+                _ => Err(ScimError::InvalidFilter(format!(
+                    "{path}: null compares only with eq and ne"
+                ))),
+            }
+        }
+        CompValue::Bool(_) => {
             return Err(ScimError::InvalidFilter(format!(
                 "{path} is a string attribute; compare it with a string"
             )))

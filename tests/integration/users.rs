@@ -761,3 +761,85 @@ async fn a_case_only_user_name_change_is_stored() {
     let e = gw.entry_by_id(&id).await.unwrap();
     assert_eq!(values(&e, "uid"), vec!["Case.Change@Contoso.com"]);
 }
+
+#[tokio::test]
+async fn every_filter_operator_against_the_directory() {
+    let gw = TestGateway::start().await;
+    let id = gw.create_user("ops@contoso.com").await;
+    gw.patch(
+        &format!("/Users/{id}"),
+        &json!({"Operations":[{"op":"add","path":"title","value":"Chief Operator"},
+                              {"op":"add","path":"phoneNumbers[type eq \"mobile\"].value","value":"+1 555 0199"}]}),
+    )
+    .await
+    .expect(200);
+    let created = gw.get(&format!("/Users/{id}")).await.body["meta"]["created"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let names = |r: &crate::gateway::Resp| {
+        let mut v: Vec<String> = r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // Seeded: alice (Engineer), bob, carol; created: ops.
+    for (filter, expect) in [
+        ("title co \"operator\"", vec!["ops@contoso.com"]),
+        ("title sw \"Chief\"", vec!["ops@contoso.com"]),
+        ("title ew \"OPERATOR\"", vec!["ops@contoso.com"]),
+        (
+            "phoneNumbers[type eq \"mobile\"] and not (userName eq \"alice\")",
+            vec!["ops@contoso.com"],
+        ),
+        ("phoneNumbers pr", vec!["ops@contoso.com"]),
+        (
+            "userName ne \"ops@contoso.com\" and userName sw \"a\"",
+            vec!["alice"],
+        ),
+        // uid has no ORDERING rule in OpenLDAP's schema: the pushed-down (uid>=...) matches
+        // nothing there; timestamps, which have one, are compared below.
+        ("userName gt \"bob\"", vec![]),
+        (
+            "(userName eq \"alice\" or userName eq \"bob\") and title pr",
+            vec!["alice", "bob"],
+        ),
+        ("USERNAME EQ \"ALICE\"", vec!["alice"]),
+        (
+            "urn:ietf:params:scim:schemas:core:2.0:User:userName eq \"bob\"",
+            vec!["bob"],
+        ),
+        ("phoneNumbers eq null and userName sw \"o\"", vec![]),
+        ("phoneNumbers ne null", vec!["ops@contoso.com"]),
+        (
+            "emails[type eq \"work\" and value sw \"15@\"]",
+            vec!["ops@contoso.com"],
+        ),
+    ] {
+        let r = gw.filter(filter).await.expect(200);
+        assert_eq!(names(&r), expect, "filter {filter}");
+        assert_eq!(r.body["totalResults"], expect.len(), "filter {filter}");
+    }
+    // dateTime comparisons on meta.created.
+    let r = gw
+        .filter(&format!(
+            "meta.created ge \"{created}\" and userName eq \"ops@contoso.com\""
+        ))
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 1);
+    let r = gw
+        .filter(&format!("meta.created gt \"{created}\""))
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 0);
+    let r = gw
+        .filter("meta.lastModified lt \"2000-01-01T00:00:00Z\"")
+        .await
+        .expect(200);
+    assert_eq!(r.body["totalResults"], 0);
+}

@@ -176,8 +176,11 @@ fn unmapped_attribute_is_invalid_and_named() {
 fn non_string_values_for_string_attributes() {
     let m = invalid("displayName eq true");
     assert!(m.contains("displayName is a string attribute"), "{m}");
-    let m = invalid("userName eq null");
-    assert!(m.contains("userName is a string attribute"), "{m}");
+    // null: eq means no value, ne means a value; ordering against null is meaningless.
+    assert_eq!(tr("title eq null"), with_oc("(!(title=*))"));
+    assert_eq!(tr("title ne null"), with_oc("(title=*)"));
+    let m = invalid("title gt null");
+    assert!(m.contains("null compares only with eq and ne"), "{m}");
     // Numbers are written as their JSON text.
     assert_eq!(
         tr(&format!("{ENT}:employeeNumber eq 701984")),
