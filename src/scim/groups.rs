@@ -522,13 +522,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         base_url: &str,
         if_match: Option<&IfMatch>,
     ) -> Result<Value, ScimError> {
-        if let Some(sent) = body.get("id").and_then(Value::as_str) {
-            if sent != id {
-                return Err(ScimError::Mutability(format!(
-                    "id {sent:?} does not match the URL's {id:?}"
-                )));
-            }
-        }
+        super::ensure_same_id(body, id)?;
         let changes = GroupChanges::from_resource(body)?;
         let entry = self
             .find(id, false)

@@ -53,6 +53,16 @@ pub enum ScimError {
     Directory(#[from] DirectoryError),
 }
 
+/// A PUT body may repeat the resource's id, but not change it (`id` is immutable).
+pub fn ensure_same_id(body: &serde_json::Value, id: &str) -> Result<(), ScimError> {
+    match body.get("id").and_then(serde_json::Value::as_str) {
+        Some(sent) if sent != id => Err(ScimError::Mutability(format!(
+            "id {sent:?} does not match the URL's {id:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// An `If-Match` precondition: `*`, or the entity tags the client last saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
