@@ -6,23 +6,7 @@ use crate::mapping::groups::GroupMapping;
 use crate::mapping::UserMapping;
 use std::collections::HashSet;
 
-/// Names an RFC 4512 definition declares: `NAME 'cn'` or `NAME ( 'cn' 'commonName' )`.
-pub fn definition_names(def: &str) -> Vec<String> {
-    let Some(pos) = def.find(" NAME ") else {
-        return vec![];
-    };
-    let rest = def[pos + 6..].trim_start();
-    let part = if let Some(inner) = rest.strip_prefix('(') {
-        inner.split(')').next().unwrap_or("")
-    } else {
-        rest.split_whitespace().next().unwrap_or("")
-    };
-    part.split('\'')
-        .enumerate()
-        .filter(|(i, s)| i % 2 == 1 && !s.is_empty())
-        .map(|(_, s)| s.to_ascii_lowercase())
-        .collect()
-}
+pub use crate::directory::schema::definition_names;
 
 /// The object classes and attribute types a directory's subschema defines.
 #[derive(Debug, Default)]
@@ -274,22 +258,4 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
     let _ = ldap.unbind().await;
     driver.abort();
     problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_from_definitions() {
-        assert_eq!(
-            definition_names("( 2.5.4.3 NAME ( 'cn' 'commonName' ) DESC 'x' SUP name )"),
-            vec!["cn", "commonname"]
-        );
-        assert_eq!(
-            definition_names("( 0.9.2342.19200300.100.1.1 NAME 'uid' EQUALITY caseIgnoreMatch )"),
-            vec!["uid"]
-        );
-        assert!(definition_names("( 1.2.3 DESC 'no name' )").is_empty());
-    }
 }

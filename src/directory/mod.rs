@@ -9,6 +9,7 @@ pub mod dn;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod ldap;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -135,6 +136,16 @@ pub trait EntryReader: Send + Sync {
     ) -> impl std::future::Future<Output = Result<Vec<Entry>, DirectoryError>> + Send {
         let _ = limit;
         self.search(req)
+    }
+
+    /// Lowercased names of the attribute types that have an ordering rule, from the subschema;
+    /// `None` when unknown (then ordering filters are passed through).
+    fn orderable_attributes(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<Option<std::collections::HashSet<String>>, DirectoryError>,
+    > + Send {
+        async { Ok(None) }
     }
 
     /// Return entries `offset .. offset+limit` of a search in stable order (sorted by `sort` when

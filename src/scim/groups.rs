@@ -25,6 +25,8 @@ pub struct GroupService<D> {
     users: Arc<UserMapping>,
     groups: Arc<GroupMapping>,
     settings: UserServiceSettings,
+    /// Attributes with an ordering rule, read from the subschema on first need.
+    orderable: Arc<tokio::sync::OnceCell<Option<std::collections::HashSet<String>>>>,
 }
 
 impl<D> Clone for GroupService<D> {
@@ -34,6 +36,7 @@ impl<D> Clone for GroupService<D> {
             users: self.users.clone(),
             groups: self.groups.clone(),
             settings: self.settings.clone(),
+            orderable: self.orderable.clone(),
         }
     }
 }
@@ -307,6 +310,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             users,
             groups,
             settings,
+            orderable: Arc::default(),
         }
     }
 
@@ -430,7 +434,16 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                     .into_iter()
                     .map(|(id, m)| (id, m.value))
                     .collect();
-                translate_group_filter(g, &ast, &resolved)?
+                let ldap = translate_group_filter(g, &ast, &resolved)?;
+                super::check_ordering(self.dir.as_ref(), &self.orderable, &ldap, |attr| {
+                    if attr.eq_ignore_ascii_case(&g.name_attribute) {
+                        "displayName".to_string()
+                    } else {
+                        attr.to_string()
+                    }
+                })
+                .await?;
+                ldap
             }
         };
         let (start_index, count) = q.window(&self.settings);

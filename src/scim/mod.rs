@@ -53,6 +53,32 @@ pub enum ScimError {
     Directory(#[from] DirectoryError),
 }
 
+/// Refuses a translated LDAP filter whose `>=`/`<=` assertions name attributes without an ordering
+/// rule (the directory would silently match nothing); `orderable` is loaded once from the
+/// subschema, and when it cannot be read the filter is passed through.
+pub async fn check_ordering<D: crate::directory::EntryReader>(
+    dir: &D,
+    cache: &tokio::sync::OnceCell<Option<std::collections::HashSet<String>>>,
+    ldap_filter: &str,
+    scim_name: impl Fn(&str) -> String,
+) -> Result<(), ScimError> {
+    let asserted = crate::directory::schema::ordering_assertions(ldap_filter);
+    if asserted.is_empty() {
+        return Ok(());
+    }
+    let orderable = cache.get_or_try_init(|| dir.orderable_attributes()).await?;
+    let Some(orderable) = orderable else {
+        return Ok(());
+    };
+    match asserted.iter().find(|a| !orderable.contains(*a)) {
+        Some(a) => Err(ScimError::InvalidFilter(format!(
+            "{} cannot be compared with gt, ge, lt or le: the directory has no ordering rule for {a}",
+            scim_name(a)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A PUT body may repeat the resource's id, but not change it (`id` is immutable).
 pub fn ensure_same_id(body: &serde_json::Value, id: &str) -> Result<(), ScimError> {
     match body.get("id").and_then(serde_json::Value::as_str) {

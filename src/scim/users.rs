@@ -106,6 +106,8 @@ pub struct UserService<D> {
     settings: UserServiceSettings,
     /// When groups are configured: for the read-only `groups` attribute and membership upkeep.
     groups: Option<Arc<GroupMapping>>,
+    /// Attributes with an ordering rule, read from the subschema on first need.
+    orderable: Arc<tokio::sync::OnceCell<Option<std::collections::HashSet<String>>>>,
 }
 
 impl<D> Clone for UserService<D> {
@@ -115,6 +117,7 @@ impl<D> Clone for UserService<D> {
             mapping: self.mapping.clone(),
             settings: self.settings.clone(),
             groups: self.groups.clone(),
+            orderable: self.orderable.clone(),
         }
     }
 }
@@ -141,6 +144,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             mapping,
             settings,
             groups: None,
+            orderable: Arc::default(),
         }
     }
 
@@ -397,7 +401,16 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             None => m.object_filter.clone(),
             Some(ast) => {
                 let refs = self.ids_to_dns(&referenced_ids(m, &ast)).await?;
-                translate_filter(m, &ast, &refs)?
+                let ldap = translate_filter(m, &ast, &refs)?;
+                super::check_ordering(self.dir.as_ref(), &self.orderable, &ldap, |attr| {
+                    m.slots
+                        .iter()
+                        .find(|s| s.ldap.eq_ignore_ascii_case(attr))
+                        .map(|s| s.path.clone())
+                        .unwrap_or_else(|| attr.to_string())
+                })
+                .await?;
+                ldap
             }
         };
         let (start_index, count) = q.window(&self.settings);

@@ -335,6 +335,59 @@ impl EntryReader for LdapDirectory {
         }
     }
 
+    async fn orderable_attributes(
+        &self,
+    ) -> Result<Option<std::collections::HashSet<String>>, DirectoryError> {
+        // The subschema is public and outside the data subtrees: read it without the base check.
+        let mut ldap = self.handle().await?;
+        let root = self
+            .timed(ldap.search(
+                "",
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["subschemaSubentry"],
+            ))
+            .await?;
+        let subschema = root
+            .success()
+            .ok()
+            .and_then(|(entries, _)| entries.into_iter().next())
+            .map(SearchEntry::construct)
+            .and_then(|e| {
+                e.attrs
+                    .into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))
+            })
+            .and_then(|(_, v)| v.into_iter().next());
+        let Some(subschema) = subschema else {
+            return Ok(None);
+        };
+        ldap.with_timeout(self.op_timeout);
+        let res = self
+            .timed(ldap.search(
+                &subschema,
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["attributeTypes"],
+            ))
+            .await?;
+        let types: Vec<String> = match res.success() {
+            Ok((entries, _)) => entries
+                .into_iter()
+                .next()
+                .map(SearchEntry::construct)
+                .and_then(|e| {
+                    e.attrs
+                        .into_iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("attributeTypes"))
+                })
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+            Err(_) => return Ok(None),
+        };
+        Ok((!types.is_empty()).then(|| super::schema::orderable_attributes(&types)))
+    }
+
     async fn search_all(
         &self,
         req: SearchRequest,
