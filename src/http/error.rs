@@ -13,7 +13,9 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
     use StatusCode as S;
     match err {
         ScimError::InvalidSyntax(d) => (S::BAD_REQUEST, Some("invalidSyntax"), d.clone()),
-        ScimError::InvalidFilter(d) => (S::BAD_REQUEST, Some("invalidFilter"), d.clone()),
+        ScimError::InvalidFilter(d) | ScimError::UnknownFilterAttribute(d) => {
+            (S::BAD_REQUEST, Some("invalidFilter"), d.clone())
+        }
         ScimError::InvalidValue(d) => (S::BAD_REQUEST, Some("invalidValue"), d.clone()),
         ScimError::InvalidPath(d) => (S::BAD_REQUEST, Some("invalidPath"), d.clone()),
         ScimError::NoTarget(d) => (S::BAD_REQUEST, Some("noTarget"), d.clone()),
@@ -131,6 +133,10 @@ mod tests {
         assert_eq!(
             status(ScimError::InvalidSyntax("x".into())),
             (400, Some("invalidSyntax"))
+        );
+        assert_eq!(
+            status(ScimError::UnknownFilterAttribute("x".into())),
+            (400, Some("invalidFilter"))
         );
         assert_eq!(
             status(ScimError::InvalidFilter("x".into())),

@@ -286,6 +286,18 @@ fn projection(raw: Option<&str>) -> Result<Projection, ApiError> {
     )?)
 }
 
+/// 201 with `Location` (taken before the attribute selection may drop `meta`).
+fn created(resource: Value, p: &Projection, core: &str) -> Response {
+    let location = resource["meta"]["location"]
+        .as_str()
+        .and_then(|l| HeaderValue::from_str(l).ok());
+    let mut resp = projected(StatusCode::CREATED, resource, p, core);
+    if let Some(loc) = location {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
 /// A single resource response with the request's attribute selection applied.
 fn projected(status: StatusCode, mut resource: Value, p: &Projection, core: &str) -> Response {
     p.apply(&mut resource, core);
@@ -447,48 +459,43 @@ async fn search_all<D: EntryReader + EntryWriter + 'static>(
         count: Some(count),
         ..q
     };
-    let not_applicable = |e: &ScimError| matches!(e, ScimError::InvalidFilter(m) if m.contains("not in this gateway's schema"));
-    let mut first_error = None;
-    let users = match state.users.list(&q, &base).await {
-        Ok(mut p) => {
-            p.resources
-                .iter_mut()
-                .for_each(|r| q.projection.apply(r, CORE_USER));
-            Some(p)
+    // A type whose schema lacks an attribute the filter names contributes nothing; only when
+    // no type can take the filter is it an error.
+    let mut unknown = None;
+    let mut skip_unknown = |r: Result<ListPage, ScimError>| match r {
+        Ok(p) => Ok(Some(p)),
+        Err(e @ ScimError::UnknownFilterAttribute(_)) => {
+            unknown.get_or_insert(e);
+            Ok(None)
         }
-        Err(e) if not_applicable(&e) => {
-            first_error = Some(e);
-            None
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e),
     };
+    let users = skip_unknown(state.users.list(&q, &base).await)?;
+    let mut applied = users.is_some();
     let users_total = users.as_ref().map_or(0, |p| p.total) as i64;
-    let mut resources = users.map(|p| p.resources).unwrap_or_default();
+    let mut resources: Vec<Value> = users.map(|p| p.resources).unwrap_or_default();
+    resources
+        .iter_mut()
+        .for_each(|r| q.projection.apply(r, CORE_USER));
     let mut total = users_total;
     if let Some(groups) = &state.groups {
         // The groups' part of the window: what is left of it after the users.
-        let skip = (start_index - 1 - users_total).max(0);
-        let want = count - resources.len() as i64;
         let gq = ListQuery {
-            start_index: Some(skip + 1),
-            count: Some(want.max(0)),
+            start_index: Some((start_index - 1 - users_total).max(0) + 1),
+            count: Some((count - resources.len() as i64).max(0)),
             ..q.clone()
         };
         let with_members = q.projection.wants(CORE_GROUP, CORE_GROUP, "members");
-        match groups.list(&gq, &base, with_members).await {
-            Ok(mut p) => {
-                total += p.total as i64;
-                p.resources
-                    .iter_mut()
-                    .for_each(|r| q.projection.apply(r, CORE_GROUP));
-                resources.extend(p.resources);
-                first_error = None;
-            }
-            Err(e) if not_applicable(&e) && first_error.is_none() => {}
-            Err(e) => return Err(e.into()),
+        if let Some(mut p) = skip_unknown(groups.list(&gq, &base, with_members).await)? {
+            applied = true;
+            total += p.total as i64;
+            p.resources
+                .iter_mut()
+                .for_each(|r| q.projection.apply(r, CORE_GROUP));
+            resources.extend(p.resources);
         }
     }
-    if let Some(e) = first_error {
+    if let (false, Some(e)) = (applied, unknown) {
         return Err(e.into());
     }
     let body = json!({
@@ -537,15 +544,11 @@ async fn create_user<D: EntryReader + EntryWriter + 'static>(
     let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    let created = state.users.create(&body, &base).await?;
-    let mut resp = projected(StatusCode::CREATED, created.clone(), &p, CORE_USER);
-    if let Some(loc) = created["meta"]["location"]
-        .as_str()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(created(
+        state.users.create(&body, &base).await?,
+        &p,
+        CORE_USER,
+    ))
 }
 
 async fn replace_user<D: EntryReader + EntryWriter + 'static>(
@@ -643,15 +646,7 @@ async fn create_group<D: EntryReader + EntryWriter + 'static>(
     let p = projection(raw.as_deref())?;
     let body = json_body(&state, &headers, body).await?;
     let base = base_url(&state, &headers, &uri);
-    let created = groups.create(&body, &base).await?;
-    let mut resp = projected(StatusCode::CREATED, created.clone(), &p, CORE_GROUP);
-    if let Some(loc) = created["meta"]["location"]
-        .as_str()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(created(groups.create(&body, &base).await?, &p, CORE_GROUP))
 }
 
 async fn replace_group<D: EntryReader + EntryWriter + 'static>(

@@ -459,7 +459,7 @@ fn sub_of(s: &Slot) -> &str {
 }
 
 pub(crate) fn not_filterable(path: &AttrPath) -> ScimError {
-    ScimError::InvalidFilter(format!(
+    ScimError::UnknownFilterAttribute(format!(
         "attribute {path} is not in this gateway's schema, so it cannot be filtered on"
     ))
 }

@@ -25,6 +25,10 @@ pub enum ScimError {
     InvalidSyntax(String),
     #[error("{0}")]
     InvalidFilter(String),
+    /// A filter names an attribute this resource type does not store (still 400 invalidFilter;
+    /// a search across resource types skips the types it does not apply to).
+    #[error("{0}")]
+    UnknownFilterAttribute(String),
     #[error("{0}")]
     InvalidValue(String),
     #[error("{0}")]

@@ -462,7 +462,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             return Err(ScimError::InvalidValue("userName is single-valued".into()));
         }
         self.ensure_unique_user_name(&user_name, None).await?;
-        self.references_to_dns(&mut values, &HashMap::new()).await?;
+        let mut cache = HashMap::new();
+        self.references_to_dns(&mut values, &mut cache).await?;
         let attrs = m.create_attributes(&values)?;
         let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &rdn_value), m.base);
         let entry = match self.dir.add(&new_dn, attrs, &self.read_attributes()).await {
@@ -473,7 +474,6 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
             other => other?,
         };
-        let mut cache = HashMap::new();
         self.render(&entry, base_url, &mut cache).await
     }
 
@@ -505,8 +505,9 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             if new.active.is_none() {
                 new.active = old.active;
             }
-            self.references_to_dns(&mut new, &HashMap::new()).await?;
-            match self.write(&entry, &old, &new, base_url).await {
+            let mut cache = HashMap::new();
+            self.references_to_dns(&mut new, &mut cache).await?;
+            match self.write(&entry, &old, &new, base_url, &mut cache).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
                     if attempt < CONFLICT_RETRIES && if_match.is_none() =>
                 {
@@ -546,17 +547,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             let untouched: Vec<bool> = (0..new.slots.len())
                 .map(|i| new.slots[i] == seen.slots[i])
                 .collect();
-            let known: HashMap<String, String> = cache
-                .iter()
-                .filter_map(|(dn, id)| id.as_ref().map(|id| (id.clone(), dn.clone())))
-                .collect();
-            self.references_to_dns(&mut new, &known).await?;
+            self.references_to_dns(&mut new, &mut cache).await?;
             for (i, keep) in untouched.into_iter().enumerate() {
                 if keep {
                     new.slots[i] = old.slots[i].clone();
                 }
             }
-            match self.write(&entry, &old, &new, base_url).await {
+            match self.write(&entry, &old, &new, base_url, &mut cache).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
                     if attempt < CONFLICT_RETRIES && if_match.is_none() =>
                 {
@@ -650,6 +647,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         old: &UserValues,
         new: &UserValues,
         base_url: &str,
+        cache: &mut HashMap<String, Option<String>>,
     ) -> Result<Value, ScimError> {
         let m = &self.mapping;
         let disable_values = m
@@ -750,8 +748,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             let name = |v: &UserValues| v.slots[m.user_name_slot].first().cloned();
             self.keep_memberships(name(old), name(new)).await?;
         }
-        let mut cache = HashMap::new();
-        self.render(&current, base_url, &mut cache).await
+        self.render(&current, base_url, cache).await
     }
 
     fn guard(&self, entry: &Entry) -> Option<String> {
@@ -797,12 +794,18 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     /// Replace ids in reference slots by DNs; `known` maps ids already resolved.
+    /// `cache` maps DNs to ids (as `render` fills it): ids found there need no search, and ids
+    /// resolved here are added, so rendering the written user needs none either.
     async fn references_to_dns(
         &self,
         values: &mut UserValues,
-        known: &HashMap<String, String>,
+        cache: &mut HashMap<String, Option<String>>,
     ) -> Result<(), ScimError> {
         let m = &self.mapping;
+        let known: HashMap<String, String> = cache
+            .iter()
+            .filter_map(|(dn, id)| id.as_ref().map(|id| (id.clone(), dn.clone())))
+            .collect();
         let mut wanted = Vec::new();
         for (i, s) in m.slots.iter().enumerate() {
             if s.kind == ValueKind::Reference {
@@ -815,7 +818,12 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
         }
         let mut resolved = self.ids_to_dns(&wanted).await?;
-        resolved.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
+        cache.extend(
+            resolved
+                .iter()
+                .map(|(id, dn)| (dn.clone(), Some(id.clone()))),
+        );
+        resolved.extend(known);
         for (i, s) in m.slots.iter().enumerate() {
             if s.kind != ValueKind::Reference {
                 continue;

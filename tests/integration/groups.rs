@@ -516,13 +516,29 @@ async fn users_show_their_groups_read_only() {
         .find(|g| g["display"] == "readers")
         .unwrap();
     assert_eq!(g["value"], id.as_str());
-    // groups is read-only: sent back in a PUT or PATCH, it is ignored.
+    // groups is read-only: sent in a PUT or PATCH it is ignored, memberships stay as they are.
+    let mut put = r.body.clone();
+    put["groups"] = json!([]);
+    put["title"] = json!("Lead");
+    gw.put(&format!("/Users/{alice}"), &put).await.expect(200);
     gw.patch(
         &format!("/Users/{alice}"),
-        &patch(json!([{"op":"replace","path":"title","value":"Lead"}])),
+        &patch(json!([{"op":"replace","value":{"groups":[], "displayName":"Alice A."}}])),
     )
     .await
     .expect(200);
+    let e = gw.slapd.entry(&people_dn("alice")).await.unwrap();
+    assert_eq!(values(&e, "title"), vec!["Lead"]);
+    assert_eq!(values(&e, "displayName"), vec!["Alice A."]);
+    for group in ["readers", "engineering"] {
+        let members = stored_members(&gw, group, "member").await;
+        assert!(
+            members.contains(&people_dn("alice").to_lowercase()),
+            "{group}: {members:?}"
+        );
+    }
+    let r = gw.get(&format!("/Users/{alice}")).await.expect(200);
+    assert_eq!(r.body["groups"].as_array().unwrap().len(), 2);
 }
 
 /// Delete and rename a user; the group must follow, whoever keeps it consistent.

@@ -153,6 +153,13 @@ async fn search_endpoints() {
         .await
         .expect(200);
     assert_eq!(r.body["totalResults"], 1);
+    // An attribute neither type has is an error, not an empty list.
+    gw.post(
+        "/.search",
+        &json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "nickName eq \"x\""}),
+    )
+    .await
+    .expect_error(400, Some("invalidFilter"));
     gw.post(
         "/Users/.search",
         &json!({"schemas":["urn:x"], "filter":"userName pr"}),

@@ -80,7 +80,7 @@ fn translate(m: &GroupMapping, filter: &str, members: &HashMap<String, String>) 
 
 fn translate_err(m: &GroupMapping, filter: &str) -> String {
     match translate_group_filter(m, &parse_filter(filter).unwrap(), &HashMap::new()) {
-        Err(ScimError::InvalidFilter(msg)) => msg,
+        Err(ScimError::InvalidFilter(msg) | ScimError::UnknownFilterAttribute(msg)) => msg,
         other => panic!("expected InvalidFilter for {filter}, got {other:?}"),
     }
 }

@@ -35,7 +35,7 @@ fn with_oc(inner: &str) -> String {
 
 fn invalid(filter: &str) -> String {
     match translate_with(&demo_mapping(), filter, &[]) {
-        Err(ScimError::InvalidFilter(m)) => m,
+        Err(ScimError::InvalidFilter(m) | ScimError::UnknownFilterAttribute(m)) => m,
         other => panic!("{filter}: expected InvalidFilter, got {other:?}"),
     }
 }
@@ -447,7 +447,7 @@ fn manager_supports_only_id_equality() {
     );
     let err = translate_with(&m, r#"manager.displayName eq "Boss""#, &[]).unwrap_err();
     assert!(
-        matches!(&err, ScimError::InvalidFilter(msg) if msg.contains("manager.displayName")),
+        matches!(&err, ScimError::UnknownFilterAttribute(msg) if msg.contains("manager.displayName")),
         "{err:?}"
     );
 }
