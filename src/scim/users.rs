@@ -325,13 +325,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// The entry with this SCIM id, searched only inside the users subtree.
     async fn find(&self, id: &str) -> Result<Option<Entry>, ScimError> {
-        self.find_with(id, &[]).await
-    }
-
-    async fn find_with(&self, id: &str, extra: &[String]) -> Result<Option<Entry>, ScimError> {
-        let mut attrs = self.read_attributes();
-        attrs.extend_from_slice(extra);
-        self.find_reading(id, attrs).await
+        self.find_reading(id, self.read_attributes()).await
     }
 
     async fn find_reading(&self, id: &str, attrs: Vec<String>) -> Result<Option<Entry>, ScimError> {

@@ -34,7 +34,6 @@ pub struct LdapDirectory {
     /// Subtrees the gateway may write to; any other DN is refused before it reaches the wire.
     allowed_bases: Vec<String>,
     op_timeout: Duration,
-    retry_after: Duration,
     max_search_entries: usize,
     max_sort_entries: usize,
 }
@@ -144,18 +143,9 @@ impl LdapDirectory {
             operations: std::sync::atomic::AtomicU64::new(0),
             allowed_bases,
             op_timeout: settings.operation_timeout,
-            retry_after: settings.retry_after,
             max_search_entries: settings.max_search_entries,
             max_sort_entries: settings.max_sort_entries,
         })
-    }
-
-    pub fn retry_after(&self) -> Duration {
-        self.retry_after
-    }
-
-    pub fn live_connections(&self) -> usize {
-        self.pool.live_connections()
     }
 
     /// How many LDAP requests this directory has sent so far.

@@ -261,20 +261,6 @@ impl Pool {
             }
         }
     }
-
-    /// How many slots hold a live connection.
-    pub fn live_connections(&self) -> usize {
-        self.shared
-            .handles
-            .iter()
-            .filter(|s| {
-                s.lock()
-                    .ok()
-                    .and_then(|g| g.clone())
-                    .is_some_and(|mut h| !h.is_closed())
-            })
-            .count()
-    }
 }
 
 async fn supervise(shared: Arc<Shared>, slot: usize) {
