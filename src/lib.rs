@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod audit;
 pub mod check;
 pub mod config;
 pub mod directory;
 pub mod http;
 pub mod mapping;
+pub mod metrics;
 pub mod scim;

@@ -1,10 +1,12 @@
 //! Command line: `serve` runs the gateway, `check` validates a config against the directory.
 
 use clap::{Parser, Subcommand};
-use scim_ldap_gateway::config::{Config, ProcessEnv};
+use scim_ldap_gateway::config::{Config, LogFormat, LogSettings, ProcessEnv};
 use scim_ldap_gateway::http::server::Gateway;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -30,15 +32,27 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Logging as the config asks; `RUST_LOG` overrides the level.
+fn init_logging(log: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match log.format {
+        // One JSON object per line; the request's span (with its request id) on every line.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         // Colours only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -66,42 +80,72 @@ async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gateway = match Gateway::start(config).await {
+    init_logging(&config.log);
+    let watch = config.reload.watch;
+    let gateway = match Gateway::start(config, prometheus::Registry::new()).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addresses = ?gateway.addresses, "scim-ldap-gateway is serving");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    tracing::info!(addresses = ?gateway.addresses, admin = ?gateway.admin_address, "scim-ldap-gateway is serving");
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut tick = tokio::time::interval(watch.unwrap_or(Duration::from_secs(3600)));
+    let mut seen = fingerprint(&gateway.config_sources());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                gateway.reload_from_file(&path, &ProcessEnv);
+                seen = fingerprint(&gateway.config_sources());
+            }
+            _ = tick.tick(), if watch.is_some() => {
+                let now = fingerprint(&gateway.config_sources());
+                if now != seen {
+                    tracing::info!("a configuration file changed: reloading");
+                    gateway.reload_from_file(&path, &ProcessEnv);
+                    // Whatever the outcome, wait for the next change rather than retrying each tick.
+                    seen = fingerprint(&gateway.config_sources());
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
     gateway.shutdown().await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+/// Modification time and size of each file, to notice edits (and replaced symlinks, as Kubernetes
+/// does with mounted ConfigMaps and Secrets).
+fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
 }
 
 async fn check(path: PathBuf) -> ExitCode {
+    init_logging(&LogSettings {
+        format: LogFormat::Human,
+        level: "warn".into(),
+    });
     let config = match Config::load(&path, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {

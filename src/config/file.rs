@@ -22,6 +22,117 @@ pub struct FileConfig {
     pub directory: DirectoryFile,
     /// How SCIM resources map onto directory entries.
     pub mapping: MappingFile,
+    /// Connection and request limits of the HTTP front. Every key has a default.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Request quotas. On by default, with defaults above what Entra ID needs (25 requests/s).
+    #[serde(default)]
+    pub rate_limits: RateLimitsFile,
+    /// The admin listener serving `/metrics`, `/healthz` and `/readyz`. Without it, none is served.
+    pub admin: Option<AdminFile>,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: LogFile,
+    /// Where the audit trail of directory writes goes. Default: the main log.
+    #[serde(default)]
+    pub audit: AuditFile,
+    /// Hot reload. SIGHUP always reloads; this adds polling of the files for changes.
+    #[serde(default)]
+    pub reload: ReloadFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Largest number of open client connections; further ones wait in the kernel's backlog. Default 1024.
+    pub max_connections: Option<usize>,
+    /// Largest number of requests handled at once; more get 503 before their body is read. Default 256.
+    pub max_concurrent_requests: Option<usize>,
+    /// Time a client has to send a request's headers (HTTP/1); a slower client is disconnected. Default 10.
+    pub header_read_timeout_secs: Option<u64>,
+    /// Time a client has to finish the TLS handshake. Default 10.
+    pub tls_handshake_timeout_secs: Option<u64>,
+    /// Longest a request may take from its headers to its response; beyond it 504. Default 60.
+    pub request_timeout_secs: Option<u64>,
+    /// An idle keep-alive connection is closed after this long. Default 120.
+    pub keep_alive_idle_secs: Option<u64>,
+    /// Requests served on one connection before it is closed gracefully; 0 for no limit. Default 10000.
+    pub max_requests_per_connection: Option<u64>,
+    /// Concurrent HTTP/2 streams per connection. Default 64.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// On SIGTERM, how long in-flight requests may take to finish before connections are closed. Default 30.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsFile {
+    /// `false` turns every quota off. Default true.
+    pub enabled: Option<bool>,
+    /// Networks of reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Default: none (the TCP peer is the client).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Reads (GET, POST .search) by all clients together. Default 1000/s, burst 2000.
+    pub global_read: Option<QuotaFile>,
+    /// Writes by all clients together; writes are the directory's scarce resource. Default 200/s, burst 400.
+    pub global_write: Option<QuotaFile>,
+    /// Reads per token. Default 100/s, burst 200.
+    pub token_read: Option<QuotaFile>,
+    /// Writes per token. Default 50/s, burst 100.
+    pub token_write: Option<QuotaFile>,
+    /// Failed authentications per client IP, checked before the token. Default 5/s, burst 20.
+    pub unauthenticated_per_ip: Option<QuotaFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaFile {
+    /// Sustained requests per second; 0 turns this quota off.
+    pub per_second: u32,
+    /// Requests allowed at once on top of an empty bucket. Default 2 × `per_second`.
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Socket address of the plaintext admin listener, for example `127.0.0.1:9464`.
+    pub address: String,
+    /// How long `/readyz` waits for the directory's answer. Default 2.
+    pub readiness_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `human` (default) or `json` (one object per line).
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `scim_ldap_gateway=debug`. Default `info`; `RUST_LOG` overrides it.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// `log` (default: events with target `audit` in the main log), `stdout`, `stderr` or `file`.
+    pub output: Option<String>,
+    /// For `file`: the JSON-lines file records are appended to; reopened on reload (log rotation).
+    pub file: Option<PathBuf>,
+    /// Attributes whose values are never written to the audit trail, on top of the built-in
+    /// `userPassword`, `unicodePwd` and `authPassword`. Default: none.
+    #[serde(default)]
+    pub redact_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadFile {
+    /// Poll the config file, the TLS files and secret files for changes and reload when one changes. Default false.
+    #[serde(default)]
+    pub watch: bool,
+    /// Polling interval. Default 5.
+    pub watch_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +219,12 @@ pub struct DirectoryFile {
     /// Largest result the gateway sorts itself when the directory cannot sort (no server-side
     /// sort control, or no ordering rule for the attribute). Default 10000; beyond it 400 tooMany.
     pub max_sort_entries: Option<usize>,
+    /// Largest number of directory operations in flight at once. Default 8 × `pool_size`.
+    pub max_in_flight: Option<usize>,
+    /// Largest number of operations waiting for a slot; beyond it 503 at once. Default 256.
+    pub max_queued: Option<usize>,
+    /// How long an operation may wait for a slot before the request gets 503. Default 1000.
+    pub queue_timeout_ms: Option<u64>,
     /// Which server-maintained attribute changes on every write, used to guard read-modify-write.
     /// Default `entryCSN` (OpenLDAP); `uSNChanged` on Active Directory; empty string disables the guard.
     pub version_attribute: Option<String>,

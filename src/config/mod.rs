@@ -5,12 +5,15 @@
 pub mod file;
 pub mod secret;
 
+use crate::http::client_ip::Cidr;
+use crate::http::ratelimit::{RateLimitSettings, RateQuota};
 use crate::mapping::groups::GroupMapping;
 use crate::mapping::UserMapping;
-use file::{FileConfig, SecretFile};
+use file::{FileConfig, QuotaFile, SecretFile};
 pub use secret::{Environment, FixedEnv, ProcessEnv, Secret};
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,6 +102,82 @@ pub struct DirectorySettings {
     pub max_search_entries: usize,
     pub max_sort_entries: usize,
     pub version_attribute: Option<String>,
+    /// Back-pressure: directory operations in flight at once, waiting at most, and how long.
+    pub max_in_flight: usize,
+    pub max_queued: usize,
+    pub queue_timeout: Duration,
+}
+
+/// Limits of the HTTP front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub request_timeout: Duration,
+    pub keep_alive_idle: Duration,
+    /// `None`: no limit.
+    pub max_requests_per_connection: Option<u64>,
+    pub http2_max_concurrent_streams: u32,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_connections: 1024,
+            max_concurrent_requests: 256,
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            keep_alive_idle: Duration::from_secs(120),
+            max_requests_per_connection: Some(10_000),
+            http2_max_concurrent_streams: 64,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub address: SocketAddr,
+    pub readiness_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutput {
+    Log,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub output: AuditOutput,
+    /// Lower-case names of attributes whose values are redacted.
+    pub redact_attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// `Some(interval)`: poll the files for changes.
+    pub watch: Option<Duration>,
 }
 
 /// The validated configuration the gateway runs with.
@@ -112,6 +191,14 @@ pub struct Config {
     pub users: UserMapping,
     /// Present when the config has `[mapping.groups]`.
     pub groups: Option<GroupMapping>,
+    pub limits: LimitSettings,
+    pub rate_limits: Option<RateLimitSettings>,
+    pub admin: Option<AdminSettings>,
+    pub log: LogSettings,
+    pub audit: AuditSettings,
+    pub reload: ReloadSettings,
+    /// Files the config was built from (config, TLS, secret files), watched for hot reload.
+    pub sources: Vec<PathBuf>,
 }
 
 impl Config {
@@ -122,13 +209,15 @@ impl Config {
             source,
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, dir, env).map_err(|e| match e {
+        let mut config = Self::from_toml(&text, dir, env).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 source,
             },
             other => other,
-        })
+        })?;
+        config.sources.insert(0, path.to_path_buf());
+        Ok(config)
     }
 
     /// Parse and validate TOML text; `dir` anchors relative paths.
@@ -276,6 +365,14 @@ impl Config {
                 format!("{pool_size} must be between 1 and 256"),
             );
         }
+        let max_in_flight = match d.max_in_flight {
+            Some(0) => {
+                problems.push("directory.max_in_flight", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => pool_size.saturating_mul(8).max(1),
+        };
         let directory = DirectorySettings {
             url: d.url.clone(),
             starttls: d.starttls,
@@ -294,7 +391,109 @@ impl Config {
                 Some("") => None,
                 Some(a) => Some(a.to_string()),
             },
+            max_in_flight,
+            max_queued: d.max_queued.unwrap_or(256),
+            queue_timeout: Duration::from_millis(d.queue_timeout_ms.unwrap_or(1000)),
         };
+        let limits = limit_settings(&file.limits, &mut problems);
+        let rate_limits = rate_limit_settings(&file.rate_limits, &mut problems);
+        let admin = file
+            .admin
+            .as_ref()
+            .and_then(|a| match a.address.parse::<SocketAddr>() {
+                Ok(address) => Some(AdminSettings {
+                    address,
+                    readiness_timeout: Duration::from_secs(
+                        a.readiness_timeout_secs.unwrap_or(2).max(1),
+                    ),
+                }),
+                Err(_) => {
+                    problems.push(
+                        "admin.address",
+                        format!(
+                            "{:?} is not a socket address; write it like \"127.0.0.1:9464\"",
+                            a.address
+                        ),
+                    );
+                    None
+                }
+            });
+        if let Some(a) = &admin {
+            if a.address.port() != 0 && listeners.iter().any(|l| l.address == a.address) {
+                problems.push(
+                    "admin.address",
+                    format!("{} is also a SCIM listener's address", a.address),
+                );
+            }
+        }
+        let log = LogSettings {
+            format: match file.log.format.as_deref().unwrap_or("human") {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => {
+                    problems.push(
+                        "log.format",
+                        format!("{other:?} is not a log format; use \"human\" or \"json\""),
+                    );
+                    LogFormat::Human
+                }
+            },
+            level: file.log.level.clone().unwrap_or_else(|| "info".into()),
+        };
+        let audit_output = match (
+            file.audit.output.as_deref().unwrap_or("log"),
+            &file.audit.file,
+        ) {
+            ("log", None) => AuditOutput::Log,
+            ("stdout", None) => AuditOutput::Stdout,
+            ("stderr", None) => AuditOutput::Stderr,
+            ("file", Some(f)) => AuditOutput::File(dir.join(f)),
+            ("file", None) => {
+                problems.push("audit.file", "output = \"file\" needs the file's path");
+                AuditOutput::Log
+            }
+            (o @ ("log" | "stdout" | "stderr"), Some(_)) => {
+                problems.push(
+                    "audit.file",
+                    format!("only used with output = \"file\", not {o:?}"),
+                );
+                AuditOutput::Log
+            }
+            (other, _) => {
+                problems.push("audit.output", format!("{other:?} is not an audit output; use \"log\", \"stdout\", \"stderr\" or \"file\""));
+                AuditOutput::Log
+            }
+        };
+        let audit = AuditSettings {
+            output: audit_output,
+            redact_attributes: file
+                .audit
+                .redact_attributes
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
+        };
+        let reload = ReloadSettings {
+            watch: file
+                .reload
+                .watch
+                .then(|| Duration::from_secs(file.reload.watch_interval_secs.unwrap_or(5).max(1))),
+        };
+        let mut sources: Vec<PathBuf> = Vec::new();
+        if let Some(t) = &tls {
+            sources.push(t.cert_file.clone());
+            sources.push(t.key_file.clone());
+        }
+        for s in file
+            .tokens
+            .iter()
+            .map(|t| &t.secret)
+            .chain([&d.bind_password])
+        {
+            if let Some(f) = &s.file {
+                sources.push(dir.join(f));
+            }
+        }
 
         let users = UserMapping::build(&file.mapping.users, "mapping.users", &mut problems);
         let groups = file.mapping.groups.as_ref().map(|g| {
@@ -321,8 +520,138 @@ impl Config {
             directory,
             users,
             groups,
+            limits,
+            rate_limits,
+            admin,
+            log,
+            audit,
+            reload,
+            sources,
         })
     }
+}
+
+fn limit_settings(f: &file::LimitsFile, problems: &mut Problems) -> LimitSettings {
+    let d = LimitSettings::default();
+    let secs = |v: Option<u64>, default: Duration, key: &str, problems: &mut Problems| match v {
+        Some(0) => {
+            problems.push(format!("limits.{key}"), "must be at least 1");
+            default
+        }
+        Some(s) => Duration::from_secs(s),
+        None => default,
+    };
+    let count = |v: Option<usize>, default: usize, key: &str, problems: &mut Problems| match v {
+        Some(0) => {
+            problems.push(format!("limits.{key}"), "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    LimitSettings {
+        max_connections: count(
+            f.max_connections,
+            d.max_connections,
+            "max_connections",
+            problems,
+        ),
+        max_concurrent_requests: count(
+            f.max_concurrent_requests,
+            d.max_concurrent_requests,
+            "max_concurrent_requests",
+            problems,
+        ),
+        header_read_timeout: secs(
+            f.header_read_timeout_secs,
+            d.header_read_timeout,
+            "header_read_timeout_secs",
+            problems,
+        ),
+        tls_handshake_timeout: secs(
+            f.tls_handshake_timeout_secs,
+            d.tls_handshake_timeout,
+            "tls_handshake_timeout_secs",
+            problems,
+        ),
+        request_timeout: secs(
+            f.request_timeout_secs,
+            d.request_timeout,
+            "request_timeout_secs",
+            problems,
+        ),
+        keep_alive_idle: secs(
+            f.keep_alive_idle_secs,
+            d.keep_alive_idle,
+            "keep_alive_idle_secs",
+            problems,
+        ),
+        max_requests_per_connection: match f.max_requests_per_connection {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_requests_per_connection,
+        },
+        http2_max_concurrent_streams: match f.http2_max_concurrent_streams {
+            Some(0) => {
+                problems.push("limits.http2_max_concurrent_streams", "must be at least 1");
+                d.http2_max_concurrent_streams
+            }
+            Some(n) => n,
+            None => d.http2_max_concurrent_streams,
+        },
+        // A zero grace period is allowed: stop at once.
+        shutdown_grace: f
+            .shutdown_grace_secs
+            .map(Duration::from_secs)
+            .unwrap_or(d.shutdown_grace),
+    }
+}
+
+/// The quotas; `None` when `enabled = false`.
+fn rate_limit_settings(
+    f: &file::RateLimitsFile,
+    problems: &mut Problems,
+) -> Option<RateLimitSettings> {
+    let d = RateLimitSettings::default();
+    let quota =
+        |q: &Option<QuotaFile>, default: Option<RateQuota>, key: &str, problems: &mut Problems| {
+            let Some(q) = q else { return default };
+            let per_second = NonZeroU32::new(q.per_second)?;
+            match NonZeroU32::new(q.burst.unwrap_or(q.per_second.saturating_mul(2))) {
+                Some(burst) => Some(RateQuota { per_second, burst }),
+                None => {
+                    problems.push(
+                        format!("rate_limits.{key}.burst"),
+                        "must be at least 1 (set per_second = 0 to turn the quota off)",
+                    );
+                    default
+                }
+            }
+        };
+    let mut trusted_proxies = Vec::new();
+    for (i, c) in f.trusted_proxies.iter().enumerate() {
+        match c.parse::<Cidr>() {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => problems.push(
+                format!("rate_limits.trusted_proxies[{i}]"),
+                format!("{c:?}: {e}"),
+            ),
+        }
+    }
+    let settings = RateLimitSettings {
+        global_read: quota(&f.global_read, d.global_read, "global_read", problems),
+        global_write: quota(&f.global_write, d.global_write, "global_write", problems),
+        token_read: quota(&f.token_read, d.token_read, "token_read", problems),
+        token_write: quota(&f.token_write, d.token_write, "token_write", problems),
+        unauthenticated_per_ip: quota(
+            &f.unauthenticated_per_ip,
+            d.unauthenticated_per_ip,
+            "unauthenticated_per_ip",
+            problems,
+        ),
+        trusted_proxies,
+    };
+    f.enabled.unwrap_or(true).then_some(settings)
 }
 
 fn resolve_secret(

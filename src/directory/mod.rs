@@ -116,6 +116,28 @@ pub enum DirectoryError {
     /// Any other LDAP result: a misconfiguration or a directory-side problem.
     #[error("directory error ({code}): {message}")]
     Other { code: &'static str, message: String },
+    /// Back-pressure: `directory.max_in_flight` operations were running and the queue was full
+    /// or the wait for a slot ran out. Nothing was sent.
+    #[error("too many directory operations in flight")]
+    Overloaded,
+}
+
+impl DirectoryError {
+    /// A fixed label naming the outcome (an LDAP result-code name where there is one).
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            DirectoryError::Unavailable(_) => "connection_error",
+            DirectoryError::Timeout(_) => "timeout",
+            DirectoryError::AlreadyExists => "entryAlreadyExists",
+            DirectoryError::NoSuchObject => "noSuchObject",
+            DirectoryError::Rejected { code, .. } | DirectoryError::Other { code, .. } => code,
+            DirectoryError::Conflict => "assertionFailed",
+            DirectoryError::SizeLimit => "sizeLimitExceeded",
+            DirectoryError::SortLimit(_) => "sortLimit",
+            DirectoryError::OutsideSubtree => "refused_outside_subtree",
+            DirectoryError::Overloaded => "overloaded",
+        }
+    }
 }
 
 /// Reading entries of one kind (users now, groups later).

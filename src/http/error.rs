@@ -28,6 +28,9 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
         ScimError::PayloadTooLarge(d) => (S::PAYLOAD_TOO_LARGE, None, d.clone()),
         ScimError::UnsupportedMediaType(d) => (S::UNSUPPORTED_MEDIA_TYPE, None, d.clone()),
         ScimError::PreconditionFailed(d) => (S::PRECONDITION_FAILED, None, d.clone()),
+        ScimError::TooManyRequests(d) => (S::TOO_MANY_REQUESTS, None, d.clone()),
+        ScimError::Overloaded(d) => (S::SERVICE_UNAVAILABLE, None, d.clone()),
+        ScimError::RequestTimeout(d) => (S::GATEWAY_TIMEOUT, None, d.clone()),
         ScimError::Directory(d) => match d {
             DirectoryError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -69,6 +72,11 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
                 S::INTERNAL_SERVER_ERROR,
                 None,
                 "internal error: refused to touch an entry outside the configured subtrees".into(),
+            ),
+            DirectoryError::Overloaded => (
+                S::SERVICE_UNAVAILABLE,
+                None,
+                "the gateway is at its limit of concurrent directory operations; retry later".into(),
             ),
             DirectoryError::Other { code, .. } => (
                 S::BAD_GATEWAY,
@@ -178,6 +186,9 @@ mod tests {
             status(ScimError::PreconditionFailed("x".into())),
             (412, None)
         );
+        assert_eq!(status(ScimError::TooManyRequests("x".into())), (429, None));
+        assert_eq!(status(ScimError::Overloaded("x".into())), (503, None));
+        assert_eq!(status(ScimError::RequestTimeout("x".into())), (504, None));
         let d = |e| status(ScimError::Directory(e));
         assert_eq!(d(DirectoryError::Unavailable("down".into())), (503, None));
         assert_eq!(
@@ -194,6 +205,7 @@ mod tests {
             (400, Some("invalidValue"))
         );
         assert_eq!(d(DirectoryError::Conflict), (409, None));
+        assert_eq!(d(DirectoryError::Overloaded), (503, None));
         assert_eq!(d(DirectoryError::SizeLimit), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::SortLimit(10)), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::OutsideSubtree), (500, None));

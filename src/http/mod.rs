@@ -2,9 +2,12 @@
 //!
 //! Handlers stay thin: extract, call the service, map the error.
 
+pub mod admin;
 pub mod auth;
 pub mod bulk;
+pub mod client_ip;
 pub mod error;
+pub mod ratelimit;
 pub mod server;
 
 use crate::directory::{EntryReader, EntryWriter};
@@ -23,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
 use error::{ApiError, SCIM_JSON};
+use ratelimit::RateLimiter;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +43,12 @@ pub struct AppState<D> {
     /// Largest number of operations one Bulk request may carry.
     pub max_bulk_operations: usize,
     pub retry_after: Duration,
+    /// Request quotas; `None` when rate limiting is off.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Permits for `limits.max_concurrent_requests`.
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    pub request_timeout: Duration,
+    pub metrics: crate::metrics::HttpMetrics,
     /// Scheme for `Location` and `meta.location`: `https` on TLS listeners.
     pub scheme: &'static str,
     /// Authority used when a request carries no usable Host.
@@ -79,10 +89,7 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
         .route("/ResourceTypes/{id}", any(resource_type::<D>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            authenticate::<D>,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), admit::<D>))
         .with_state(state.clone());
     let app = if state.base_path.is_empty() {
         scim
@@ -91,20 +98,69 @@ pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Route
             .nest(&state.base_path, scim)
             .fallback(not_found)
     };
-    app.layer(middleware::from_fn_with_state(state, access_log::<D>))
+    app.layer(middleware::from_fn_with_state(state, observe::<D>))
 }
 
-/// Access log without headers or bodies (never a token), and `Retry-After` on every 503.
-async fn access_log<D: Send + Sync + 'static>(
+/// The TCP peer of a connection, attached to each of its requests by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// The request id of a request, attached by `observe`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A client-supplied request id is kept when it is short and plain; otherwise one is generated.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
+        {
+            return v.to_string();
+        }
+    }
+    let mut bytes = [0u8; 16];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        // Without randomness, a process-unique counter still ties log lines together.
+        time_based_id(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time_based_id(bytes: &mut [u8; 16]) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    bytes.copy_from_slice(&t.to_be_bytes());
+}
+
+/// The outermost layer: a request id on the request, its log lines and its response; metrics;
+/// the access log (never headers or bodies, so never a token); and `Retry-After` on every 503.
+async fn observe<D: Send + Sync + 'static>(
     State(state): State<Shared<D>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let resource =
+        crate::metrics::resource_label(path.strip_prefix(state.base_path.as_str()).unwrap_or(""));
+    let method_label = crate::metrics::method_label(&method);
+    let rid = request_id(req.headers());
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let span = tracing::info_span!("request", request_id = %rid);
+    let m = &state.metrics;
+    m.in_flight.inc();
     let started = Instant::now();
-    let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    m.in_flight.dec();
+    let elapsed = started.elapsed();
+    let status = resp.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE
         && !resp.headers().contains_key(header::RETRY_AFTER)
     {
         resp.headers_mut().insert(
@@ -112,26 +168,121 @@ async fn access_log<D: Send + Sync + 'static>(
             HeaderValue::from(state.retry_after.as_secs()),
         );
     }
-    tracing::info!(
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    m.requests
+        .with_label_values(&[
+            resource,
+            method_label,
+            crate::metrics::status_class(status.as_u16()),
+        ])
+        .inc();
+    m.duration
+        .with_label_values(&[resource, method_label])
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            path,
+            status = status.as_u16(),
+            ms = elapsed.as_millis() as u64,
+            "request"
+        )
+    });
     resp
 }
 
-async fn authenticate<D: Send + Sync + 'static>(
+/// GET and searches read; everything else writes.
+fn access(method: &Method, path: &str) -> ratelimit::Access {
+    if method == Method::GET || method == Method::HEAD || path.ends_with("/.search") {
+        ratelimit::Access::Read
+    } else {
+        ratelimit::Access::Write
+    }
+}
+
+/// 429 with `Retry-After`, counted by quota.
+fn limited<D>(state: &AppState<D>, l: ratelimit::Limited) -> Response {
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&[l.quota.label()])
+        .inc();
+    let mut resp = ApiError(ScimError::TooManyRequests(format!(
+        "rate limit {} exceeded; retry after {} s",
+        l.quota.label(),
+        l.retry_after_secs()
+    )))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs()));
+    resp
+}
+
+/// Admission in the order that keeps abuse cheap: a client IP over its failed-authentication
+/// quota is refused before any token is hashed; then the token; then the token's and the global
+/// quotas; then the cap on concurrent requests, before any body is read. The request then runs
+/// within the total request timeout, with its audit context set.
+async fn admit<D: Send + Sync + 'static>(
     State(state): State<Shared<D>>,
     req: Request,
     next: Next,
 ) -> Response {
-    match state.tokens.authenticate(req.headers()) {
-        Some(_) => next.run(req).await,
-        None => ApiError(ScimError::Unauthorized(
-            "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+    let peer = req
+        .extensions()
+        .get::<PeerAddr>()
+        .map(|p| p.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let limiter = state.limiter.as_deref();
+    let ip = match limiter {
+        Some(l) => client_ip::client_ip(peer, req.headers(), l.trusted_proxies()),
+        None => peer,
+    };
+    if let Some(Err(l)) = limiter.map(|l| l.check_blocked(ip)) {
+        return limited(&state, l);
+    }
+    let token = match state.tokens.authenticate(req.headers()) {
+        Some(t) => t.to_string(),
+        None => {
+            if let Some(Err(l)) = limiter.map(|l| l.record_failed_auth(ip)) {
+                return limited(&state, l);
+            }
+            tracing::info!(client = %ip, "authentication failed");
+            return ApiError(ScimError::Unauthorized(
+                "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+            ))
+            .into_response();
+        }
+    };
+    if let Some(Err(l)) = limiter.map(|l| l.check(&token, access(req.method(), req.uri().path()))) {
+        return limited(&state, l);
+    }
+    let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
+        state.metrics.overloaded.inc();
+        return ApiError(ScimError::Overloaded(
+            "the gateway is handling its maximum number of requests; retry later".into(),
         ))
+        .into_response();
+    };
+    // Nested under the base path, the router has already stripped it.
+    let resource = crate::metrics::resource_label(req.uri().path());
+    let context = crate::audit::RequestContext {
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        token,
+        operation: format!("{} {resource}", crate::metrics::method_label(req.method())),
+    };
+    let run = crate::audit::with_context(context, next.run(req));
+    match tokio::time::timeout(state.request_timeout, run).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError(ScimError::RequestTimeout(format!(
+            "the request did not complete within {} s",
+            state.request_timeout.as_secs()
+        )))
         .into_response(),
     }
 }

@@ -1,23 +1,27 @@
-//! Listeners: TLS termination with rustls (TLS 1.2/1.3, ALPN h2 and http/1.1) and HTTP serving.
+//! Listeners: TLS termination with rustls (TLS 1.2/1.3, ALPN h2 and http/1.1), HTTP serving with
+//! connection limits, hot reload of everything but the sockets and the directory connection, and
+//! graceful shutdown.
 
-use super::{router, AppState};
-use crate::config::{Config, TlsSettings};
+use super::ratelimit::RateLimiter;
+use super::{router, AppState, PeerAddr};
+use crate::audit::Auditor;
+use crate::config::{Config, Environment, LimitSettings, TlsSettings};
 use crate::directory::ldap::LdapDirectory;
+use crate::metrics::Metrics;
 use crate::scim::groups::GroupService;
 use crate::scim::users::{UserService, UserServiceSettings};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use tower::ServiceExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -32,6 +36,10 @@ pub enum ServeError {
     },
     #[error("cannot start the directory pool: {0}")]
     Directory(#[from] crate::directory::ldap::pool::ConnectError),
+    #[error("cannot open the audit output: {0}")]
+    Audit(std::io::Error),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Build the rustls server config from PEM files.
@@ -75,52 +83,170 @@ pub fn tls_config(t: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, ServeErr
     Ok(Arc::new(cfg))
 }
 
+/// What a reload can change: per-listener routers (tokens, mapping, quotas, request limits), the
+/// TLS certificate, and the connection limits. Requests pick up the current one as they arrive.
+struct Live {
+    routers: Vec<axum::Router>,
+    tls: Option<TlsAcceptor>,
+    limits: LimitSettings,
+    limiter: Option<Arc<RateLimiter>>,
+    config: Config,
+}
+
+/// State shared by the accept loops, the connections and the `Gateway` handle.
+struct Server {
+    live: RwLock<Arc<Live>>,
+    directory: Arc<LdapDirectory>,
+    metrics: Metrics,
+    audit: Arc<Auditor>,
+    open_connections: AtomicUsize,
+    connection_closed: Notify,
+    draining: Arc<AtomicBool>,
+    /// Local addresses of the SCIM listeners, in config order.
+    addresses: Vec<SocketAddr>,
+}
+
+impl Server {
+    fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// The subtrees the gateway may touch under a config.
+fn allowed_bases(config: &Config) -> Vec<String> {
+    let mut allowed = vec![config.users.base.clone()];
+    if let crate::mapping::DeletePolicy::Soft { move_to: Some(m) } = &config.users.delete {
+        allowed.push(m.clone());
+    }
+    if let Some(g) = &config.groups {
+        allowed.push(g.base.clone());
+    }
+    allowed
+}
+
+/// Build everything a config determines above the sockets and the directory pool.
+fn build_live(
+    config: Config,
+    server_directory: &Arc<LdapDirectory>,
+    metrics: &Metrics,
+    addresses: &[SocketAddr],
+    previous: Option<&Live>,
+) -> Result<Live, ServeError> {
+    let tls = match &config.tls {
+        Some(t) if config.listeners.iter().any(|l| l.tls) => {
+            Some(TlsAcceptor::from(tls_config(t)?))
+        }
+        _ => None,
+    };
+    let token_names: Vec<String> = config.tokens.iter().map(|t| t.name.clone()).collect();
+    // Keep the buckets (and their state) when the quotas and tokens did not change.
+    let limiter = match (&config.rate_limits, previous) {
+        (None, _) => None,
+        (Some(r), Some(p))
+            if p.config.rate_limits.as_ref() == Some(r)
+                && p.config
+                    .tokens
+                    .iter()
+                    .map(|t| &t.name)
+                    .eq(token_names.iter()) =>
+        {
+            p.limiter.clone()
+        }
+        (Some(r), _) => Some(Arc::new(RateLimiter::new(r, &token_names))),
+    };
+    let settings = UserServiceSettings {
+        default_page_size: config.scim.default_page_size,
+        max_page_size: config.scim.max_page_size,
+        version_attribute: config.directory.version_attribute.clone(),
+    };
+    let users_mapping = Arc::new(config.users.clone());
+    let groups_mapping = config.groups.clone().map(Arc::new);
+    let users = UserService::new(
+        server_directory.clone(),
+        users_mapping.clone(),
+        settings.clone(),
+    )
+    .with_groups(groups_mapping.clone());
+    let groups = groups_mapping.map(|g| {
+        GroupService::new(
+            server_directory.clone(),
+            users_mapping.clone(),
+            g,
+            settings.clone(),
+        )
+    });
+    let concurrency = Arc::new(tokio::sync::Semaphore::new(
+        config.limits.max_concurrent_requests,
+    ));
+    let routers = config
+        .listeners
+        .iter()
+        .zip(addresses)
+        .map(|(l, local)| {
+            router(Arc::new(AppState {
+                users: users.clone(),
+                groups: groups.clone(),
+                tokens: super::auth::TokenSet::new(&config.tokens),
+                base_path: config.scim.base_path.clone(),
+                max_body_bytes: config.scim.max_body_bytes,
+                max_page_size: config.scim.max_page_size,
+                max_bulk_operations: config.scim.max_bulk_operations,
+                retry_after: config.directory.retry_after,
+                limiter: limiter.clone(),
+                concurrency: concurrency.clone(),
+                request_timeout: config.limits.request_timeout,
+                metrics: metrics.http.clone(),
+                scheme: if l.tls { "https" } else { "http" },
+                fallback_authority: local.to_string(),
+            }))
+        })
+        .collect();
+    Ok(Live {
+        routers,
+        tls,
+        limits: config.limits.clone(),
+        limiter,
+        config,
+    })
+}
+
 /// A running gateway. Dropping it does not stop it; call `shutdown`.
 pub struct Gateway {
-    /// The bound addresses, in listener order (useful when the config asks for port 0).
+    /// The bound SCIM addresses, in listener order (useful when the config asks for port 0).
     pub addresses: Vec<SocketAddr>,
+    /// The bound admin address, when the config has `[admin]`.
+    pub admin_address: Option<SocketAddr>,
+    server: Arc<Server>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    directory: Arc<LdapDirectory>,
+    /// Closes the connections still open when the grace period ends.
+    force: watch::Sender<bool>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    admin_task: Option<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Gateway {
-    /// Bind every listener and start serving.
-    pub async fn start(config: Config) -> Result<Gateway, ServeError> {
-        let mut allowed = vec![config.users.base.clone()];
-        if let crate::mapping::DeletePolicy::Soft { move_to: Some(m) } = &config.users.delete {
-            allowed.push(m.clone());
-        }
-        if let Some(g) = &config.groups {
-            allowed.push(g.base.clone());
-        }
-        let directory = Arc::new(LdapDirectory::start(&config.directory, allowed)?);
-        let settings = UserServiceSettings {
-            default_page_size: config.scim.default_page_size,
-            max_page_size: config.scim.max_page_size,
-            version_attribute: config.directory.version_attribute.clone(),
-        };
-        let users_mapping = Arc::new(config.users.clone());
-        let groups_mapping = config.groups.clone().map(Arc::new);
-        let users = UserService::new(directory.clone(), users_mapping.clone(), settings.clone())
-            .with_groups(groups_mapping.clone());
-        let groups = groups_mapping.map(|g| {
-            GroupService::new(
-                directory.clone(),
-                users_mapping.clone(),
-                g,
-                settings.clone(),
-            )
-        });
-        let tls = match &config.tls {
-            Some(t) if config.listeners.iter().any(|l| l.tls) => {
-                Some(TlsAcceptor::from(tls_config(t)?))
-            }
-            _ => None,
-        };
-        let (stop, stop_rx) = watch::channel(false);
+    /// Bind every listener and start serving; metrics are registered on `registry`.
+    pub async fn start(
+        config: Config,
+        registry: prometheus::Registry,
+    ) -> Result<Gateway, ServeError> {
+        let metrics = Metrics::register(&registry)?;
+        let audit = Arc::new(
+            Auditor::new(&config.audit, Some(metrics.process.clone()))
+                .map_err(ServeError::Audit)?,
+        );
+        let directory = Arc::new(LdapDirectory::start(
+            &config.directory,
+            allowed_bases(&config),
+            metrics.directory.clone(),
+            audit.clone(),
+        )?);
+        let mut listeners = Vec::new();
         let mut addresses = Vec::new();
-        let mut tasks = Vec::new();
         for l in &config.listeners {
             let listener =
                 TcpListener::bind(l.address)
@@ -134,61 +260,265 @@ impl Gateway {
                 source,
             })?;
             addresses.push(local);
-            let state = Arc::new(AppState {
-                users: users.clone(),
-                groups: groups.clone(),
-                tokens: super::auth::TokenSet::new(&config.tokens),
-                base_path: config.scim.base_path.clone(),
-                max_body_bytes: config.scim.max_body_bytes,
-                max_page_size: config.scim.max_page_size,
-                max_bulk_operations: config.scim.max_bulk_operations,
-                retry_after: config.directory.retry_after,
-                scheme: if l.tls { "https" } else { "http" },
-                fallback_authority: local.to_string(),
-            });
-            let app = router(state);
-            let acceptor = if l.tls { tls.clone() } else { None };
-            if acceptor.is_none() {
-                tracing::warn!(address = %local, "plaintext HTTP listener: tokens and identity data cross the network unencrypted");
-            } else {
-                tracing::info!(address = %local, "HTTPS listener ready");
+            listeners.push((listener, l.tls));
+        }
+        let admin = match &config.admin {
+            Some(a) => {
+                let listener =
+                    TcpListener::bind(a.address)
+                        .await
+                        .map_err(|source| ServeError::Bind {
+                            address: a.address,
+                            source,
+                        })?;
+                let local = listener.local_addr().map_err(|source| ServeError::Bind {
+                    address: a.address,
+                    source,
+                })?;
+                Some((listener, local, a.readiness_timeout))
             }
-            tasks.push(tokio::spawn(accept_loop(
+            None => None,
+        };
+        let live = build_live(config, &directory, &metrics, &addresses, None)?;
+        metrics.process.last_reload_success.set(unix_now());
+        let draining = Arc::new(AtomicBool::new(false));
+        let server = Arc::new(Server {
+            live: RwLock::new(Arc::new(live)),
+            directory: directory.clone(),
+            metrics,
+            audit,
+            open_connections: AtomicUsize::new(0),
+            connection_closed: Notify::new(),
+            draining: draining.clone(),
+            addresses: addresses.clone(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let (force, force_rx) = watch::channel(false);
+        let mut accept_tasks = Vec::new();
+        for (index, (listener, tls)) in listeners.into_iter().enumerate() {
+            if tls {
+                tracing::info!(address = %addresses[index], "HTTPS listener ready");
+            } else {
+                tracing::warn!(address = %addresses[index], "plaintext HTTP listener: tokens and identity data cross the network unencrypted");
+            }
+            accept_tasks.push(tokio::spawn(accept_loop(
+                server.clone(),
+                index,
                 listener,
-                acceptor,
-                app,
+                tls,
                 stop_rx.clone(),
+                force_rx.clone(),
             )));
         }
+        let (admin_address, admin_task) = match admin {
+            Some((listener, local, readiness_timeout)) => {
+                let app = super::admin::router(Arc::new(super::admin::AdminState {
+                    registry,
+                    directory,
+                    readiness_timeout,
+                    draining,
+                }));
+                tracing::info!(address = %local, "admin listener ready (/metrics, /healthz, /readyz)");
+                let task = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                });
+                (Some(local), Some(task))
+            }
+            None => (None, None),
+        };
+        // Forget per-IP rate-limit state that no longer matters, so floods from many addresses
+        // cannot grow memory without bound.
+        let purger = {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
+                loop {
+                    tick.tick().await;
+                    if let Some(l) = &server.live().limiter {
+                        l.purge();
+                    }
+                }
+            })
+        };
         Ok(Gateway {
             addresses,
+            admin_address,
+            server,
             stop,
-            tasks,
-            directory,
+            force,
+            accept_tasks,
+            admin_task,
+            background: vec![purger],
         })
     }
 
     /// How many LDAP requests the gateway has sent so far (for tests and diagnostics).
     pub fn directory_operations(&self) -> u64 {
-        self.directory.operations()
+        self.server.directory.operations()
     }
 
-    /// Stop accepting connections and wait for the accept loops to end.
+    /// The files the running config was read from (config, TLS, secret files), for change polling.
+    pub fn config_sources(&self) -> Vec<std::path::PathBuf> {
+        self.server.live().config.sources.clone()
+    }
+
+    /// Apply a new config without dropping connections. Listener addresses, the admin listener
+    /// and the directory connection settings need a restart; a change to them is logged and ignored.
+    pub fn reload(&self, config: Config) -> Result<(), ServeError> {
+        let s = &self.server;
+        let current = s.live();
+        let old = &current.config;
+        if config.listeners != old.listeners {
+            tracing::warn!("listener changes need a restart; keeping the current listeners");
+        }
+        if config.admin.as_ref().map(|a| a.address) != old.admin.as_ref().map(|a| a.address) {
+            tracing::warn!("admin listener changes need a restart; keeping the current one");
+        }
+        if directory_fingerprint(&config) != directory_fingerprint(old) {
+            tracing::warn!(
+                "directory connection changes need a restart; keeping the current connections"
+            );
+        }
+        let mut config = config;
+        config.listeners = old.listeners.clone();
+        config.directory = old.directory.clone();
+        config.admin = old.admin.clone();
+        let live = build_live(
+            config,
+            &s.directory,
+            &s.metrics,
+            &s.addresses,
+            Some(&current),
+        )?;
+        s.audit
+            .reconfigure(&live.config.audit)
+            .map_err(ServeError::Audit)?;
+        s.directory.set_allowed_bases(allowed_bases(&live.config));
+        let live = Arc::new(live);
+        match s.live.write() {
+            Ok(mut l) => *l = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+        Ok(())
+    }
+
+    /// Load `path` again and apply it. A config that does not load or apply is refused with a log
+    /// line and a metric, and the running config stays in force. Returns whether it was applied.
+    pub fn reload_from_file(&self, path: &Path, env: &dyn Environment) -> bool {
+        let result = Config::load(path, env)
+            .map_err(|e| e.to_string())
+            .and_then(|c| self.reload(c).map_err(|e| e.to_string()));
+        let m = &self.server.metrics.process;
+        match result {
+            Ok(()) => {
+                m.reloads.with_label_values(&["success"]).inc();
+                m.last_reload_success.set(unix_now());
+                tracing::info!(path = %path.display(), "configuration reloaded");
+                true
+            }
+            Err(e) => {
+                m.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(path = %path.display(), error = %e, "configuration reload refused; the running configuration stays in force");
+                false
+            }
+        }
+    }
+
+    /// Stop accepting connections, let in-flight requests finish within the grace period, close
+    /// what is left, then close the directory pool.
     pub async fn shutdown(self) {
+        let grace = self.server.live().limits.shutdown_grace;
+        self.server.draining.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in self.accept_tasks {
             let _ = t.await;
         }
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let closed = self.server.connection_closed.notified();
+            let open = self.server.open_connections.load(Ordering::Acquire);
+            if open == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                tracing::warn!(open, "grace period over; closing the remaining connections");
+                let _ = self.force.send(true);
+                break;
+            }
+        }
+        // Connections closed by force end at their next poll; give them a moment.
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.server.open_connections.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < settle
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for t in self.background {
+            t.abort();
+        }
+        if let Some(t) = self.admin_task {
+            t.abort();
+        }
+        self.server.directory.close().await;
+    }
+}
+
+/// The directory settings that only a restart can change.
+fn directory_fingerprint(c: &Config) -> String {
+    let d = &c.directory;
+    format!(
+        "{}|{}|{:?}|{}|{}|{}|{}",
+        d.url,
+        d.starttls,
+        d.ca_file,
+        d.danger_skip_tls_verify,
+        d.bind_dn,
+        d.pool_size,
+        d.max_in_flight
+    )
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenConnection(Arc<Server>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.http.connections.dec();
+        self.0.connection_closed.notify_waiters();
     }
 }
 
 async fn accept_loop(
+    server: Arc<Server>,
+    index: usize,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    app: axum::Router,
+    tls: bool,
     mut stop: watch::Receiver<bool>,
+    force: watch::Receiver<bool>,
 ) {
     loop {
+        // At the connection limit, leave new clients in the kernel's backlog until one closes.
+        loop {
+            let closed = server.connection_closed.notified();
+            let max = server.live().limits.max_connections;
+            if server.open_connections.load(Ordering::Acquire) < max {
+                break;
+            }
+            tokio::select! {
+                _ = closed => {}
+                _ = stop.changed() => return,
+            }
+        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
@@ -202,42 +532,203 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
-        let mut stop = stop.clone();
+        server.open_connections.fetch_add(1, Ordering::AcqRel);
+        server.metrics.http.connections.inc();
+        let guard = OpenConnection(server.clone());
+        let server = server.clone();
+        let stop = stop.clone();
+        let force = force.clone();
         tokio::spawn(async move {
-            let service = TowerToHyperService::new(app);
-            let builder = Builder::new(TokioExecutor::new());
-            match tls {
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection error") },
-                        _ = stop.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
-                    }
-                }
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection error") },
-                        _ = stop.changed() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
-                    }
-                }
-            }
+            let _guard = guard;
+            serve_connection(server, index, tls, tcp, peer, stop, force).await;
         });
     }
 }
+
+/// Per-connection activity, for the keep-alive idle timeout and the per-connection request cap.
+struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+    last_active: Mutex<Instant>,
+    changed: Notify,
+    /// Signalled once the connection has served its maximum number of requests.
+    exhausted: Notify,
+}
+
+impl Activity {
+    fn begin(&self, max_requests: Option<u64>) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let served = self.served.fetch_add(1, Ordering::AcqRel) + 1;
+        if max_requests.is_some_and(|m| served >= m) {
+            self.exhausted.notify_one();
+        }
+        self.touch();
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_active.lock() {
+            *t = Instant::now();
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once the connection has had no request in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let since = self
+                .last_active
+                .lock()
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
+            if since >= idle {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle - since) => {}
+                _ = changed => {}
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    server: Arc<Server>,
+    index: usize,
+    tls: bool,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+    force: watch::Receiver<bool>,
+) {
+    let live = server.live();
+    let limits = live.limits.clone();
+    if tls {
+        let Some(acceptor) = live.tls.clone() else {
+            return;
+        };
+        drop(live);
+        let failures = &server.metrics.http.tls_handshake_failures;
+        let stream =
+            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    failures.with_label_values(&["error"]).inc();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    failures.with_label_values(&["timeout"]).inc();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        drive(
+            server,
+            index,
+            TokioIo::new(stream),
+            peer,
+            limits,
+            stop,
+            force,
+        )
+        .await;
+    } else {
+        drop(live);
+        drive(server, index, TokioIo::new(tcp), peer, limits, stop, force).await;
+    }
+}
+
+/// Serve HTTP/1.1 or HTTP/2 on one connection until it ends, is idle too long, has served its
+/// maximum of requests, or the server stops.
+async fn drive<I>(
+    server: Arc<Server>,
+    index: usize,
+    io: I,
+    peer: SocketAddr,
+    limits: LimitSettings,
+    mut stop: watch::Receiver<bool>,
+    mut force: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        served: AtomicU64::new(0),
+        last_active: Mutex::new(Instant::now()),
+        changed: Notify::new(),
+        exhausted: Notify::new(),
+    });
+    let max_requests = limits.max_requests_per_connection;
+    let service = {
+        let activity = activity.clone();
+        let server = server.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            activity.begin(max_requests);
+            req.extensions_mut().insert(PeerAddr(peer));
+            let router = server.live().routers[index].clone();
+            let activity = activity.clone();
+            async move {
+                let resp = router.oneshot(req.map(axum::body::Body::new)).await;
+                activity.end();
+                resp
+            }
+        })
+    };
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(64 * 1024);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut closing = *stop.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            biased;
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = activity.idle_for(limits.keep_alive_idle), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = activity.exhausted.notified(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // Closing, and nothing in flight for a moment: don't wait on a client that never
+            // acknowledges the HTTP/2 GOAWAY; the grace period is for requests, not idle sockets.
+            _ = activity.idle_for(CLOSE_IDLE), if closing => return,
+            _ = force.changed() => return,
+        }
+    }
+}
+
+/// How long a closing connection with nothing in flight is kept for the client to hang up itself.
+const CLOSE_IDLE: Duration = Duration::from_millis(500);

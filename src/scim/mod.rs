@@ -53,6 +53,15 @@ pub enum ScimError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A rate-limit quota is exhausted (429).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The gateway is at `limits.max_concurrent_requests` (503).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request ran past `limits.request_timeout_secs` (504).
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
 }

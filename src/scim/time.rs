@@ -59,9 +59,45 @@ pub fn rfc3339_to_generalized(s: &str) -> Option<String> {
     ))
 }
 
+/// Seconds and milliseconds since the Unix epoch → `2026-11-22T14:42:00.123Z`.
+pub fn unix_to_rfc3339(secs: u64, millis: u32) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from a day count (proleptic Gregorian; the algorithm counts 400-year eras from 0000-03-01).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_time_to_rfc3339() {
+        assert_eq!(unix_to_rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(unix_to_rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(
+            unix_to_rfc3339(1_795_358_520, 123),
+            "2026-11-22T14:42:00.123Z"
+        );
+        assert_eq!(
+            unix_to_rfc3339(4_107_542_399, 999),
+            "2100-02-28T23:59:59.999Z"
+        );
+    }
 
     #[test]
     fn both_ways() {

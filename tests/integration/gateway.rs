@@ -88,6 +88,7 @@ pub fn repo_file(rel: &str) -> PathBuf {
 pub fn demo_config_text(slapd: &Slapd, dir: &std::path::Path) -> String {
     let text = std::fs::read_to_string(repo_file("config/gateway.toml")).unwrap();
     text.replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
         .replace("ldap://127.0.0.1:3389", &slapd.url)
         .replace(
             "../.run/tls/gateway.crt",
@@ -165,7 +166,9 @@ impl RunningGateway {
         } else {
             "http"
         };
-        let gateway = Gateway::start(config).await.unwrap();
+        let gateway = Gateway::start(config, prometheus::Registry::new())
+            .await
+            .unwrap();
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
             .timeout(std::time::Duration::from_secs(30))

@@ -19,8 +19,11 @@ async fn serve_logs_requests_but_never_secrets() {
         .local_addr()
         .unwrap()
         .port();
-    let text =
-        demo_config_text(&slapd, dir.path()).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = demo_config_text(&slapd, dir.path()).replacen(
+        r#"address = "127.0.0.1:0""#,
+        &format!(r#"address = "127.0.0.1:{port}""#),
+        1,
+    );
     let config = dir.path().join("gateway.toml");
     std::fs::write(&config, text).unwrap();
     let log = dir.path().join("gateway.log");
@@ -53,7 +56,11 @@ async fn serve_logs_requests_but_never_secrets() {
             Err(_) if started.elapsed() < Duration::from_secs(20) => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
-            Err(e) => panic!("gateway did not come up: {e}"),
+            Err(e) => panic!(
+                "gateway did not come up: {e}\n{}",
+                std::fs::read_to_string(dir.path().join("gateway.err")).unwrap_or_default()
+                    + &std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         }
     };
     assert_eq!(ok.status(), 200);
@@ -75,7 +82,9 @@ async fn serve_logs_requests_but_never_secrets() {
         .unwrap();
     assert_eq!(r.status(), 201);
 
-    // SIGTERM stops it cleanly.
+    // SIGTERM stops it cleanly. (The client goes first: this thread blocks below, so it could not
+    // answer HTTP/2's graceful-shutdown ping, and the gateway would wait out its grace period.)
+    drop(client);
     Command::new("kill")
         .arg(child.id().to_string())
         .status()
@@ -85,8 +94,12 @@ async fn serve_logs_requests_but_never_secrets() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop on SIGTERM: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
 

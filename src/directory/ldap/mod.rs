@@ -7,15 +7,20 @@ use super::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest,
     SortKey,
 };
+use crate::audit::{AuditChange, AuditWrite, Auditor};
 use crate::config::DirectorySettings;
+use crate::metrics::DirectoryMetrics;
 use ldap3::controls::{
     Assertion, Control, ControlType, MatchedValues, PagedResults, PostRead, PostReadResp,
     RawControl,
 };
-use ldap3::{Ldap, LdapError, Mod, SearchEntry};
-use pool::Pool;
+use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchResult};
+use pool::{Pool, PooledConn};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// Page size of the id-only walk over a large result set.
 const WALK_PAGE_SIZE: i32 = 1000;
@@ -30,12 +35,47 @@ const PERMISSIVE_MODIFY_OID: &str = "1.2.840.113556.1.4.1413";
 pub struct LdapDirectory {
     pool: Pool,
     /// LDAP requests sent (searches, pages, adds, modifies, renames, deletes).
-    operations: std::sync::atomic::AtomicU64,
-    /// Subtrees the gateway may write to; any other DN is refused before it reaches the wire.
-    allowed_bases: Vec<String>,
+    operations: AtomicU64,
+    /// Subtrees the gateway may touch; any other DN is refused before it reaches the wire.
+    /// Replaced on reload when the mapping's bases change.
+    allowed_bases: RwLock<Vec<String>>,
     op_timeout: Duration,
     max_search_entries: usize,
     max_sort_entries: usize,
+    /// Back-pressure: one permit per operation in flight.
+    slots: Semaphore,
+    /// Operations waiting for a permit.
+    queued: AtomicUsize,
+    max_queued: usize,
+    queue_timeout: Duration,
+    metrics: DirectoryMetrics,
+    audit: Arc<Auditor>,
+}
+
+/// The LDAP result code carried by a successful ldap3 call (which may still be an LDAP error).
+trait ResultCode {
+    fn rc(&self) -> u32;
+}
+
+impl ResultCode for LdapResult {
+    fn rc(&self) -> u32 {
+        self.rc
+    }
+}
+
+impl ResultCode for SearchResult {
+    fn rc(&self) -> u32 {
+        self.1.rc
+    }
+}
+
+/// The metric and audit label of a failed ldap3 call.
+fn error_label(e: &LdapError) -> &'static str {
+    match e {
+        LdapError::LdapResult { result } => result_code_name(result.rc),
+        LdapError::Timeout { .. } => "timeout",
+        _ => "connection_error",
+    }
 }
 
 /// The name of an LDAP result code, from a fixed set (safe as a metric label).
@@ -137,23 +177,94 @@ impl LdapDirectory {
     pub fn start(
         settings: &DirectorySettings,
         allowed_bases: Vec<String>,
+        metrics: DirectoryMetrics,
+        audit: Arc<Auditor>,
     ) -> Result<Self, pool::ConnectError> {
         Ok(LdapDirectory {
-            pool: Pool::start(settings.clone())?,
-            operations: std::sync::atomic::AtomicU64::new(0),
-            allowed_bases,
+            pool: Pool::start(settings.clone(), metrics.clone())?,
+            operations: AtomicU64::new(0),
+            allowed_bases: RwLock::new(allowed_bases),
             op_timeout: settings.operation_timeout,
             max_search_entries: settings.max_search_entries,
             max_sort_entries: settings.max_sort_entries,
+            slots: Semaphore::new(settings.max_in_flight),
+            queued: AtomicUsize::new(0),
+            max_queued: settings.max_queued,
+            queue_timeout: settings.queue_timeout,
+            metrics,
+            audit,
         })
     }
 
     /// How many LDAP requests this directory has sent so far.
     pub fn operations(&self) -> u64 {
-        self.operations.load(std::sync::atomic::Ordering::Relaxed)
+        self.operations.load(Ordering::Relaxed)
     }
 
-    async fn handle(&self) -> Result<Ldap, DirectoryError> {
+    /// Replace the subtrees the gateway may touch (on reload).
+    pub fn set_allowed_bases(&self, bases: Vec<String>) {
+        if let Ok(mut b) = self.allowed_bases.write() {
+            *b = bases;
+        }
+    }
+
+    /// Close the pool: unbind every connection and stop reconnecting.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Publish the pool's state on its gauges (called before each scrape).
+    pub fn refresh_metrics(&self) {
+        self.pool.refresh_metrics();
+    }
+
+    /// Readiness: a base-scope search of the first configured subtree, answered within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), DirectoryError> {
+        let base = self
+            .allowed_bases
+            .read()
+            .ok()
+            .and_then(|b| b.first().cloned())
+            .unwrap_or_default();
+        let probe = self.search(SearchRequest {
+            base,
+            scope: Scope::Base,
+            filter: "(objectClass=*)".into(),
+            attrs: vec!["1.1".into()],
+        });
+        match tokio::time::timeout(timeout, probe).await {
+            Err(_) => Err(DirectoryError::Timeout(timeout)),
+            Ok(r) => r.map(|_| ()),
+        }
+    }
+
+    /// A slot for one operation: at once, or after waiting in a bounded queue for a bounded time.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DirectoryError> {
+        if let Ok(p) = self.slots.try_acquire() {
+            return Ok(p);
+        }
+        let reject = |reason: &'static str| {
+            self.metrics.rejected.with_label_values(&[reason]).inc();
+            DirectoryError::Overloaded
+        };
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(reject("queue_full"));
+        }
+        self.metrics.queued.inc();
+        let waited = tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.queued.dec();
+        match waited {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(DirectoryError::Unavailable(
+                "the directory is closing".into(),
+            )),
+            Err(_) => Err(reject("queue_timeout")),
+        }
+    }
+
+    async fn handle(&self) -> Result<PooledConn, DirectoryError> {
         let mut h =
             self.pool.get().await.ok_or_else(|| {
                 DirectoryError::Unavailable("no directory connection is up".into())
@@ -163,12 +274,30 @@ impl LdapDirectory {
     }
 
     fn check_within(&self, target: &str) -> Result<(), DirectoryError> {
-        if self.allowed_bases.iter().any(|b| dn::is_within(target, b)) {
+        let within = self
+            .allowed_bases
+            .read()
+            .map(|b| b.iter().any(|b| dn::is_within(target, b)))
+            .unwrap_or(false);
+        if within {
             Ok(())
         } else {
-            tracing::error!("refused a write outside the configured subtrees");
+            tracing::error!("refused a DN outside the configured subtrees");
             Err(DirectoryError::OutsideSubtree)
         }
+    }
+
+    /// Like `check_within`, for writes: a refusal is also audited.
+    fn check_write(&self, operation: &'static str, target: &str) -> Result<(), DirectoryError> {
+        self.check_within(target).inspect_err(|_| {
+            self.audit.record(&AuditWrite {
+                operation,
+                dn: target,
+                new_dn: None,
+                changes: vec![],
+                result: "refused_outside_subtree",
+            })
+        })
     }
 
     fn check_search_base(&self, base: &str) -> Result<(), DirectoryError> {
@@ -176,16 +305,60 @@ impl LdapDirectory {
     }
 
     /// Run `f` with a bounded time; ldap3's own timeout covers the request, this covers the rest.
-    async fn timed<T, F>(&self, f: F) -> Result<T, DirectoryError>
+    /// Also the one place where back-pressure is applied and operations are counted and timed.
+    async fn timed<T, F>(&self, operation: &'static str, f: F) -> Result<T, DirectoryError>
     where
+        T: ResultCode,
         F: std::future::Future<Output = Result<T, LdapError>>,
     {
-        self.operations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match tokio::time::timeout(self.op_timeout + Duration::from_millis(250), f).await {
+        let _slot = self.admit().await?;
+        self.metrics.in_flight.inc();
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.op_timeout + Duration::from_millis(250), f).await;
+        self.metrics.in_flight.dec();
+        let result = match &outcome {
+            Err(_) => "timeout",
+            Ok(Ok(t)) => result_code_name(t.rc()),
+            Ok(Err(e)) => error_label(e),
+        };
+        self.metrics
+            .operations
+            .with_label_values(&[operation, result])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
             Err(_) => Err(DirectoryError::Timeout(self.op_timeout)),
             Ok(r) => r.map_err(|e| classify(e, self.op_timeout)),
         }
+    }
+
+    /// Record one write in the audit trail, with the result the directory gave.
+    fn audit_write<T: ResultCode>(
+        &self,
+        operation: &'static str,
+        dn: &str,
+        new_dn: Option<&str>,
+        changes: Vec<AuditChange<'_>>,
+        outcome: &Result<T, DirectoryError>,
+    ) {
+        let result = match outcome {
+            Ok(t) => result_code_name(t.rc()),
+            Err(DirectoryError::Timeout(_)) => "timeout",
+            Err(DirectoryError::Overloaded) => return, // never sent
+            Err(DirectoryError::Unavailable(_)) => "connection_error",
+            Err(e) => e.result_label(),
+        };
+        self.audit.record(&AuditWrite {
+            operation,
+            dn,
+            new_dn,
+            changes,
+            result,
+        });
     }
 
     /// One page of a paged search on `ldap` (the cookie binds it to that connection).
@@ -203,7 +376,10 @@ impl LdapDirectory {
         controls.extend(sort.map(sort::sort_control));
         ldap.with_controls(controls);
         let res = self
-            .timed(ldap.search(&req.base, scope(req.scope), &req.filter, attrs.to_vec()))
+            .timed(
+                "search",
+                ldap.search(&req.base, scope(req.scope), &req.filter, attrs.to_vec()),
+            )
             .await?;
         let (entries, result) = match res.success() {
             Ok(ok) => ok,
@@ -310,7 +486,10 @@ impl EntryReader for LdapDirectory {
         self.check_search_base(&req.base)?;
         let mut ldap = self.handle().await?;
         let res = self
-            .timed(ldap.search(&req.base, scope(req.scope), &req.filter, req.attrs.clone()))
+            .timed(
+                "search",
+                ldap.search(&req.base, scope(req.scope), &req.filter, req.attrs.clone()),
+            )
             .await?;
         match res.success() {
             Ok((entries, _)) => Ok(entries
@@ -331,12 +510,15 @@ impl EntryReader for LdapDirectory {
         // The subschema is public and outside the data subtrees: read it without the base check.
         let mut ldap = self.handle().await?;
         let root = self
-            .timed(ldap.search(
-                "",
-                ldap3::Scope::Base,
-                "(objectClass=*)",
-                vec!["subschemaSubentry"],
-            ))
+            .timed(
+                "search",
+                ldap.search(
+                    "",
+                    ldap3::Scope::Base,
+                    "(objectClass=*)",
+                    vec!["subschemaSubentry"],
+                ),
+            )
             .await?;
         let subschema = root
             .success()
@@ -354,12 +536,15 @@ impl EntryReader for LdapDirectory {
         };
         ldap.with_timeout(self.op_timeout);
         let res = self
-            .timed(ldap.search(
-                &subschema,
-                ldap3::Scope::Base,
-                "(objectClass=*)",
-                vec!["attributeTypes"],
-            ))
+            .timed(
+                "search",
+                ldap.search(
+                    &subschema,
+                    ldap3::Scope::Base,
+                    "(objectClass=*)",
+                    vec!["attributeTypes"],
+                ),
+            )
             .await?;
         let types: Vec<String> = match res.success() {
             Ok((entries, _)) => entries
@@ -584,8 +769,30 @@ impl LdapDirectory {
             controls.push(PostRead::new(read_back.to_vec()));
         }
         ldap.with_controls(controls);
-        let res = self.timed(ldap.modify(target, mods(list))).await?;
-        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        let ldap_mods = mods(list.clone());
+        let res = self.timed("modify", ldap.modify(target, ldap_mods)).await;
+        let changes = list
+            .iter()
+            .map(|m| match m {
+                Modification::Add(a, v) => AuditChange {
+                    op: "add",
+                    attribute: a,
+                    values: v,
+                },
+                Modification::Delete(a, v) => AuditChange {
+                    op: "delete",
+                    attribute: a,
+                    values: v,
+                },
+                Modification::Replace(a, v) => AuditChange {
+                    op: "replace",
+                    attribute: a,
+                    values: v,
+                },
+            })
+            .collect();
+        self.audit_write("modify", target, None, changes, &res);
+        let res = res?.success().map_err(|e| classify(e, self.op_timeout))?;
         self.read_back(target, &res.ctrls, read_back).await
     }
 
@@ -625,7 +832,10 @@ impl LdapDirectory {
             control.crit = true;
             ldap.with_controls(control);
             let res = self
-                .timed(ldap.search(target, ldap3::Scope::Base, "(objectClass=*)", attrs.clone()))
+                .timed(
+                    "search",
+                    ldap.search(target, ldap3::Scope::Base, "(objectClass=*)", attrs.clone()),
+                )
                 .await?;
             let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
             for e in entries {
@@ -683,17 +893,26 @@ impl EntryWriter for LdapDirectory {
         attrs: Vec<(String, Vec<String>)>,
         read_back: &[String],
     ) -> Result<Entry, DirectoryError> {
-        self.check_within(target)?;
+        self.check_write("add", target)?;
         let mut ldap = self.handle().await?;
         if !read_back.is_empty() {
             ldap.with_controls(PostRead::new(read_back.to_vec()));
         }
-        let attrs: Vec<(String, HashSet<String>)> = attrs
-            .into_iter()
-            .map(|(a, v)| (a, v.into_iter().collect()))
+        let sets: Vec<(String, HashSet<String>)> = attrs
+            .iter()
+            .map(|(a, v)| (a.clone(), v.iter().cloned().collect()))
             .collect();
-        let res = self.timed(ldap.add(target, attrs)).await?;
-        let res = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        let res = self.timed("add", ldap.add(target, sets)).await;
+        let changes = attrs
+            .iter()
+            .map(|(a, v)| AuditChange {
+                op: "add",
+                attribute: a,
+                values: v,
+            })
+            .collect();
+        self.audit_write("add", target, None, changes, &res);
+        let res = res?.success().map_err(|e| classify(e, self.op_timeout))?;
         self.read_back(target, &res.ctrls, read_back).await
     }
 
@@ -704,7 +923,7 @@ impl EntryWriter for LdapDirectory {
         guard: Option<String>,
         read_back: &[String],
     ) -> Result<Entry, DirectoryError> {
-        self.check_within(target)?;
+        self.check_write("modify", target)?;
         let mut list = list;
         // Servers without Permissive Modify (OpenLDAP) refuse adding a present value (20) or
         // deleting an absent one (16). Then the no-op values are found with one matched-values
@@ -736,32 +955,34 @@ impl EntryWriter for LdapDirectory {
         new_parent: Option<&str>,
         guard: Option<String>,
     ) -> Result<String, DirectoryError> {
-        self.check_within(target)?;
+        self.check_write("modrdn", target)?;
         let parent = match new_parent {
             Some(p) => p.to_string(),
             None => dn::parent(target).ok_or(DirectoryError::OutsideSubtree)?,
         };
         let new_dn = format!("{new_rdn},{parent}");
-        self.check_within(&new_dn)?;
+        self.check_write("modrdn", &new_dn)?;
         let mut ldap = self.handle().await?;
         if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
             ldap.with_controls(Assertion::new(g));
         }
         let res = self
-            .timed(ldap.modifydn(target, new_rdn, true, new_parent))
-            .await?;
-        res.success().map_err(|e| classify(e, self.op_timeout))?;
+            .timed("modrdn", ldap.modifydn(target, new_rdn, true, new_parent))
+            .await;
+        self.audit_write("modrdn", target, Some(&new_dn), vec![], &res);
+        res?.success().map_err(|e| classify(e, self.op_timeout))?;
         Ok(new_dn)
     }
 
     async fn delete(&self, target: &str, guard: Option<String>) -> Result<(), DirectoryError> {
-        self.check_within(target)?;
+        self.check_write("delete", target)?;
         let mut ldap = self.handle().await?;
         if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
             ldap.with_controls(Assertion::new(g));
         }
-        let res = self.timed(ldap.delete(target)).await?;
-        res.success().map_err(|e| classify(e, self.op_timeout))?;
+        let res = self.timed("delete", ldap.delete(target)).await;
+        self.audit_write("delete", target, None, vec![], &res);
+        res?.success().map_err(|e| classify(e, self.op_timeout))?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! of any live handle; there is no checkout and nothing to return.
 
 use crate::config::DirectorySettings;
+use crate::metrics::DirectoryMetrics;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +60,10 @@ struct Shared {
     settings: DirectorySettings,
     conn_settings: LdapConnSettings,
     handles: Vec<Mutex<Option<Ldap>>>,
+    /// Handles of each slot currently lent to a request (0 means the connection is idle).
+    busy: Vec<AtomicUsize>,
     next: AtomicUsize,
+    metrics: DirectoryMetrics,
     /// Signalled when a slot's state changes: a live connection, or a failed attempt.
     ready: Notify,
     /// Signalled by requests that found no live connection: supervisors in backoff retry at once.
@@ -74,6 +78,32 @@ const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// How long a request waits for a woken supervisor when the directory was last seen down.
 const DOWN_GRACE: Duration = Duration::from_millis(200);
+
+/// A connection lent to one request; counts as busy until dropped.
+pub struct PooledConn {
+    ldap: Ldap,
+    shared: Arc<Shared>,
+    slot: usize,
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = Ldap;
+    fn deref(&self) -> &Ldap {
+        &self.ldap
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut Ldap {
+        &mut self.ldap
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        self.shared.busy[self.slot].fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The connection pool. Dropping it stops the supervisors and closes the connections.
 pub struct Pool {
@@ -199,14 +229,19 @@ pub async fn connect(
 
 impl Pool {
     /// Start one supervisor per slot. Connections come up in the background; `get` waits for them.
-    pub fn start(settings: DirectorySettings) -> Result<Pool, ConnectError> {
+    pub fn start(
+        settings: DirectorySettings,
+        metrics: DirectoryMetrics,
+    ) -> Result<Pool, ConnectError> {
         let conn_settings = conn_settings(&settings)?;
         let n = settings.pool_size;
         let shared = Arc::new(Shared {
             settings,
             conn_settings,
             handles: (0..n).map(|_| Mutex::new(None)).collect(),
+            busy: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             next: AtomicUsize::new(0),
+            metrics,
             ready: Notify::new(),
             wake: Notify::new(),
             down: AtomicBool::new(false),
@@ -220,24 +255,77 @@ impl Pool {
         })
     }
 
-    fn try_get(&self) -> Option<Ldap> {
+    fn try_get(&self) -> Option<PooledConn> {
         let n = self.shared.handles.len();
         let start = self.shared.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
-            let slot = &self.shared.handles[(start + k) % n];
-            let handle = slot.lock().ok().and_then(|g| g.clone());
+            let slot = (start + k) % n;
+            let handle = self.shared.handles[slot]
+                .lock()
+                .ok()
+                .and_then(|g| g.clone());
             if let Some(mut h) = handle {
                 if !h.is_closed() {
-                    return Some(h);
+                    self.shared.busy[slot].fetch_add(1, Ordering::Relaxed);
+                    return Some(PooledConn {
+                        ldap: h,
+                        shared: self.shared.clone(),
+                        slot,
+                    });
                 }
             }
         }
         None
     }
 
+    /// Stop reconnecting and unbind every connection (at shutdown, after requests have drained).
+    pub async fn close(&self) {
+        for s in &self.supervisors {
+            s.abort();
+        }
+        for slot in &self.shared.handles {
+            let handle = slot.lock().ok().and_then(|mut g| g.take());
+            if let Some(mut h) = handle {
+                let _ = tokio::time::timeout(Duration::from_secs(1), h.unbind()).await;
+            }
+        }
+        self.shared.down.store(true, Ordering::Relaxed);
+        self.shared.metrics.up.set(0);
+    }
+
+    /// Open connections, and those of them no request is using.
+    pub fn stats(&self) -> (usize, usize) {
+        let mut open = 0;
+        let mut idle = 0;
+        for (slot, h) in self.shared.handles.iter().enumerate() {
+            let live = h
+                .lock()
+                .ok()
+                .and_then(|g| g.clone())
+                .is_some_and(|mut l| !l.is_closed());
+            if live {
+                open += 1;
+                if self.shared.busy[slot].load(Ordering::Relaxed) == 0 {
+                    idle += 1;
+                }
+            }
+        }
+        (open, idle)
+    }
+
+    /// Publish the pool's state on its gauges (called before each scrape).
+    pub fn refresh_metrics(&self) {
+        let (open, idle) = self.stats();
+        let m = &self.shared.metrics;
+        m.connections.with_label_values(&["open"]).set(open as i64);
+        m.connections.with_label_values(&["idle"]).set(idle as i64);
+        let up = open > 0 && !self.shared.down.load(Ordering::Relaxed);
+        m.up.set(i64::from(up));
+    }
+
     /// A live handle. Without one, the supervisors are woken and the request waits up to the
     /// connect timeout while connections are coming up, or briefly when the directory was last seen down.
-    pub async fn get(&self) -> Option<Ldap> {
+    pub async fn get(&self) -> Option<PooledConn> {
         if let Some(h) = self.try_get() {
             return Some(h);
         }
@@ -267,11 +355,34 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
     let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
     // Log state changes, not every attempt of an outage.
     let mut failing = false;
+    // Every connection after this slot's first is a reconnect.
+    let mut first = true;
     loop {
-        match connect(&shared.settings, shared.conn_settings.clone()).await {
+        let attempt = connect(&shared.settings, shared.conn_settings.clone()).await;
+        let bind_result = match &attempt {
+            Ok(_) => Some("success"),
+            Err(ConnectError::Bind(ldap3::LdapError::LdapResult { result })) => {
+                Some(super::result_code_name(result.rc))
+            }
+            Err(ConnectError::Bind(_)) => Some("connection_error"),
+            Err(_) => None,
+        };
+        if let Some(r) = bind_result {
+            shared
+                .metrics
+                .operations
+                .with_label_values(&["bind", r])
+                .inc();
+        }
+        match attempt {
             Ok((ldap, driver)) => {
                 backoff.reset();
                 shared.down.store(false, Ordering::Relaxed);
+                shared.metrics.up.set(1);
+                if !first {
+                    shared.metrics.reconnects.inc();
+                }
+                first = false;
                 if let Ok(mut g) = shared.handles[slot].lock() {
                     *g = Some(ldap);
                 }
@@ -290,6 +401,8 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
             }
             Err(e) => {
                 shared.down.store(true, Ordering::Relaxed);
+                shared.metrics.up.set(0);
+                first = false;
                 shared.ready.notify_waiters();
                 if failing {
                     tracing::debug!(slot, error = %e, "cannot connect to the directory");
