@@ -30,6 +30,8 @@ pub struct RunningGateway {
     pub base: String,
     pub client: reqwest::Client,
     pub ca_pem: Vec<u8>,
+    /// `http://127.0.0.1:<port>` of the admin listener (/metrics, /healthz, /readyz).
+    pub admin: String,
     /// Kept so the gateway lives as long as the fixture; its tasks end with the test's runtime.
     _gateway: Gateway,
     _dir: tempfile::TempDir,
@@ -147,6 +149,28 @@ impl RunningGateway {
         self._gateway.directory_operations()
     }
 
+    /// The running gateway (for in-process reloads).
+    pub fn server(&self) -> &Gateway {
+        &self._gateway
+    }
+
+    /// The folder holding the fixture's certificate and key.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The admin listener's `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The demo config pointed at `slapd`, edited by `edit`, on a free port with a fresh certificate.
     pub async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> RunningGateway {
         let dir = tempfile::tempdir().unwrap();
@@ -178,6 +202,12 @@ impl RunningGateway {
             base: format!("{scheme}://{}/scim/v2", gateway.addresses[0]),
             client,
             ca_pem,
+            admin: format!(
+                "http://{}",
+                gateway
+                    .admin_address
+                    .expect("the demo config has an admin listener")
+            ),
             _gateway: gateway,
             _dir: dir,
         }
