@@ -115,6 +115,12 @@ cat >&2 <<MSG
     ldapsearch -x -H ldap://127.0.0.1:$LDAP_PORT -D cn=admin,dc=example,dc=org -w "\$LDAP_ADMIN_PASSWORD" \\
       -b ou=people,dc=example,dc=org '(uid=dave)' '*' '+'
 
+    Watch it (admin listener, plain HTTP on loopback):
+
+    curl http://127.0.0.1:9464/metrics      # Prometheus, scim_gateway_*
+    curl http://127.0.0.1:9464/readyz       # 200 while the directory answers
+    kill -HUP <gateway pid>                 # reload config/tokens/certificate
+
 MSG
 
 step "6/6 running the gateway (Ctrl-C stops it and slapd)"

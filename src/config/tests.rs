@@ -1005,3 +1005,178 @@ fn fixed_env_answers_only_what_it_holds() {
         std::io::ErrorKind::NotFound
     );
 }
+
+// ---------------------------------------------------------------------------
+// Operations: limits, quotas, admin, logs, audit, reload
+
+#[test]
+fn operations_sections_have_documented_defaults() {
+    let c = load_str(BASE, &demo_env()).unwrap();
+    assert_eq!(c.limits, LimitSettings::default());
+    assert_eq!(c.limits.max_connections, 1024);
+    assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.max_requests_per_connection, Some(10_000));
+    assert_eq!(c.limits.http2_max_concurrent_streams, 64);
+    assert_eq!(c.directory.max_in_flight, 32, "8 × pool_size");
+    assert_eq!(c.directory.max_queued, 256);
+    assert_eq!(c.directory.queue_timeout, Duration::from_millis(1000));
+    let r = c.rate_limits.expect("quotas are on by default");
+    assert_eq!(r, RateLimitSettings::default());
+    // Entra ID sends up to 25 requests/s per tenant: the per-token defaults stay above it.
+    for q in [r.token_read, r.token_write] {
+        let q = q.unwrap();
+        assert!(q.per_second.get() >= 25 && q.burst > q.per_second, "{q:?}");
+    }
+    assert!(c.admin.is_none());
+    assert_eq!(c.log.format, LogFormat::Human);
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.audit.output, AuditOutput::Log);
+    assert_eq!(c.reload.watch, None);
+}
+
+#[test]
+fn operations_sections_are_read() {
+    let text = format!(
+        r#"{BASE}
+[limits]
+max_connections = 10
+max_requests_per_connection = 0
+shutdown_grace_secs = 0
+
+[rate_limits]
+trusted_proxies = ["10.0.0.0/8", "::1"]
+token_write = {{ per_second = 30 }}
+global_read = {{ per_second = 0 }}
+
+[admin]
+address = "127.0.0.1:9464"
+
+[log]
+format = "json"
+level = "debug"
+
+[audit]
+output = "file"
+file = "audit.jsonl"
+redact_attributes = ["employeeNumber"]
+
+[reload]
+watch = true
+"#
+    );
+    let c = load_str(&text, &demo_env()).unwrap();
+    assert_eq!(c.limits.max_connections, 10);
+    assert_eq!(
+        c.limits.max_requests_per_connection, None,
+        "0 means no limit"
+    );
+    assert_eq!(c.limits.shutdown_grace, Duration::ZERO);
+    let r = c.rate_limits.unwrap();
+    assert_eq!(r.trusted_proxies.len(), 2);
+    let w = r.token_write.unwrap();
+    assert_eq!(
+        (w.per_second.get(), w.burst.get()),
+        (30, 60),
+        "burst defaults to 2×"
+    );
+    assert_eq!(r.global_read, None, "per_second = 0 turns the quota off");
+    assert_eq!(
+        c.admin.unwrap().address,
+        "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(
+        c.audit.output,
+        AuditOutput::File(PathBuf::from("/etc/gw/audit.jsonl"))
+    );
+    assert_eq!(c.audit.redact_attributes, vec!["employeenumber"]);
+    assert_eq!(c.reload.watch, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn rate_limits_can_be_turned_off() {
+    let c = load_str(
+        &format!("{BASE}\n[rate_limits]\nenabled = false\n"),
+        &demo_env(),
+    )
+    .unwrap();
+    assert!(c.rate_limits.is_none());
+}
+
+#[test]
+fn operations_problems_name_their_keys() {
+    let text = format!(
+        r#"{BASE}
+[limits]
+max_connections = 0
+header_read_timeout_secs = 0
+http2_max_concurrent_streams = 0
+
+[rate_limits]
+trusted_proxies = ["10.0.0.1/8", "not-an-address"]
+token_read = {{ per_second = 10, burst = 0 }}
+
+[admin]
+address = "localhost"
+
+[log]
+format = "xml"
+
+[audit]
+output = "file"
+"#
+    );
+    let p = problems(&text, &demo_env());
+    for key in [
+        "limits.max_connections",
+        "limits.header_read_timeout_secs",
+        "limits.http2_max_concurrent_streams",
+        "rate_limits.trusted_proxies[0]",
+        "rate_limits.trusted_proxies[1]",
+        "rate_limits.token_read.burst",
+        "admin.address",
+        "log.format",
+        "audit.file",
+    ] {
+        problem(&p, key);
+    }
+    assert!(
+        problem(&p, "rate_limits.trusted_proxies[0]")
+            .message
+            .contains("10.0.0.0/8"),
+        "host bits set: the fix is suggested"
+    );
+    assert!(problem(&p, "log.format").message.contains("json"));
+}
+
+#[test]
+fn admin_listener_cannot_share_the_scim_address() {
+    let text = format!("{BASE}\n[admin]\naddress = \"127.0.0.1:8080\"\n");
+    let p = problems(&text, &demo_env());
+    assert!(problem(&p, "admin.address")
+        .message
+        .contains("SCIM listener"));
+}
+
+#[test]
+fn audit_output_names_must_be_known() {
+    let text = format!("{BASE}\n[audit]\noutput = \"syslog\"\n");
+    let p = problems(&text, &demo_env());
+    assert!(problem(&p, "audit.output").message.contains("stderr"));
+    let text = format!("{BASE}\n[audit]\noutput = \"stdout\"\nfile = \"x\"\n");
+    problem(&problems(&text, &demo_env()), "audit.file");
+}
+
+#[test]
+fn reload_sources_name_the_tls_and_secret_files() {
+    let text = BASE.replace(
+        r#"secret = { env = "SCIM_TOKEN" }"#,
+        r#"secret = { file = "token" }"#,
+    );
+    let env = env_with(
+        &[("LDAP_ADMIN_PASSWORD", BIND_PW)],
+        &[("/etc/gw/token", TOKEN)],
+    );
+    let c = load_str(&text, &env).unwrap();
+    assert_eq!(c.sources, vec![PathBuf::from("/etc/gw/token")]);
+}
