@@ -48,7 +48,8 @@ pub struct LimitsFile {
     pub max_connections: Option<usize>,
     /// Largest number of requests handled at once; more get 503 before their body is read. Default 256.
     pub max_concurrent_requests: Option<usize>,
-    /// Time a client has to send a request's headers (HTTP/1); a slower client is disconnected. Default 10.
+    /// Time a client has to send a request's headers (for a connection's first request counted from
+    /// the TLS handshake, HTTP/1 or HTTP/2); a slower client is disconnected. Default 10.
     pub header_read_timeout_secs: Option<u64>,
     /// Time a client has to finish the TLS handshake. Default 10.
     pub tls_handshake_timeout_secs: Option<u64>,

@@ -701,6 +701,13 @@ async fn drive<I>(
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    // hyper's HTTP/1 header timer starts only once the first bytes have shown the connection is
+    // HTTP/1: a client sending nothing (or part of the HTTP/2 preface) after the handshake would
+    // hold its connection until the idle timeout. So the first request's headers must arrive
+    // within the header read timeout whatever the protocol.
+    let first_request = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(first_request);
+    let mut first_request_seen = false;
     loop {
         tokio::select! {
             biased;
@@ -709,6 +716,13 @@ async fn drive<I>(
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 return;
+            }
+            _ = &mut first_request, if !first_request_seen => {
+                if activity.served.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, "no request within the header read timeout");
+                    return;
+                }
+                first_request_seen = true;
             }
             _ = stop.changed(), if !closing => {
                 closing = true;
