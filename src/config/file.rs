@@ -55,7 +55,8 @@ pub struct LimitsFile {
     pub tls_handshake_timeout_secs: Option<u64>,
     /// Longest a request may take from its headers to its response; beyond it 504. Default 60.
     pub request_timeout_secs: Option<u64>,
-    /// An idle keep-alive connection is closed after this long. Default 120.
+    /// An idle keep-alive connection is closed after this long. Default 120. (An HTTP/1.1 connection
+    /// waiting for its next request is also bound by `header_read_timeout_secs`, whichever is shorter.)
     pub keep_alive_idle_secs: Option<u64>,
     /// Requests served on one connection before it is closed gracefully; 0 for no limit. Default 10000.
     pub max_requests_per_connection: Option<u64>,
