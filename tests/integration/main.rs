@@ -10,6 +10,7 @@ mod gateway;
 mod groups;
 mod groups_scale;
 mod hostile;
+mod operations_binary;
 mod projection;
 mod serve_command;
 mod slapd;
