@@ -10,6 +10,7 @@ use crate::directory::ldap::LdapDirectory;
 use crate::metrics::Metrics;
 use crate::scim::groups::GroupService;
 use crate::scim::users::{UserService, UserServiceSettings};
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use std::net::SocketAddr;
@@ -677,8 +678,26 @@ async fn drive<I>(
             req.extensions_mut().insert(PeerAddr(peer));
             let router = server.live().routers[index].clone();
             let activity = activity.clone();
+            // Each request runs in its own task: when a client hangs up, hyper drops this
+            // future, but a write already sent to the directory still completes, is audited and
+            // counted, and the gauges come back down.
+            let task = tokio::spawn(router.oneshot(req.map(axum::body::Body::new)));
             async move {
-                let resp = router.oneshot(req.map(axum::body::Body::new)).await;
+                let resp = match task.await {
+                    Ok(r) => r,
+                    // A panic in a handler is a bug: 500, and the connection carries on.
+                    Err(e) => {
+                        tracing::error!(error = %e, "request task failed");
+                        let body = serde_json::json!({"schemas": [crate::scim::ERROR],
+                            "status": "500", "detail": "internal error"});
+                        Ok((
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            [(axum::http::header::CONTENT_TYPE, super::error::SCIM_JSON)],
+                            body.to_string(),
+                        )
+                            .into_response())
+                    }
+                };
                 activity.end();
                 resp
             }

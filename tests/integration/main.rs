@@ -11,6 +11,7 @@ mod groups;
 mod groups_scale;
 mod hostile;
 mod operations;
+mod operations_binary;
 mod projection;
 mod serve_command;
 mod slapd;

@@ -1101,3 +1101,73 @@ async fn http2_stream_limit_is_advertised() {
         "SETTINGS_MAX_CONCURRENT_STREAMS in {settings:?}"
     );
 }
+
+/// A client that hangs up while its write waits on the directory does not cancel the write
+/// half-way: the write completes, is audited, and every gauge comes back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_does_not_lose_the_audit_of_its_write() {
+    let gw = TestGateway::start_with(|t| {
+        set(
+            t,
+            "[audit]\noutput = \"log\"\n",
+            "[audit]\noutput = \"file\"\nfile = \"audit.jsonl\"\n",
+        )
+    })
+    .await;
+    let path = gw.dir().join("audit.jsonl");
+    let impatient = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca_pem).unwrap())
+        .http1_only()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    gw.slapd.pause();
+    let sent = impatient
+        .post(format!("{}/Users", gw.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .header("x-request-id", "hung-up-1")
+        .body(user("hung-up").to_string())
+        .send()
+        .await;
+    assert!(
+        sent.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gave up: {sent:?}"
+    );
+    drop(impatient);
+    gw.slapd.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        if let Some(r) = audit_records(&path)
+            .into_iter()
+            .find(|r| r["request_id"] == "hung-up-1")
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit record of the abandoned write"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    assert_eq!(record["ldap_operation"], "add");
+    assert_eq!(record["result"], "success");
+    assert!(
+        gw.slapd.entry(&people_dn("hung-up")).await.is_some(),
+        "the audited write is in the directory"
+    );
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "scim_gateway_http_requests_in_flight"), 0.0);
+    assert_eq!(
+        metric(&m, "scim_gateway_directory_operations_in_flight"),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "scim_gateway_http_requests_total{method=\"POST\",resource=\"Users\",status_class=\"2xx\"}"
+        ),
+        1.0,
+        "the abandoned request is still counted"
+    );
+}

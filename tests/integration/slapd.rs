@@ -361,6 +361,8 @@ impl Slapd {
     /// Freezes slapd with SIGSTOP: connections stay open and the kernel still
     /// accepts new ones, but nothing is answered until [`Slapd::resume`].
     /// Don't use [`Slapd::admin`], [`Slapd::find`], ... while paused: they would hang.
+    /// Returns once every slapd thread is stopped: SIGSTOP takes effect only when the
+    /// process next gets CPU time, and a test must not race a slapd that still answers.
     pub fn pause(&self) {
         let process = self.running("pause");
         assert!(
@@ -368,6 +370,29 @@ impl Slapd {
             "cannot SIGSTOP slapd (pid {})",
             process.slapd_pid
         );
+        let tasks = PathBuf::from(format!("/proc/{}/task", process.slapd_pid));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // `/proc/<pid>/task/<tid>/stat` is `tid (comm) S …`: the state follows the last parenthesis.
+            let states: Vec<char> = fs::read_dir(&tasks)
+                .map(|d| {
+                    d.filter_map(|task| {
+                        let stat = fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                        stat.rsplit_once(") ")?.1.chars().next()
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            if !states.is_empty() && states.iter().all(|&s| s == 'T') {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "slapd (pid {}) did not stop within 5 s; thread states {states:?}",
+                process.slapd_pid
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Continues a slapd frozen by [`Slapd::pause`] (SIGCONT).
