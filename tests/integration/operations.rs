@@ -1171,3 +1171,33 @@ async fn a_client_hanging_up_does_not_lose_the_audit_of_its_write() {
         "the abandoned request is still counted"
     );
 }
+
+/// At `max_connections`, a further client waits in the kernel's backlog (its TLS handshake does
+/// not complete) until an open connection closes; it is then served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let gw =
+        TestGateway::start_with(|t| set(t, "max_connections = 1024", "max_connections = 2")).await;
+    let first = open_tls(&gw, b"http/1.1").await;
+    let mut second = open_tls(&gw, b"http/1.1").await;
+    let third = open_tls(&gw, b"http/1.1");
+    tokio::pin!(third);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut third)
+            .await
+            .is_err(),
+        "a third connection was served beyond max_connections = 2"
+    );
+    assert_eq!(
+        metric(&gw.metrics().await, "scim_gateway_http_connections_open"),
+        2.0
+    );
+    drop(first);
+    let mut third = tokio::time::timeout(Duration::from_secs(3), third)
+        .await
+        .expect("the waiting connection was not accepted after one closed");
+    for stream in [&mut second, &mut third] {
+        let r = h1_get(stream, "/scim/v2/ServiceProviderConfig").await;
+        assert_eq!(r.status(), 200, "{}", r.head);
+    }
+}

@@ -1471,3 +1471,66 @@ async fn no_secret_reaches_any_output() {
         assert_ne!(r["request_id"], "test-req-42");
     }
 }
+
+/// With `[reload] watch = true`, editing a watched file (here the token file) is enough: no
+/// signal, and the new token is in force within a couple of polling intervals.
+#[tokio::test]
+async fn a_watched_token_file_is_reloaded_without_a_signal() {
+    const OLD_TOKEN: &str = "watched-old-token-0123456789abcdef";
+    const NEW_TOKEN: &str = "watched-new-token-fedcba9876543210";
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{OLD_TOKEN}\n")).unwrap();
+    let gw = ServeProcess::start(
+        &slapd,
+        dir,
+        |t| {
+            let t = replace_line(
+                &t,
+                r#"secret = { env = "SCIM_TOKEN" }"#,
+                r#"secret = { file = "token" }"#,
+            );
+            let t = replace_line(&t, "watch = false", "watch = true");
+            replace_line(&t, "watch_interval_secs = 5", "watch_interval_secs = 1")
+        },
+        &[],
+    )
+    .await;
+    let client = gw.scim_client().build().unwrap();
+    let status = |token: &'static str| {
+        let req = client
+            .get(format!("{}/Users?count=1", gw.base))
+            .bearer_auth(token)
+            .send();
+        async move { req.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(OLD_TOKEN).await, 200);
+    assert_eq!(status(NEW_TOKEN).await, 401);
+    // A different length, so the change shows even within the file system's timestamp granularity.
+    std::fs::write(&token_file, format!("{NEW_TOKEN}-rotated\n")).unwrap();
+    const ROTATED: &str = "watched-new-token-fedcba9876543210-rotated";
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while status(ROTATED).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the watched token file was not reloaded within 6 s\n{}",
+            gw.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(OLD_TOKEN).await, 401, "the old token is gone");
+    let m = gw.metrics().await;
+    assert_eq!(
+        m.value(
+            "scim_gateway_config_reloads_total",
+            &[("outcome", "success")]
+        ),
+        1.0
+    );
+    assert!(
+        gw.output().contains("a configuration file changed"),
+        "{}",
+        gw.output()
+    );
+}
