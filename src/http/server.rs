@@ -249,33 +249,13 @@ impl Gateway {
         let mut listeners = Vec::new();
         let mut addresses = Vec::new();
         for l in &config.listeners {
-            let listener =
-                TcpListener::bind(l.address)
-                    .await
-                    .map_err(|source| ServeError::Bind {
-                        address: l.address,
-                        source,
-                    })?;
-            let local = listener.local_addr().map_err(|source| ServeError::Bind {
-                address: l.address,
-                source,
-            })?;
+            let (listener, local) = bind(l.address).await?;
             addresses.push(local);
             listeners.push((listener, l.tls));
         }
         let admin = match &config.admin {
             Some(a) => {
-                let listener =
-                    TcpListener::bind(a.address)
-                        .await
-                        .map_err(|source| ServeError::Bind {
-                            address: a.address,
-                            source,
-                        })?;
-                let local = listener.local_addr().map_err(|source| ServeError::Bind {
-                    address: a.address,
-                    source,
-                })?;
+                let (listener, local) = bind(a.address).await?;
                 Some((listener, local, a.readiness_timeout))
             }
             None => None,
@@ -464,6 +444,14 @@ impl Gateway {
         }
         self.server.directory.close().await;
     }
+}
+
+/// Listen on `address`; returns the listener and the address it got (port 0 picks one).
+async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let fail = |source| ServeError::Bind { address, source };
+    let listener = TcpListener::bind(address).await.map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
+    Ok((listener, local))
 }
 
 /// The directory settings that only a restart can change.

@@ -1111,6 +1111,20 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
     assert_eq!(fresh.get(USERS, NEW_TOKEN).await.0, 200);
 }
 
+/// A client with one answered request behind it (its connection is open); returns the HTTP
+/// version that request used.
+async fn warmed_up(gw: &ServeProcess) -> (reqwest::Client, reqwest::Version) {
+    let client = gw.scim_client().build().unwrap();
+    let warm = client
+        .get(format!("{}{}", gw.base, filter_path("alice")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 200);
+    (client, warm.version())
+}
+
 /// Starts a filtered GET that a frozen directory holds, and waits until it is in flight.
 async fn hold_a_request(
     gw: &ServeProcess,
@@ -1167,15 +1181,8 @@ async fn graceful_shutdown_completes_in_flight_requests() {
     .await;
     // The default client negotiates HTTP/2: the in-flight request is a stream, and shutdown
     // sends GOAWAY on its connection.
-    let client = gw.scim_client().build().unwrap();
-    let warm = client
-        .get(format!("{}{}", gw.base, filter_path("alice")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), 200);
-    assert_eq!(warm.version(), reqwest::Version::HTTP_2);
+    let (client, warm) = warmed_up(&gw).await;
+    assert_eq!(warm, reqwest::Version::HTTP_2);
 
     let held = hold_a_request(&gw, &slapd, &client).await;
     gw.signal("TERM");
@@ -1260,14 +1267,7 @@ async fn shutdown_is_bounded_by_the_grace_period() {
         &[],
     )
     .await;
-    let client = gw.scim_client().build().unwrap();
-    let warm = client
-        .get(format!("{}{}", gw.base, filter_path("alice")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), 200);
+    let (client, _) = warmed_up(&gw).await;
 
     let held = hold_a_request(&gw, &slapd, &client).await;
     let signalled = Instant::now();
