@@ -309,6 +309,8 @@ pub struct UserMappingFile {
     pub disable: Option<DisableFile>,
     /// What DELETE does. Default: `type = "hard"`.
     pub delete: Option<DeleteFile>,
+    /// How SCIM `password` (write-only, never returned) is written. Default: `type = "none"`.
+    pub password: Option<PasswordFile>,
     /// SCIM attribute ↔ LDAP attribute pairs.
     pub attributes: Vec<AttributeFile>,
     /// Attributes written with fixed values on every new entry.
@@ -326,6 +328,16 @@ pub struct DisableFile {
     pub attribute: Option<String>,
     /// For `attribute`: the value that means disabled.
     pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordFile {
+    /// `none` (a password in a request is refused), `password_modify` (the LDAP Password Modify
+    /// extended operation, RFC 3062: the server hashes it under its own policy; OpenLDAP, 389-DS)
+    /// or `unicode_pwd` (Active Directory's `unicodePwd`; only over ldaps:// or StartTLS).
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,6 +40,10 @@ pub(crate) enum Write {
     Delete {
         dn: String,
     },
+    /// A Password Modify extended operation (the password itself is not recorded).
+    SetPassword {
+        dn: String,
+    },
 }
 
 /// A `search_page` call the service made.
@@ -58,8 +62,9 @@ pub(crate) struct FakeDir {
     writes: Mutex<Vec<Write>>,
     searches: Mutex<Vec<SearchRequest>>,
     pages: Mutex<Vec<PageCall>>,
-    /// Errors returned by the next modify / rename calls, in order.
+    /// Errors returned by the next modify / rename / set_password calls, in order.
     modify_errors: Mutex<VecDeque<DirectoryError>>,
+    password_errors: Mutex<VecDeque<DirectoryError>>,
     rename_errors: Mutex<VecDeque<DirectoryError>>,
     /// How many of the next modifies find the entry changed by someone else first.
     concurrent_changes: AtomicUsize,
@@ -115,6 +120,11 @@ impl FakeDir {
     /// The next modify call fails with `err` (after being recorded); queued errors are used in order.
     pub(crate) fn fail_next_modify(&self, err: DirectoryError) {
         self.modify_errors.lock().unwrap().push_back(err);
+    }
+
+    /// The next set_password call fails with `err` (after being recorded).
+    pub(crate) fn fail_next_password(&self, err: DirectoryError) {
+        self.password_errors.lock().unwrap().push_back(err);
     }
 
     /// The next rename call fails with `err` (after being recorded); queued errors are used in order.
@@ -327,6 +337,29 @@ impl EntryWriter for FakeDir {
         if entries.len() == before {
             return Err(DirectoryError::NoSuchObject);
         }
+        Ok(())
+    }
+
+    /// Stores `{FAKE}<password reversed>` in userPassword: visibly not the cleartext.
+    async fn set_password(
+        &self,
+        target: &str,
+        password: &crate::config::Secret,
+    ) -> Result<(), DirectoryError> {
+        self.writes.lock().unwrap().push(Write::SetPassword {
+            dn: target.to_string(),
+        });
+        if let Some(e) = self.password_errors.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        let mut entries = self.entries.lock().unwrap();
+        let e = entries
+            .iter_mut()
+            .find(|e| same_dn(&e.dn, target))
+            .ok_or(DirectoryError::NoSuchObject)?;
+        let stored: String = password.expose().chars().rev().collect();
+        e.attrs
+            .insert("userpassword".into(), vec![format!("{{FAKE}}{stored}")]);
         Ok(())
     }
 }

@@ -219,4 +219,12 @@ pub trait EntryWriter: Send + Sync {
         dn: &str,
         guard: Option<String>,
     ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
+
+    /// Set an entry's password with the LDAP Password Modify extended operation (RFC 3062), so
+    /// the server hashes it under its own policy. A policy refusal is `Rejected`.
+    fn set_password(
+        &self,
+        dn: &str,
+        password: &crate::config::Secret,
+    ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
 }

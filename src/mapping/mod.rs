@@ -184,6 +184,17 @@ impl DisableStrategy {
     }
 }
 
+/// How a SCIM `password` reaches the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordMethod {
+    /// Passwords are refused.
+    None,
+    /// The LDAP Password Modify extended operation (RFC 3062); the server hashes the password.
+    PasswordModify,
+    /// Active Directory's `unicodePwd`, written in the same add or modify as the other changes.
+    UnicodePwd,
+}
+
 /// What DELETE does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeletePolicy {
@@ -212,6 +223,7 @@ pub struct UserMapping {
     pub modified_attribute: String,
     pub disable: DisableStrategy,
     pub delete: DeletePolicy,
+    pub password: PasswordMethod,
     pub slots: Vec<Slot>,
     pub constants: Vec<(String, Vec<String>)>,
 }
@@ -385,6 +397,27 @@ impl UserMapping {
             },
         };
 
+        let password = match f.password.as_ref().map(|p| p.kind.as_str()) {
+            None | Some("none") => PasswordMethod::None,
+            Some("password_modify") => PasswordMethod::PasswordModify,
+            Some("unicode_pwd") => PasswordMethod::UnicodePwd,
+            Some(other) => {
+                problems.push(
+                    format!("{key}.password.type"),
+                    format!("{other:?} is not a password method; use \"none\", \"password_modify\" or \"unicode_pwd\""),
+                );
+                PasswordMethod::None
+            }
+        };
+        for (i, s) in slots.iter().enumerate() {
+            if ["userpassword", "unicodepwd", "authpassword"].contains(&s.ldap.to_ascii_lowercase().as_str()) {
+                problems.push(
+                    format!("{key}.attributes[{i}].ldap"),
+                    format!("{} holds passwords; use [{key}.password] so the value is hashed by the server and never returned", s.ldap),
+                );
+            }
+        }
+
         let constants = f
             .constants
             .iter()
@@ -423,6 +456,7 @@ impl UserMapping {
                 .unwrap_or_else(|| "modifyTimestamp".into()),
             disable,
             delete,
+            password,
             slots,
             constants,
         })

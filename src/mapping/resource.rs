@@ -16,6 +16,8 @@ pub struct UserValues {
     pub slots: Vec<Vec<String>>,
     /// `None` when the client did not say (POST defaults to active; PATCH keeps the old state).
     pub active: Option<bool>,
+    /// A new password (write-only: never read from the directory, never rendered).
+    pub password: Option<crate::config::Secret>,
 }
 
 /// Server-side facts rendered into `id` and `meta`.
@@ -100,6 +102,7 @@ impl UserMapping {
                 Some(attr) => self.disable.is_active(entry.values(attr)),
                 None => true,
             }),
+            password: None,
         }
     }
 
@@ -166,6 +169,7 @@ impl UserMapping {
         let mut out = UserValues {
             slots: vec![Vec::new(); self.slots.len()],
             active: None,
+            password: None,
         };
         for (key, value) in obj {
             if ["schemas", "id", "meta", "groups"]
@@ -178,6 +182,10 @@ impl UserMapping {
                 if !value.is_null() {
                     out.active = Some(parse_bool(value, "active")?);
                 }
+                continue;
+            }
+            if key.eq_ignore_ascii_case("password") {
+                out.password = self.password_value(value)?;
                 continue;
             }
             if key.len() > 4 && key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
@@ -219,6 +227,29 @@ impl UserMapping {
             self.read_attribute(CORE_USER, key, value, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// A `password` from a request: a non-empty string, accepted only with a password method.
+    /// The value never appears in an error.
+    fn password_value(&self, value: &Value) -> Result<Option<crate::config::Secret>, ScimError> {
+        let pw = match value {
+            Value::Null => return Ok(None),
+            Value::String(s) if s.is_empty() => return Ok(None),
+            Value::String(s) => s,
+            _ => return Err(ScimError::InvalidValue("password must be a string".into())),
+        };
+        if self.password == super::PasswordMethod::None {
+            return Err(ScimError::InvalidValue(
+                "this gateway does not set passwords ([mapping.users.password] is not configured)"
+                    .into(),
+            ));
+        }
+        if pw.chars().any(char::is_control) {
+            return Err(ScimError::InvalidValue(
+                "password must not contain control characters".into(),
+            ));
+        }
+        Ok(Some(crate::config::Secret::new(pw.clone())))
     }
 
     fn read_attribute(

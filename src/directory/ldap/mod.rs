@@ -1,5 +1,6 @@
 //! The directory traits implemented over ldap3 and a pool of service-account connections.
 
+pub mod ad;
 pub mod pool;
 pub mod sort;
 
@@ -50,6 +51,8 @@ pub struct LdapDirectory {
     queue_timeout: Duration,
     metrics: DirectoryMetrics,
     audit: Arc<Auditor>,
+    /// Whether every connection is encrypted (ldaps:// or StartTLS).
+    encrypted: bool,
 }
 
 /// The LDAP result code carried by a successful ldap3 call (which may still be an LDAP error).
@@ -60,6 +63,12 @@ trait ResultCode {
 impl ResultCode for LdapResult {
     fn rc(&self) -> u32 {
         self.rc
+    }
+}
+
+impl ResultCode for ldap3::result::ExopResult {
+    fn rc(&self) -> u32 {
+        self.1.rc
     }
 }
 
@@ -150,26 +159,73 @@ fn scope(s: Scope) -> ldap3::Scope {
     }
 }
 
-fn entry_from(dn: String, attrs: HashMap<String, Vec<String>>) -> Entry {
+/// An entry from ldap3's text and binary attributes. Binary GUIDs become GUID text (wherever
+/// ldap3 put them: a GUID's bytes are sometimes valid UTF-8); other binary values are dropped.
+fn entry_from(
+    dn: String,
+    attrs: HashMap<String, Vec<String>>,
+    bin_attrs: HashMap<String, Vec<Vec<u8>>>,
+) -> Entry {
     let mut out = BTreeMap::new();
     for (k, v) in attrs {
-        out.entry(k.to_ascii_lowercase())
-            .or_insert_with(Vec::new)
-            .extend(v);
+        let k = k.to_ascii_lowercase();
+        let v = if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
+            v.iter()
+                .filter_map(|s| ad::guid_to_string(s.as_bytes()))
+                .collect()
+        } else {
+            v
+        };
+        out.entry(k).or_insert_with(Vec::new).extend(v);
+    }
+    for (k, v) in bin_attrs {
+        let k = k.to_ascii_lowercase();
+        if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
+            out.entry(k)
+                .or_insert_with(Vec::new)
+                .extend(v.iter().filter_map(|b| ad::guid_to_string(b)));
+        }
     }
     Entry { dn, attrs: out }
 }
 
-fn mods(list: Vec<Modification>) -> Vec<Mod<String>> {
+/// A value as sent on the wire: `unicodePwd` in AD's encoding, everything else as is.
+fn wire_value(attr: &str, v: String) -> Vec<u8> {
+    if attr.eq_ignore_ascii_case(ad::UNICODE_PWD) {
+        ad::unicode_pwd(&v)
+    } else {
+        v.into_bytes()
+    }
+}
+
+fn wire_values(attr: &str, v: Vec<String>) -> HashSet<Vec<u8>> {
+    v.into_iter().map(|v| wire_value(attr, v)).collect()
+}
+
+fn mods(list: Vec<Modification>) -> Vec<Mod<Vec<u8>>> {
     list.into_iter()
         // An add of nothing is a protocol error; it changes nothing anyway.
         .filter(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()))
         .map(|m| match m {
-            Modification::Add(a, v) => Mod::Add(a, v.into_iter().collect::<HashSet<_>>()),
-            Modification::Delete(a, v) => Mod::Delete(a, v.into_iter().collect::<HashSet<_>>()),
-            Modification::Replace(a, v) => Mod::Replace(a, v.into_iter().collect::<HashSet<_>>()),
+            Modification::Add(a, v) => {
+                let v = wire_values(&a, v);
+                Mod::Add(a.into_bytes(), v)
+            }
+            Modification::Delete(a, v) => {
+                let v = wire_values(&a, v);
+                Mod::Delete(a.into_bytes(), v)
+            }
+            Modification::Replace(a, v) => {
+                let v = wire_values(&a, v);
+                Mod::Replace(a.into_bytes(), v)
+            }
         })
         .collect()
+}
+
+/// Whether a write carries `unicodePwd`, which must never cross an unencrypted connection.
+fn writes_unicode_pwd<'a>(mut attrs: impl Iterator<Item = &'a str>) -> bool {
+    attrs.any(|a| a.eq_ignore_ascii_case(ad::UNICODE_PWD))
 }
 
 impl LdapDirectory {
@@ -193,7 +249,22 @@ impl LdapDirectory {
             queue_timeout: settings.queue_timeout,
             metrics,
             audit,
+            encrypted: settings.url.starts_with("ldaps://") || settings.starttls,
         })
+    }
+
+    /// Refuse to send a password attribute over a plaintext connection.
+    fn check_confidential<'a>(
+        &self,
+        attrs: impl Iterator<Item = &'a str>,
+    ) -> Result<(), DirectoryError> {
+        if !self.encrypted && writes_unicode_pwd(attrs) {
+            return Err(DirectoryError::Rejected {
+                code: "confidentialityRequired",
+                message: "unicodePwd is only sent over an encrypted connection (ldaps:// or StartTLS)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// How many LDAP requests this directory has sent so far.
@@ -378,7 +449,12 @@ impl LdapDirectory {
         let res = self
             .timed(
                 "search",
-                ldap.search(&req.base, scope(req.scope), &req.filter, attrs.to_vec()),
+                ldap.search(
+                    &req.base,
+                    scope(req.scope),
+                    &ad::binary_guid_filter(&req.filter),
+                    attrs.to_vec(),
+                ),
             )
             .await?;
         let (entries, result) = match res.success() {
@@ -400,10 +476,60 @@ impl LdapDirectory {
             .filter(|e| !e.is_ref() && !e.is_intermediate())
             .map(|e| {
                 let se = SearchEntry::construct(e);
-                entry_from(se.dn, se.attrs)
+                entry_from(se.dn, se.attrs, se.bin_attrs)
             })
             .collect();
+        let entries = self.complete_ranges(ldap, entries).await?;
         Ok((entries, next))
+    }
+
+    /// Active Directory returns a large multi-valued attribute in ranges (`member;range=0-1499`):
+    /// fetch the rest with base searches and merge the values under the plain name.
+    async fn complete_ranges(
+        &self,
+        ldap: &mut Ldap,
+        mut entries: Vec<Entry>,
+    ) -> Result<Vec<Entry>, DirectoryError> {
+        for entry in &mut entries {
+            let ranged: Vec<String> = entry
+                .attrs
+                .keys()
+                .filter(|k| ad::parse_range(k).is_some())
+                .cloned()
+                .collect();
+            for key in ranged {
+                let values = entry.attrs.remove(&key).unwrap_or_default();
+                let Some((name, _, mut hi)) = ad::parse_range(&key) else {
+                    continue;
+                };
+                let name = name.to_string();
+                let mut all = values;
+                while let Some(h) = hi {
+                    let want = format!("{name};range={}-*", h + 1);
+                    let res = self
+                        .timed(
+                            "search",
+                            ldap.search(&entry.dn, ldap3::Scope::Base, "(objectClass=*)", vec![want]),
+                        )
+                        .await?;
+                    let (found, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+                    hi = None;
+                    for e in found {
+                        let se = SearchEntry::construct(e);
+                        for (k, v) in se.attrs {
+                            if let Some((n, _, next)) = ad::parse_range(&k) {
+                                if n.eq_ignore_ascii_case(&name) {
+                                    all.extend(v);
+                                    hi = next;
+                                }
+                            }
+                        }
+                    }
+                }
+                entry.attrs.entry(name).or_default().extend(all);
+            }
+        }
+        Ok(entries)
     }
 
     /// Tell the server to drop a paged search's state.
@@ -466,7 +592,7 @@ impl LdapDirectory {
         for Control(t, raw) in ctrls {
             if matches!(t, Some(ControlType::PostReadResp)) && raw.val.is_some() {
                 let resp: PostReadResp = raw.parse();
-                return Ok(entry_from(target.to_string(), resp.attrs));
+                return Ok(entry_from(target.to_string(), resp.attrs, resp.bin_attrs));
             }
         }
         let found = self
@@ -488,20 +614,26 @@ impl EntryReader for LdapDirectory {
         let res = self
             .timed(
                 "search",
-                ldap.search(&req.base, scope(req.scope), &req.filter, req.attrs.clone()),
+                ldap.search(
+                    &req.base,
+                    scope(req.scope),
+                    &ad::binary_guid_filter(&req.filter),
+                    req.attrs.clone(),
+                ),
             )
             .await?;
-        match res.success() {
-            Ok((entries, _)) => Ok(entries
+        let entries = match res.success() {
+            Ok((entries, _)) => entries
                 .into_iter()
                 .filter(|e| !e.is_ref() && !e.is_intermediate())
                 .map(|e| {
                     let se = SearchEntry::construct(e);
-                    entry_from(se.dn, se.attrs)
+                    entry_from(se.dn, se.attrs, se.bin_attrs)
                 })
-                .collect()),
-            Err(e) => Err(classify(e, self.op_timeout)),
-        }
+                .collect(),
+            Err(e) => return Err(classify(e, self.op_timeout)),
+        };
+        self.complete_ranges(&mut ldap, entries).await
     }
 
     async fn orderable_attributes(
@@ -754,6 +886,7 @@ impl LdapDirectory {
         guard: Option<&str>,
         read_back: &[String],
     ) -> Result<Entry, DirectoryError> {
+        self.check_confidential(list.iter().map(Modification::attribute))?;
         let mut ldap = self.handle().await?;
         let mut controls: Vec<RawControl> = vec![RawControl {
             ctype: PERMISSIVE_MODIFY_OID.to_string(),
@@ -762,7 +895,7 @@ impl LdapDirectory {
         }];
         if let Some(g) = guard {
             if ldap3::parse_filter(g).is_ok() {
-                controls.push(Assertion::new(g));
+                controls.push(Assertion::new(&ad::binary_guid_filter(g)));
             }
         }
         if !read_back.is_empty() {
@@ -898,9 +1031,10 @@ impl EntryWriter for LdapDirectory {
         if !read_back.is_empty() {
             ldap.with_controls(PostRead::new(read_back.to_vec()));
         }
-        let sets: Vec<(String, HashSet<String>)> = attrs
+        self.check_confidential(attrs.iter().map(|(a, _)| a.as_str()))?;
+        let sets: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = attrs
             .iter()
-            .map(|(a, v)| (a.clone(), v.iter().cloned().collect()))
+            .map(|(a, v)| (a.clone().into_bytes(), wire_values(a, v.clone())))
             .collect();
         let res = self.timed("add", ldap.add(target, sets)).await;
         let changes = attrs
@@ -964,7 +1098,7 @@ impl EntryWriter for LdapDirectory {
         self.check_write("modrdn", &new_dn)?;
         let mut ldap = self.handle().await?;
         if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
-            ldap.with_controls(Assertion::new(g));
+            ldap.with_controls(Assertion::new(&ad::binary_guid_filter(g)));
         }
         let res = self
             .timed("modrdn", ldap.modifydn(target, new_rdn, true, new_parent))
@@ -978,11 +1112,44 @@ impl EntryWriter for LdapDirectory {
         self.check_write("delete", target)?;
         let mut ldap = self.handle().await?;
         if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
-            ldap.with_controls(Assertion::new(g));
+            ldap.with_controls(Assertion::new(&ad::binary_guid_filter(g)));
         }
         let res = self.timed("delete", ldap.delete(target)).await;
         self.audit_write("delete", target, None, vec![], &res);
         res?.success().map_err(|e| classify(e, self.op_timeout))?;
         Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        target: &str,
+        password: &crate::config::Secret,
+    ) -> Result<(), DirectoryError> {
+        self.check_write("password_modify", target)?;
+        let mut ldap = self.handle().await?;
+        let exop = ldap3::exop::PasswordModify {
+            user_id: Some(target),
+            old_pass: None,
+            new_pass: Some(password.expose()),
+        };
+        let res = self.timed("extended", ldap.extended(exop)).await;
+        let redacted = ["[redacted]".to_string()];
+        let changes = vec![AuditChange {
+            op: "replace",
+            attribute: "userPassword",
+            values: &redacted,
+        }];
+        self.audit_write("password_modify", target, None, changes, &res);
+        match res?.success() {
+            Ok(_) => Ok(()),
+            // Policy refusals (ppolicy, 389's password syntax checks) are the client's to fix.
+            Err(LdapError::LdapResult { result }) if result.rc == 53 || result.rc == 19 => {
+                Err(DirectoryError::Rejected {
+                    code: result_code_name(result.rc),
+                    message: result.text,
+                })
+            }
+            Err(e) => Err(classify(e, self.op_timeout)),
+        }
     }
 }
