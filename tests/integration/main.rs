@@ -12,6 +12,7 @@ mod groups_scale;
 mod hostile;
 mod operations;
 mod projection;
+mod samba;
 mod serve_command;
 mod slapd;
 mod sorting;
