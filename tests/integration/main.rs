@@ -13,6 +13,7 @@ mod hostile;
 mod operations;
 mod operations_binary;
 mod projection;
+mod samba;
 mod serve_command;
 mod slapd;
 mod sorting;
