@@ -9,12 +9,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=deploy/lib/slapd.sh
 source deploy/lib/slapd.sh
 
-step "checking Debian packages (slapd, ldap-utils, ca-certificates, prometheus for promtool)"
-ensure_packages slapd ldap-utils ca-certificates prometheus
+step "checking Debian packages (slapd, ldap-utils, ca-certificates, prometheus for promtool, Samba AD DC)"
+ensure_packages slapd ldap-utils ca-certificates prometheus samba-ad-dc samba-ad-provision samba-common-bin
 
 step "checking OpenLDAP binaries"
 for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do
     [[ -x $bin ]] || die "$bin is missing although slapd is installed; the integration tests need it"
+done
+for bin in samba samba-tool; do
+    command -v "$bin" >/dev/null 2>&1 ||
+        die "$bin is missing although samba-ad-dc is installed; the Active Directory tests need it"
 done
 command -v promtool >/dev/null 2>&1 ||
     die "promtool is missing although prometheus is installed; the metrics tests need it"

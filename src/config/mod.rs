@@ -496,6 +496,17 @@ impl Config {
         }
 
         let users = UserMapping::build(&file.mapping.users, "mapping.users", &mut problems);
+        let encrypted = d.url.starts_with("ldaps://") || d.starttls;
+        if !encrypted
+            && users
+                .as_ref()
+                .is_some_and(|u| u.password == crate::mapping::PasswordMethod::UnicodePwd)
+        {
+            problems.push(
+                "mapping.users.password.type",
+                "\"unicode_pwd\" needs an encrypted directory connection (directory.url = \"ldaps://…\" or directory.starttls = true); passwords never cross plaintext",
+            );
+        }
         let groups = file.mapping.groups.as_ref().map(|g| {
             GroupMapping::build(g, "mapping.groups", &file.mapping.users.base, &mut problems)
         });

@@ -1180,3 +1180,40 @@ fn reload_sources_name_the_tls_and_secret_files() {
     let c = load_str(&text, &env).unwrap();
     assert_eq!(c.sources, vec![PathBuf::from("/etc/gw/token")]);
 }
+
+#[test]
+fn password_methods_are_read_and_unicode_pwd_needs_tls() {
+    let with = |method: &str| {
+        BASE.replace(
+            "[mapping.users]",
+            &format!("[mapping.users.password]\ntype = \"{method}\"\n\n[mapping.users]"),
+        )
+    };
+    let c = load_str(&with("password_modify"), &demo_env()).unwrap();
+    assert_eq!(
+        c.users.password,
+        crate::mapping::PasswordMethod::PasswordModify
+    );
+    let p = problems(&with("unicode_pwd"), &demo_env());
+    assert!(problem(&p, "mapping.users.password.type")
+        .message
+        .contains("ldaps://"));
+    let tls = with("unicode_pwd").replace("ldap://127.0.0.1:3389", "ldaps://127.0.0.1:636");
+    assert_eq!(
+        load_str(&tls, &demo_env()).unwrap().users.password,
+        crate::mapping::PasswordMethod::UnicodePwd
+    );
+    let p = problems(&with("cleartext"), &demo_env());
+    assert!(problem(&p, "mapping.users.password.type")
+        .message
+        .contains("password_modify"));
+    // A password attribute cannot be mapped like any other.
+    let mapped = format!(
+        "{BASE}\n[[mapping.users.attributes]]\nscim = \"title\"\nldap = \"userPassword\"\n"
+    );
+    let p = problems(&mapped, &demo_env());
+    assert!(
+        p.iter().any(|p| p.message.contains("holds passwords")),
+        "{p:?}"
+    );
+}

@@ -258,6 +258,13 @@ impl EntryWriter for FakeDir {
         for m in mods {
             let attr = m.attribute().to_ascii_lowercase();
             match m {
+                Modification::Swap(_, old, new) => {
+                    let cur = e.attrs.entry(attr.clone()).or_default();
+                    match cur.iter().position(|c| same_value(&attr, c, &old)) {
+                        Some(i) => cur[i] = new,
+                        None => return Err(DirectoryError::Conflict),
+                    }
+                }
                 Modification::Replace(_, v) | Modification::Delete(_, v) if v.is_empty() => {
                     e.attrs.remove(&attr);
                 }

@@ -5,6 +5,7 @@
 //! interchangeable. Values are LDAP strings; filters arrive already built and
 //! escaped by `mapping::translate`.
 
+pub mod capabilities;
 pub mod dn;
 #[cfg(test)]
 pub(crate) mod fake;
@@ -69,12 +70,19 @@ pub enum Modification {
     Delete(String, Vec<String>),
     /// Replace all values; an empty list removes the attribute if it is present.
     Replace(String, Vec<String>),
+    /// Compare-and-swap of a single value: (attribute, old value, new value). Sent as a delete of
+    /// the old value and an add of the new one, never with permissive modify, so it fails with
+    /// `DirectoryError::Conflict` when the old value is no longer there. Atomic on every server.
+    Swap(String, String, String),
 }
 
 impl Modification {
     pub fn attribute(&self) -> &str {
         match self {
-            Modification::Add(a, _) | Modification::Delete(a, _) | Modification::Replace(a, _) => a,
+            Modification::Add(a, _)
+            | Modification::Delete(a, _)
+            | Modification::Replace(a, _)
+            | Modification::Swap(a, _, _) => a,
         }
     }
 }

@@ -139,8 +139,8 @@ impl DisableStrategy {
                 vec!["TRUE".into()],
             )),
             DisableStrategy::AdUserAccountControl => {
-                let uac = current
-                    .first()
+                let old = current.first();
+                let uac = old
                     .and_then(|v| v.trim().parse::<i64>().ok())
                     .unwrap_or(0x200) as u32;
                 let new = if active {
@@ -148,10 +148,13 @@ impl DisableStrategy {
                 } else {
                     uac | AD_ACCOUNTDISABLE
                 };
-                Some(Modification::Replace(
-                    "userAccountControl".into(),
-                    vec![(new as i32).to_string()],
-                ))
+                let new = (new as i32).to_string();
+                // A swap of the exact old value: if another writer changed any bit in between,
+                // the old value is gone, the write fails, and the caller re-reads and retries.
+                Some(match old {
+                    Some(old) => Modification::Swap("userAccountControl".into(), old.clone(), new),
+                    None => Modification::Replace("userAccountControl".into(), vec![new]),
+                })
             }
             DisableStrategy::Attribute { attribute, .. } if active => {
                 Some(Modification::Replace(attribute.clone(), vec![]))
@@ -410,7 +413,9 @@ impl UserMapping {
             }
         };
         for (i, s) in slots.iter().enumerate() {
-            if ["userpassword", "unicodepwd", "authpassword"].contains(&s.ldap.to_ascii_lowercase().as_str()) {
+            if ["userpassword", "unicodepwd", "authpassword"]
+                .contains(&s.ldap.to_ascii_lowercase().as_str())
+            {
                 problems.push(
                     format!("{key}.attributes[{i}].ldap"),
                     format!("{} holds passwords; use [{key}.password] so the value is hashed by the server and never returned", s.ldap),

@@ -45,6 +45,7 @@ pub(crate) fn values(
     let mut v = UserValues {
         slots: vec![Vec::new(); m.slots.len()],
         active,
+        password: None,
     };
     for (ldap, vals) in pairs {
         v.slots[slot(m, ldap)] = vals.iter().map(|s| s.to_string()).collect();
@@ -269,8 +270,41 @@ fn okta_create_with_password_is_refused_without_echoing_it() {
         "active": true
     });
     let msg = err_value(m.values_from_json(&body));
-    assert!(msg.contains("attribute password is not mapped"), "{msg}");
+    assert!(msg.contains("does not set passwords"), "{msg}");
     assert!(!msg.contains("t1meMa$heen"), "{msg}");
+}
+
+#[test]
+fn a_password_is_kept_as_a_secret_when_a_method_is_configured() {
+    let mut m = demo_mapping();
+    m.password = crate::mapping::PasswordMethod::PasswordModify;
+    let v = m
+        .values_from_json(&json!({"userName": "a", "password": "t1meMa$heen"}))
+        .unwrap();
+    assert_eq!(v.password.as_ref().map(|p| p.expose()), Some("t1meMa$heen"));
+    assert!(
+        !format!("{v:?}").contains("t1meMa$heen"),
+        "Debug never shows it"
+    );
+    // Empty and null mean "no new password"; other types and control characters are refused.
+    for empty in [json!(""), Value::Null] {
+        let v = m
+            .values_from_json(&json!({"userName": "a", "password": empty}))
+            .unwrap();
+        assert!(v.password.is_none());
+    }
+    for bad in [json!(42), json!(["x"]), json!("line\nbreak")] {
+        let msg = err_value(m.values_from_json(&json!({"userName": "a", "password": bad})));
+        assert!(msg.contains("password"), "{msg}");
+        assert!(!msg.contains("break"), "{msg}");
+    }
+    // Rendering never includes it.
+    let with_password = m
+        .values_from_json(&json!({"userName": "a", "password": "t1meMa$heen"}))
+        .unwrap();
+    let rendered = m.to_json(&with_password, &meta());
+    assert!(rendered.get("password").is_none());
+    assert!(!rendered.to_string().contains("t1meMa$heen"));
 }
 
 #[test]
@@ -929,21 +963,22 @@ fn ns_account_lock_transitions() {
 fn ad_user_account_control_sets_and_clears_never_toggles() {
     let s = DisableStrategy::AdUserAccountControl;
     let uac = |v: &str| strings(&[v]);
-    assert_eq!(
-        s.transition(&uac("512"), false),
-        replace("userAccountControl", &["514"])
-    );
+    let swap = |old: &str, new: &str| {
+        Some(Modification::Swap(
+            "userAccountControl".into(),
+            old.into(),
+            new.into(),
+        ))
+    };
+    // A swap of the exact old value, so a concurrent change of another bit makes it fail.
+    assert_eq!(s.transition(&uac("512"), false), swap("512", "514"));
     // Disabling a disabled account changes nothing (a toggle would enable it).
     assert_eq!(s.transition(&uac("514"), false), None);
-    assert_eq!(
-        s.transition(&uac("66050"), true),
-        replace("userAccountControl", &["66048"])
-    );
+    assert_eq!(s.transition(&uac("66050"), true), swap("66050", "66048"));
     assert_eq!(s.transition(&uac("66048"), true), None);
-    assert_eq!(
-        s.transition(&uac("66048"), false),
-        replace("userAccountControl", &["66050"])
-    );
+    assert_eq!(s.transition(&uac("66048"), false), swap("66048", "66050"));
+    // Samba's fresh accounts: disabled + password not required.
+    assert_eq!(s.transition(&uac("546"), true), swap("546", "544"));
     // No value yet: a normal account (0x200).
     assert_eq!(
         s.transition(&[], false),

@@ -6,6 +6,7 @@ use super::patch::{self, SchemaLookup};
 use super::projection::Projection;
 use super::time::generalized_to_rfc3339;
 use super::{etag, IfMatch, ScimError};
+use crate::config::Secret;
 use crate::directory::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
     SortKey,
@@ -13,7 +14,7 @@ use crate::directory::{
 use crate::mapping::groups::{GroupMapping, MemberValue, MembershipIntegrity};
 use crate::mapping::resource::{UserMeta, UserValues};
 use crate::mapping::translate::{referenced_ids, translate_filter};
-use crate::mapping::{UserMapping, ValueKind, CORE_USER};
+use crate::mapping::{DisableStrategy, PasswordMethod, UserMapping, ValueKind, CORE_USER};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,45 @@ use std::sync::Arc;
 const MAX_FILTER_BYTES: usize = 8192;
 /// How often a PATCH is retried when the entry changed between its read and its write.
 const CONFLICT_RETRIES: usize = 3;
+/// `userAccountControl` of an enabled normal account.
+const AD_NORMAL_ACCOUNT: &str = "512";
+
+/// A password nobody knows, for AD accounts created without one: 32 random letters and digits
+/// after a prefix that satisfies AD's complexity rule (three character classes).
+fn random_password() -> Secret {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 32];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        tracing::error!("no randomness for a generated password");
+    }
+    let tail: String = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    Secret::new(format!("Gw-7{tail}"))
+}
+
+/// A directory refusal of a password as a client error that says which policy failed, with the
+/// password itself scrubbed from whatever the server said.
+fn password_refused(e: DirectoryError, password: &Secret) -> ScimError {
+    match e {
+        DirectoryError::Rejected { code, message } | DirectoryError::Other { code, message }
+            if matches!(
+                code,
+                "constraintViolation" | "unwillingToPerform" | "invalidAttributeSyntax"
+            ) =>
+        {
+            let said = message.replace(password.expose(), "***");
+            let said = said.trim();
+            ScimError::InvalidValue(if said.is_empty() {
+                format!("the directory's password policy refused the password ({code})")
+            } else {
+                format!("the directory's password policy refused the password ({code}): {said}")
+            })
+        }
+        other => other.into(),
+    }
+}
 
 /// Paging and versioning settings the user service needs.
 #[derive(Debug, Clone)]
@@ -458,7 +498,24 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.ensure_unique_user_name(&user_name, None).await?;
         let mut cache = HashMap::new();
         self.references_to_dns(&mut values, &mut cache).await?;
-        let attrs = m.create_attributes(&values)?;
+        let mut attrs = m.create_attributes(&values)?;
+        let password = values.password.clone();
+        // Active Directory takes the password in the add itself: the account never exists
+        // without one. Without a SCIM password it gets a random one nobody knows, so that it can
+        // be enabled now and used once a password is provisioned.
+        let unicode_pwd = match m.password {
+            PasswordMethod::UnicodePwd => {
+                let pw = password.clone().unwrap_or_else(random_password);
+                attrs.push(("unicodePwd".into(), vec![pw.expose().to_string()]));
+                if m.disable == DisableStrategy::AdUserAccountControl
+                    && values.active != Some(false)
+                {
+                    attrs.push(("userAccountControl".into(), vec![AD_NORMAL_ACCOUNT.into()]));
+                }
+                Some(pw)
+            }
+            _ => None,
+        };
         let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &rdn_value), m.base);
         let entry = match self.dir.add(&new_dn, attrs, &self.read_attributes()).await {
             Err(DirectoryError::AlreadyExists) => {
@@ -466,8 +523,23 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     "a user with userName {user_name:?} already exists"
                 )))
             }
-            other => other?,
+            Err(e) => {
+                return Err(match &unicode_pwd {
+                    Some(pw) => password_refused(e, pw),
+                    None => e.into(),
+                })
+            }
+            Ok(entry) => entry,
         };
+        if let (PasswordMethod::PasswordModify, Some(pw)) = (m.password, &password) {
+            if let Err(e) = self.dir.set_password(&new_dn, pw).await {
+                // Nothing half-done: the account goes again, and the client learns why.
+                if let Err(undo) = self.dir.delete(&new_dn, None).await {
+                    tracing::error!(error = %undo, "could not remove a new user whose password was refused");
+                }
+                return Err(password_refused(e, pw));
+            }
+        }
         self.render(&entry, base_url, &mut cache).await
     }
 
@@ -672,9 +744,17 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     .await?;
             }
         }
+        let mut mods = mods;
+        if let (PasswordMethod::UnicodePwd, Some(pw)) = (m.password, &new.password) {
+            // In the same modify as everything else: all of it applies, or none.
+            mods.push(Modification::Replace(
+                "unicodePwd".into(),
+                vec![pw.expose().to_string()],
+            ));
+        }
         let mut current = entry.clone();
         if !mods.is_empty() {
-            current = self
+            let written = self
                 .dir
                 .modify(
                     &entry.dn,
@@ -682,26 +762,26 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     self.guard(entry),
                     &self.read_attributes(),
                 )
-                .await?;
+                .await;
+            current = match (written, &new.password) {
+                (Ok(e), _) => e,
+                (Err(e), Some(pw)) if m.password == PasswordMethod::UnicodePwd => {
+                    return Err(password_refused(e, pw))
+                }
+                (Err(e), _) => return Err(e.into()),
+            };
+        }
+        if let (PasswordMethod::PasswordModify, Some(pw)) = (m.password, &new.password) {
+            if let Err(e) = self.dir.set_password(&entry.dn, pw).await {
+                self.revert(entry, &mods).await;
+                return Err(password_refused(e, pw));
+            }
         }
         if rename {
             let new_rdn = dn::rdn(&m.rdn_attribute, &new_rdn_value);
             let parent = dn::parent(&entry.dn);
             if let Err(e) = self.dir.rename(&entry.dn, &new_rdn, None, None).await {
-                if !mods.is_empty() {
-                    let undo: Vec<Modification> = mods
-                        .iter()
-                        .map(|md| {
-                            Modification::Replace(
-                                md.attribute().to_string(),
-                                entry.values(md.attribute()).to_vec(),
-                            )
-                        })
-                        .collect();
-                    if let Err(undo_err) = self.dir.modify(&entry.dn, undo, None, &[]).await {
-                        tracing::error!(error = %undo_err, "could not revert a modify after a failed rename");
-                    }
-                }
+                self.revert(entry, &mods).await;
                 return Err(match e {
                     DirectoryError::AlreadyExists => ScimError::Uniqueness(format!(
                         "a user named {new_rdn_value:?} already exists"
@@ -743,6 +823,27 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             self.keep_memberships(name(old), name(new)).await?;
         }
         self.render(&current, base_url, cache).await
+    }
+
+    /// Put back the attributes `mods` changed, as `entry` held them (after a later step failed).
+    /// A password cannot be put back; it is left out.
+    async fn revert(&self, entry: &Entry, mods: &[Modification]) {
+        let undo: Vec<Modification> = mods
+            .iter()
+            .filter(|md| !md.attribute().eq_ignore_ascii_case("unicodePwd"))
+            .map(|md| {
+                Modification::Replace(
+                    md.attribute().to_string(),
+                    entry.values(md.attribute()).to_vec(),
+                )
+            })
+            .collect();
+        if undo.is_empty() {
+            return;
+        }
+        if let Err(e) = self.dir.modify(&entry.dn, undo, None, &[]).await {
+            tracing::error!(error = %e, "could not revert a modify after a later step failed");
+        }
     }
 
     fn guard(&self, entry: &Entry) -> Option<String> {

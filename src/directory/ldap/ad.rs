@@ -92,12 +92,18 @@ pub fn unicode_pwd(password: &str) -> Vec<u8> {
 /// `member;range=0-1499` → (`member`, 0, Some(1499)); `member;range=1500-*` → (`member`, 1500, None).
 pub fn parse_range(attr: &str) -> Option<(&str, usize, Option<usize>)> {
     let (name, opts) = attr.split_once(';')?;
-    let range = opts
-        .split(';')
-        .find_map(|o| o.get(..6).filter(|p| p.eq_ignore_ascii_case("range=")).map(|_| &o[6..]))?;
+    let range = opts.split(';').find_map(|o| {
+        o.get(..6)
+            .filter(|p| p.eq_ignore_ascii_case("range="))
+            .map(|_| &o[6..])
+    })?;
     let (lo, hi) = range.split_once('-')?;
     let lo = lo.parse().ok()?;
-    let hi = if hi == "*" { None } else { Some(hi.parse().ok()?) };
+    let hi = if hi == "*" {
+        None
+    } else {
+        Some(hi.parse().ok()?)
+    };
     Some((name, lo, hi))
 }
 

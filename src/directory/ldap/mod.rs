@@ -10,6 +10,7 @@ use super::{
 };
 use crate::audit::{AuditChange, AuditWrite, Auditor};
 use crate::config::DirectorySettings;
+use crate::directory::capabilities::{self, Capabilities};
 use crate::metrics::DirectoryMetrics;
 use ldap3::controls::{
     Assertion, Control, ControlType, MatchedValues, PagedResults, PostRead, PostReadResp,
@@ -27,10 +28,6 @@ use tokio::sync::Semaphore;
 const WALK_PAGE_SIZE: i32 = 1000;
 /// Windows ending at or before this index are fetched with one paged request carrying all attributes.
 const SMALL_WINDOW: usize = 200;
-
-/// Permissive Modify (used by AD and OpenLDAP): adding a present value or deleting an absent one
-/// succeeds, which makes membership changes idempotent without reading the member list.
-const PERMISSIVE_MODIFY_OID: &str = "1.2.840.113556.1.4.1413";
 
 /// The LDAP implementation of the directory traits.
 pub struct LdapDirectory {
@@ -53,6 +50,8 @@ pub struct LdapDirectory {
     audit: Arc<Auditor>,
     /// Whether every connection is encrypted (ldaps:// or StartTLS).
     encrypted: bool,
+    /// What the server announces in its root DSE, read once.
+    capabilities: tokio::sync::OnceCell<Capabilities>,
 }
 
 /// The LDAP result code carried by a successful ldap3 call (which may still be an LDAP error).
@@ -206,21 +205,51 @@ fn mods(list: Vec<Modification>) -> Vec<Mod<Vec<u8>>> {
     list.into_iter()
         // An add of nothing is a protocol error; it changes nothing anyway.
         .filter(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()))
-        .map(|m| match m {
-            Modification::Add(a, v) => {
-                let v = wire_values(&a, v);
-                Mod::Add(a.into_bytes(), v)
-            }
-            Modification::Delete(a, v) => {
-                let v = wire_values(&a, v);
-                Mod::Delete(a.into_bytes(), v)
-            }
-            Modification::Replace(a, v) => {
-                let v = wire_values(&a, v);
-                Mod::Replace(a.into_bytes(), v)
-            }
+        .flat_map(|m| -> Vec<Mod<Vec<u8>>> {
+            vec![match m {
+                Modification::Add(a, v) => {
+                    let v = wire_values(&a, v);
+                    Mod::Add(a.into_bytes(), v)
+                }
+                Modification::Delete(a, v) => {
+                    let v = wire_values(&a, v);
+                    Mod::Delete(a.into_bytes(), v)
+                }
+                Modification::Replace(a, v) => {
+                    let v = wire_values(&a, v);
+                    Mod::Replace(a.into_bytes(), v)
+                }
+                Modification::Swap(a, old, new) => {
+                    let old = wire_values(&a, vec![old]);
+                    let new = wire_values(&a, vec![new]);
+                    return vec![
+                        Mod::Delete(a.clone().into_bytes(), old),
+                        Mod::Add(a.into_bytes(), new),
+                    ];
+                }
+            }]
         })
         .collect()
+}
+
+/// A modify refused only because some value adds or deletes would change nothing: OpenLDAP says
+/// so with attributeOrValueExists / noSuchAttribute; Active Directory (and Samba) answer
+/// entryAlreadyExists / unwillingToPerform for `member`, even with permissive modify.
+fn is_no_op_refusal(e: &DirectoryError, list: &[Modification]) -> bool {
+    let adds = list.iter().any(|m| matches!(m, Modification::Add(..)));
+    let any_delete = list.iter().any(|m| matches!(m, Modification::Delete(..)));
+    let deletes = list
+        .iter()
+        .any(|m| matches!(m, Modification::Delete(_, v) if !v.is_empty()));
+    match e {
+        DirectoryError::Rejected { code, .. } => {
+            (*code == "attributeOrValueExists" && adds)
+                || (*code == "noSuchAttribute" && any_delete)
+        }
+        DirectoryError::AlreadyExists => adds,
+        DirectoryError::Other { code, .. } => *code == "unwillingToPerform" && deletes,
+        _ => false,
+    }
 }
 
 /// Whether a write carries `unicodePwd`, which must never cross an unencrypted connection.
@@ -250,7 +279,40 @@ impl LdapDirectory {
             metrics,
             audit,
             encrypted: settings.url.starts_with("ldaps://") || settings.starttls,
+            capabilities: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The server's kind, controls and extensions, from its root DSE (read once, on first use).
+    pub async fn capabilities(&self) -> Result<&Capabilities, DirectoryError> {
+        self.capabilities
+            .get_or_try_init(|| async {
+                let mut ldap = self.handle().await?;
+                let res = self
+                    .timed(
+                        "search",
+                        ldap.search(
+                            "",
+                            ldap3::Scope::Base,
+                            "(objectClass=*)",
+                            capabilities::ROOT_DSE_ATTRIBUTES.to_vec(),
+                        ),
+                    )
+                    .await?;
+                let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+                let dse = entries
+                    .into_iter()
+                    .next()
+                    .map(|e| {
+                        let se = SearchEntry::construct(e);
+                        entry_from(se.dn, se.attrs, se.bin_attrs)
+                    })
+                    .unwrap_or_default();
+                let caps = Capabilities::from_root_dse(&dse);
+                tracing::info!(server = %caps.kind, version = ?caps.version, assertion = caps.assertion, permissive_modify = caps.permissive_modify, post_read = caps.post_read, "directory capabilities read");
+                Ok(caps)
+            })
+            .await
     }
 
     /// Refuse to send a password attribute over a plaintext connection.
@@ -261,7 +323,9 @@ impl LdapDirectory {
         if !self.encrypted && writes_unicode_pwd(attrs) {
             return Err(DirectoryError::Rejected {
                 code: "confidentialityRequired",
-                message: "unicodePwd is only sent over an encrypted connection (ldaps:// or StartTLS)".into(),
+                message:
+                    "unicodePwd is only sent over an encrypted connection (ldaps:// or StartTLS)"
+                        .into(),
             });
         }
         Ok(())
@@ -509,7 +573,12 @@ impl LdapDirectory {
                     let res = self
                         .timed(
                             "search",
-                            ldap.search(&entry.dn, ldap3::Scope::Base, "(objectClass=*)", vec![want]),
+                            ldap.search(
+                                &entry.dn,
+                                ldap3::Scope::Base,
+                                "(objectClass=*)",
+                                vec![want],
+                            ),
                         )
                         .await?;
                     let (found, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
@@ -887,46 +956,98 @@ impl LdapDirectory {
         read_back: &[String],
     ) -> Result<Entry, DirectoryError> {
         self.check_confidential(list.iter().map(Modification::attribute))?;
-        let mut ldap = self.handle().await?;
-        let mut controls: Vec<RawControl> = vec![RawControl {
-            ctype: PERMISSIVE_MODIFY_OID.to_string(),
-            crit: false,
-            val: None,
-        }];
-        if let Some(g) = guard {
-            if ldap3::parse_filter(g).is_ok() {
-                controls.push(Assertion::new(&ad::binary_guid_filter(g)));
-            }
+        let caps = self.capabilities().await?;
+        let swap = list.iter().any(|m| matches!(m, Modification::Swap(..)));
+        let mut controls: Vec<RawControl> = Vec::new();
+        // Never with a swap: it would turn the delete of a vanished old value into success.
+        if caps.permissive_modify && !swap {
+            controls.push(RawControl {
+                ctype: capabilities::PERMISSIVE_MODIFY.to_string(),
+                crit: false,
+                val: None,
+            });
         }
-        if !read_back.is_empty() {
+        controls.extend(self.guard_control(target, guard, caps).await?);
+        if !read_back.is_empty() && caps.post_read {
             controls.push(PostRead::new(read_back.to_vec()));
         }
+        let mut ldap = self.handle().await?;
         ldap.with_controls(controls);
         let ldap_mods = mods(list.clone());
         let res = self.timed("modify", ldap.modify(target, ldap_mods)).await;
-        let changes = list
-            .iter()
-            .map(|m| match m {
-                Modification::Add(a, v) => AuditChange {
+        let mut changes = Vec::new();
+        for m in &list {
+            match m {
+                Modification::Add(a, v) => changes.push(AuditChange {
                     op: "add",
                     attribute: a,
-                    values: v,
-                },
-                Modification::Delete(a, v) => AuditChange {
+                    values: v.as_slice(),
+                }),
+                Modification::Delete(a, v) => changes.push(AuditChange {
                     op: "delete",
                     attribute: a,
-                    values: v,
-                },
-                Modification::Replace(a, v) => AuditChange {
+                    values: v.as_slice(),
+                }),
+                Modification::Replace(a, v) => changes.push(AuditChange {
                     op: "replace",
                     attribute: a,
-                    values: v,
-                },
-            })
-            .collect();
+                    values: v.as_slice(),
+                }),
+                Modification::Swap(a, old, new) => {
+                    changes.push(AuditChange {
+                        op: "delete",
+                        attribute: a,
+                        values: std::slice::from_ref(old),
+                    });
+                    changes.push(AuditChange {
+                        op: "add",
+                        attribute: a,
+                        values: std::slice::from_ref(new),
+                    });
+                }
+            }
+        }
         self.audit_write("modify", target, None, changes, &res);
-        let res = res?.success().map_err(|e| classify(e, self.op_timeout))?;
+        let res = match res?.success() {
+            Ok(r) => r,
+            // The old value of a swap is gone: someone else changed the attribute first.
+            Err(LdapError::LdapResult { result }) if swap && result.rc == 16 => {
+                return Err(DirectoryError::Conflict)
+            }
+            Err(e) => return Err(classify(e, self.op_timeout)),
+        };
         self.read_back(target, &res.ctrls, read_back).await
+    }
+
+    /// The assertion control for `guard`, when the server supports it. Otherwise the guard is
+    /// checked with a base search just before the write: not atomic, but it still refuses a write
+    /// based on a version that is already stale (Samba announces no assertion control, and a
+    /// non-critical one would be silently ignored).
+    async fn guard_control(
+        &self,
+        target: &str,
+        guard: Option<&str>,
+        caps: &Capabilities,
+    ) -> Result<Option<RawControl>, DirectoryError> {
+        let Some(g) = guard.filter(|g| ldap3::parse_filter(g).is_ok()) else {
+            return Ok(None);
+        };
+        let filter = ad::binary_guid_filter(g);
+        if caps.assertion {
+            return Ok(Some(Assertion::new(&filter)));
+        }
+        let mut ldap = self.handle().await?;
+        let res = self
+            .timed(
+                "search",
+                ldap.search(target, ldap3::Scope::Base, &filter, vec!["1.1"]),
+            )
+            .await?;
+        let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        if entries.is_empty() {
+            return Err(DirectoryError::Conflict);
+        }
+        Ok(None)
     }
 
     /// The modifications without the values that would change nothing: adds of present values and
@@ -942,7 +1063,7 @@ impl LdapDirectory {
         for m in list {
             let (attr, values) = match m {
                 Modification::Add(a, v) | Modification::Delete(a, v) => (a, v),
-                Modification::Replace(..) => continue,
+                Modification::Replace(..) | Modification::Swap(..) => continue,
             };
             if !attrs.iter().any(|x| x.eq_ignore_ascii_case(attr)) {
                 attrs.push(attr.clone());
@@ -958,7 +1079,38 @@ impl LdapDirectory {
         }
         let key = |v: &str| dn::normalize(v).join(",");
         let mut present: std::collections::HashSet<(String, String)> = Default::default();
-        if !items.is_empty() {
+        if !items.is_empty() && !self.capabilities().await?.matched_values {
+            // Without matched values, one base search per value: does the entry hold it?
+            for m in list {
+                let (attr, values) = match m {
+                    Modification::Add(a, v) | Modification::Delete(a, v) => (a, v),
+                    Modification::Replace(..) | Modification::Swap(..) => continue,
+                };
+                let probes: Vec<Option<&String>> = if values.is_empty() {
+                    vec![None]
+                } else {
+                    values.iter().map(Some).collect()
+                };
+                for v in probes {
+                    let filter = match v {
+                        Some(v) => format!("({attr}={})", ldap3::ldap_escape(v.as_str())),
+                        None => format!("({attr}=*)"),
+                    };
+                    let mut ldap = self.handle().await?;
+                    let res = self
+                        .timed(
+                            "search",
+                            ldap.search(target, ldap3::Scope::Base, &filter, vec!["1.1"]),
+                        )
+                        .await?;
+                    let (found, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+                    if !found.is_empty() {
+                        let value = v.map(|v| key(v)).unwrap_or_default();
+                        present.insert((attr.to_ascii_lowercase(), value));
+                    }
+                }
+            }
+        } else if !items.is_empty() {
             let mut ldap = self.handle().await?;
             let mut control = MatchedValues::new(format!("({})", items.concat()));
             // Critical: a server ignoring it would send every value of a 100,000-member group.
@@ -1012,7 +1164,7 @@ impl LdapDirectory {
                         out.push(Modification::Delete(a.clone(), keep));
                     }
                 }
-                Modification::Replace(..) => out.push(m.clone()),
+                Modification::Replace(..) | Modification::Swap(..) => out.push(m.clone()),
             }
         }
         Ok(out)
@@ -1067,14 +1219,16 @@ impl EntryWriter for LdapDirectory {
                 .modify_once(target, list.clone(), guard.as_deref(), read_back)
                 .await
             {
-                Err(DirectoryError::Rejected { code, .. })
-                    if attempt < 2
-                        && (code == "attributeOrValueExists" || code == "noSuchAttribute") =>
-                {
-                    list = self.without_no_ops(target, &list).await?;
-                    if list.is_empty() {
+                Err(e) if attempt < 2 && is_no_op_refusal(&e, &list) => {
+                    let reduced = self.without_no_ops(target, &list).await?;
+                    if reduced.is_empty() {
                         return self.read_back(target, &[], read_back).await;
                     }
+                    if reduced == list {
+                        // Nothing was a no-op: the refusal has another cause.
+                        return Err(e);
+                    }
+                    list = reduced;
                 }
                 other => return other,
             }
@@ -1096,9 +1250,11 @@ impl EntryWriter for LdapDirectory {
         };
         let new_dn = format!("{new_rdn},{parent}");
         self.check_write("modrdn", &new_dn)?;
+        let caps = self.capabilities().await?;
+        let control = self.guard_control(target, guard.as_deref(), caps).await?;
         let mut ldap = self.handle().await?;
-        if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
-            ldap.with_controls(Assertion::new(&ad::binary_guid_filter(g)));
+        if let Some(c) = control {
+            ldap.with_controls(c);
         }
         let res = self
             .timed("modrdn", ldap.modifydn(target, new_rdn, true, new_parent))
@@ -1110,9 +1266,11 @@ impl EntryWriter for LdapDirectory {
 
     async fn delete(&self, target: &str, guard: Option<String>) -> Result<(), DirectoryError> {
         self.check_write("delete", target)?;
+        let caps = self.capabilities().await?;
+        let control = self.guard_control(target, guard.as_deref(), caps).await?;
         let mut ldap = self.handle().await?;
-        if let Some(g) = guard.as_deref().filter(|g| ldap3::parse_filter(g).is_ok()) {
-            ldap.with_controls(Assertion::new(&ad::binary_guid_filter(g)));
+        if let Some(c) = control {
+            ldap.with_controls(c);
         }
         let res = self.timed("delete", ldap.delete(target)).await;
         self.audit_write("delete", target, None, vec![], &res);

@@ -1249,3 +1249,240 @@ fn mapping_schema_lookup() {
         Some(ENTERPRISE_USER)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Passwords
+
+const SECRET_PW: &str = "Corr3ct-Horse-Battery!";
+
+fn with_password(method: PasswordMethod) -> UserMapping {
+    let mut m = demo_mapping();
+    m.password = method;
+    m
+}
+
+fn ad_mapping() -> UserMapping {
+    let mut m = with_password(PasswordMethod::UnicodePwd);
+    m.disable = DisableStrategy::AdUserAccountControl;
+    m
+}
+
+#[tokio::test]
+async fn okta_create_with_password_adds_then_sets_it_with_password_modify() {
+    let dir = FakeDir::with(vec![]);
+    let svc = service_with(
+        &dir,
+        with_password(PasswordMethod::PasswordModify),
+        Some("entryCSN"),
+    );
+    let body = json!({"userName": "isaac", "password": SECRET_PW, "active": true});
+    let out = svc.create(&body, BASE_URL).await.unwrap();
+    assert!(out.get("password").is_none(), "never returned");
+    assert!(!out.to_string().contains(SECRET_PW));
+    let writes = dir.writes();
+    assert!(
+        matches!(&writes[0], Write::Add { attrs, .. }
+        if !attrs.iter().any(|(a, _)| a.eq_ignore_ascii_case("userPassword"))),
+        "the cleartext is never written as an attribute: {writes:?}"
+    );
+    assert_eq!(writes[1], Write::SetPassword { dn: dn_of("isaac") });
+    let stored = dir.entry(&dn_of("isaac")).unwrap();
+    assert!(stored.first("userPassword").unwrap().starts_with("{FAKE}"));
+}
+
+#[tokio::test]
+async fn a_refused_password_removes_the_new_user_and_never_echoes_the_password() {
+    let dir = FakeDir::with(vec![]);
+    dir.fail_next_password(DirectoryError::Rejected {
+        code: "constraintViolation",
+        message: format!("Password fails quality checking policy ({SECRET_PW})"),
+    });
+    let svc = service_with(&dir, with_password(PasswordMethod::PasswordModify), None);
+    let body = json!({"userName": "isaac", "password": SECRET_PW});
+    let err = svc.create(&body, BASE_URL).await.unwrap_err();
+    let ScimError::InvalidValue(detail) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        detail.contains("password policy") && detail.contains("quality"),
+        "{detail}"
+    );
+    assert!(!detail.contains(SECRET_PW), "{detail}");
+    assert!(dir.entry(&dn_of("isaac")).is_none(), "rolled back");
+    assert!(matches!(dir.writes().last(), Some(Write::Delete { .. })));
+}
+
+#[tokio::test]
+async fn okta_password_patch_is_only_a_password_modify() {
+    let dir = FakeDir::with(vec![alice(&[])]);
+    let svc = service_with(
+        &dir,
+        with_password(PasswordMethod::PasswordModify),
+        Some("entryCSN"),
+    );
+    for ops in [
+        json!([{"op": "replace", "value": {"password": SECRET_PW}}]),
+        json!([{"op": "replace", "path": "password", "value": SECRET_PW}]),
+    ] {
+        let before = dir.writes().len();
+        svc.patch("alice-uuid", &patch_body(ops), BASE_URL)
+            .await
+            .unwrap();
+        assert_eq!(
+            dir.writes()[before..],
+            [Write::SetPassword {
+                dn: ALICE_DN.into()
+            }]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_password_in_a_patch_reverts_the_other_changes() {
+    let dir = FakeDir::with(vec![alice(&[("title", &["Engineer"])])]);
+    dir.fail_next_password(DirectoryError::Rejected {
+        code: "constraintViolation",
+        message: "Password is too short".into(),
+    });
+    let svc = service_with(&dir, with_password(PasswordMethod::PasswordModify), None);
+    let ops = json!([
+        {"op": "replace", "path": "title", "value": "Manager"},
+        {"op": "replace", "path": "password", "value": "short"}
+    ]);
+    let err = svc
+        .patch("alice-uuid", &patch_body(ops), BASE_URL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScimError::InvalidValue(_)), "{err:?}");
+    assert_eq!(
+        dir.entry(ALICE_DN).unwrap().values("title"),
+        ["Engineer"],
+        "the title change was put back"
+    );
+}
+
+#[tokio::test]
+async fn ad_create_sends_the_password_and_the_enabled_flag_in_the_add() {
+    let dir = FakeDir::with(vec![]);
+    let svc = service_with(&dir, ad_mapping(), None);
+    svc.create(
+        &json!({"userName": "isaac", "password": SECRET_PW}),
+        BASE_URL,
+    )
+    .await
+    .unwrap();
+    let Write::Add { attrs, .. } = &dir.writes()[0] else {
+        panic!()
+    };
+    let get = |name: &str| {
+        attrs
+            .iter()
+            .find(|(a, _)| a == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("unicodePwd"), Some(vec![SECRET_PW.to_string()]));
+    assert_eq!(get("userAccountControl"), Some(vec!["512".to_string()]));
+    assert_eq!(dir.writes().len(), 1, "one atomic add");
+
+    // Without a SCIM password: a random one, never the same twice.
+    svc.create(&json!({"userName": "jane"}), BASE_URL)
+        .await
+        .unwrap();
+    svc.create(&json!({"userName": "kim", "active": false}), BASE_URL)
+        .await
+        .unwrap();
+    let randoms: Vec<String> = dir
+        .writes()
+        .iter()
+        .filter_map(|w| match w {
+            Write::Add { attrs, .. } => attrs
+                .iter()
+                .find(|(a, _)| a == "unicodePwd")
+                .map(|(_, v)| v[0].clone()),
+            _ => None,
+        })
+        .skip(1)
+        .collect();
+    assert_eq!(randoms.len(), 2);
+    assert_ne!(randoms[0], randoms[1]);
+    assert!(randoms.iter().all(|p| p.len() >= 32));
+    let Write::Add { attrs, .. } = &dir.writes()[2] else {
+        panic!()
+    };
+    assert!(
+        attrs
+            .iter()
+            .any(|(a, v)| a == "userAccountControl" && v == &["514"]),
+        "active=false creates the account disabled: {attrs:?}"
+    );
+}
+
+#[tokio::test]
+async fn ad_password_change_is_in_the_same_modify_and_policy_refusals_are_400() {
+    let dir = FakeDir::with(vec![alice(&[("userAccountControl", &["512"])])]);
+    let svc = service_with(&dir, ad_mapping(), None);
+    let ops = json!([
+        {"op": "replace", "path": "title", "value": "Manager"},
+        {"op": "replace", "path": "password", "value": SECRET_PW}
+    ]);
+    svc.patch("alice-uuid", &patch_body(ops.clone()), BASE_URL)
+        .await
+        .unwrap();
+    let Some(Write::Modify { mods, .. }) = dir.writes().last().cloned() else {
+        panic!()
+    };
+    assert!(mods.contains(&replace("title", &["Manager"])));
+    assert!(mods.contains(&replace("unicodePwd", &[SECRET_PW])));
+
+    dir.fail_next_modify(DirectoryError::Rejected {
+        code: "constraintViolation",
+        message: "0000052D: Constraint violation - check_password_restrictions: the password is too short.".into(),
+    });
+    let err = svc
+        .patch("alice-uuid", &patch_body(ops), BASE_URL)
+        .await
+        .unwrap_err();
+    let ScimError::InvalidValue(detail) = err else {
+        panic!()
+    };
+    assert!(detail.contains("too short"), "{detail}");
+}
+
+#[tokio::test]
+async fn ad_disable_swaps_the_exact_old_flags_and_retries_when_they_changed() {
+    let dir = FakeDir::with(vec![alice(&[("userAccountControl", &["66048"])])]);
+    let svc = service_with(&dir, ad_mapping(), None);
+    let ops = json!([{"op": "replace", "path": "active", "value": false}]);
+    // The first swap finds the flags changed by someone else: re-read and swap again.
+    dir.fail_next_modify(DirectoryError::Conflict);
+    svc.patch("alice-uuid", &patch_body(ops.clone()), BASE_URL)
+        .await
+        .unwrap();
+    let swaps = dir
+        .writes()
+        .iter()
+        .filter(|w| matches!(w, Write::Modify { .. }))
+        .count();
+    assert_eq!(swaps, 2, "retried once");
+    assert_eq!(
+        dir.entry(ALICE_DN).unwrap().values("userAccountControl"),
+        ["66050"]
+    );
+    let Some(Write::Modify { mods, .. }) = dir.writes().last().cloned() else {
+        panic!()
+    };
+    assert_eq!(
+        mods,
+        [Modification::Swap(
+            "userAccountControl".into(),
+            "66048".into(),
+            "66050".into()
+        )]
+    );
+    // A repeated disable stays disabled and writes nothing.
+    let before = dir.writes().len();
+    svc.patch("alice-uuid", &patch_body(ops), BASE_URL)
+        .await
+        .unwrap();
+    assert_eq!(dir.writes().len(), before);
+}
