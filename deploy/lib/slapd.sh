@@ -152,12 +152,21 @@ start_slapd() {
     conf=${conf//@ROOTPW@/"$hash"}
     printf '%s\n' "$conf" >"$dir/slapd.conf"
 
+    # The gateway's service account, with the same password as the rootdn.
+    conf=$(<"$LDAP_FILES_DIR/service-account.ldif.in")
+    conf=${conf//@SUFFIX@/"$LDAP_SUFFIX"}
+    conf=${conf//@PASSWORD_HASH@/"$hash"}
+    printf '%s\n' "$conf" >"$dir/service-account.ldif"
+
     # Load the seed offline, before the server runs: fast and race-free.
-    if ! "$SLAPADD_BIN" -q -f "$dir/slapd.conf" -l "$LDAP_FILES_DIR/seed.ldif" \
-        >"$dir/slapadd.log" 2>&1; then
-        cat "$dir/slapadd.log" >&2
-        die "slapadd could not load $LDAP_FILES_DIR/seed.ldif (config: $dir/slapd.conf)"
-    fi
+    local ldif
+    for ldif in "$LDAP_FILES_DIR/seed.ldif" "$dir/service-account.ldif"; do
+        if ! "$SLAPADD_BIN" -q -f "$dir/slapd.conf" -l "$ldif" \
+            >"$dir/slapadd.log" 2>&1; then
+            cat "$dir/slapadd.log" >&2
+            die "slapadd could not load $ldif (config: $dir/slapd.conf)"
+        fi
+    done
 
     # -d keeps slapd in the foreground, so it is our background job and its
     # messages land in slapd.log ("none": startup errors only, no per-op

@@ -184,7 +184,14 @@ fn gateway_toml_facts() {
     assert_eq!(config.tokens.len(), 1);
     assert_eq!(config.tokens[0].name, "entra");
     assert_eq!(config.directory.url, "ldap://127.0.0.1:3389");
-    assert_eq!(config.directory.bind_dn, "cn=admin,dc=example,dc=org");
+    assert_eq!(
+        config.directory.bind_dn,
+        "cn=scim-gateway,dc=example,dc=org"
+    );
+    assert_eq!(
+        config.users.password,
+        crate::mapping::PasswordMethod::PasswordModify
+    );
     assert_eq!(config.directory.pool_size, 4);
     assert_eq!(config.directory.connect_timeout, Duration::from_secs(5));
     assert_eq!(config.directory.operation_timeout, Duration::from_secs(10));

@@ -260,6 +260,13 @@ impl Gateway {
             }
             None => None,
         };
+        // Learn what the directory supports now, not on the first request.
+        let warm = directory.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.capabilities().await {
+                tracing::warn!(error = %e, "cannot read the directory's capabilities yet");
+            }
+        });
         let live = build_live(config, &directory, &metrics, &addresses, None)?;
         metrics.process.last_reload_success.set(unix_now());
         let draining = Arc::new(AtomicBool::new(false));

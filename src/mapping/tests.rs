@@ -258,7 +258,8 @@ fn entra_create_body_round_trips_exactly() {
 
 #[test]
 fn okta_create_with_password_is_refused_without_echoing_it() {
-    let m = demo_mapping();
+    let mut m = demo_mapping();
+    m.password = crate::mapping::PasswordMethod::None;
     let body = json!({
         "schemas": [CORE_USER],
         "userName": "isaac.brock@example.com",

@@ -3,7 +3,7 @@
 //! Every test checks both the HTTP responses and what the directory holds.
 
 use crate::gateway::{first, RunningGateway, TestGateway};
-use crate::slapd::{Slapd, TlsMaterial, ADMIN_DN, SUFFIX};
+use crate::slapd::{Slapd, TlsMaterial, ADMIN_DN, SERVICE_DN, SUFFIX};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -194,11 +194,12 @@ fn ca_key(tls: &TlsMaterial) -> String {
 }
 
 /// Binds slapd logged for the service account (the harness binds as the same DN).
+/// Binds of the harness's admin and of the gateway's service account.
 fn admin_binds(slapd: &Slapd) -> Vec<crate::slapd::LoggedBind> {
     slapd
         .binds()
         .into_iter()
-        .filter(|b| b.dn.eq_ignore_ascii_case(ADMIN_DN))
+        .filter(|b| b.dn.eq_ignore_ascii_case(ADMIN_DN) || b.dn.eq_ignore_ascii_case(SERVICE_DN))
         .collect()
 }
 

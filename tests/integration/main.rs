@@ -12,6 +12,7 @@ mod groups_scale;
 mod hostile;
 mod operations;
 mod operations_binary;
+mod passwords;
 mod projection;
 mod samba;
 mod serve_command;

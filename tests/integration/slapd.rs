@@ -41,6 +41,8 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchRes
 pub const SUFFIX: &str = "dc=example,dc=org";
 /// The rootdn of the test directory.
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
+/// The gateway's service account (deploy/ldap/service-account.ldif.in), same password as the admin.
+pub const SERVICE_DN: &str = "cn=scim-gateway,dc=example,dc=org";
 /// The placeholder member every groupOfNames keeps so that it may have no
 /// real members (see seed.ldif). Not an entry; `refint_nothing` in slapd.conf.
 pub const EMPTY_MEMBER_DN: &str = "cn=empty-membership,dc=example,dc=org";
@@ -189,7 +191,7 @@ impl Slapd {
         let tls = tls.then(|| tls_setup(dir.path()));
         let admin_password = unique_password();
         let conf = dir.path().join("slapd.conf");
-        render_config(
+        let service_account = render_config(
             dir.path(),
             &conf,
             &admin_password,
@@ -198,6 +200,7 @@ impl Slapd {
 
         // Load the seed offline: faster than ldapadd and no race with startup.
         slapadd(&conf, &deploy_file("seed.ldif"));
+        slapadd(&conf, &service_account);
         if let Some(extra) = extra_ldif {
             slapadd(&conf, extra);
         }
@@ -835,7 +838,9 @@ fn deploy_file(name: &str) -> PathBuf {
 /// Writes `conf` from `deploy/ldap/slapd.conf.in`. `global` (extra
 /// directives, possibly empty) goes into the global section, right before
 /// the `database` line; the template itself stays as the deploy scripts use it.
-fn render_config(dir: &Path, conf: &Path, admin_password: &str, global: &str) {
+/// Also writes `service-account.ldif` next to it (the gateway's bind account, with the same
+/// password as the rootdn) and returns its path.
+fn render_config(dir: &Path, conf: &Path, admin_password: &str, global: &str) -> PathBuf {
     let out = Command::new(SLAPPASSWD)
         .arg("-s")
         .arg(admin_password)
@@ -876,6 +881,14 @@ fn render_config(dir: &Path, conf: &Path, admin_password: &str, global: &str) {
         rendered.insert_str(at, global);
     }
     fs::write(conf, rendered).unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+    let service = deploy_file("service-account.ldif.in");
+    let service = fs::read_to_string(&service)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", service.display()))
+        .replace("@SUFFIX@", SUFFIX)
+        .replace("@PASSWORD_HASH@", &hash);
+    let service_path = dir.join("service-account.ldif");
+    fs::write(&service_path, service).unwrap();
+    service_path
 }
 
 /// Whether `text` starts with the slapd.conf directive `name` (followed by blanks).

@@ -411,7 +411,7 @@ async fn soft_delete_disables_and_moves_out_of_the_subtree() {
     let gw = TestGateway::start_with(|t| {
         t.replace(
             "[mapping.users.delete]\ntype = \"hard\"",
-            "[mapping.users.delete]\ntype = \"soft\"\nmove_to = \"ou=other,dc=example,dc=org\"",
+            "[mapping.users.delete]\ntype = \"soft\"\nmove_to = \"ou=deleted,dc=example,dc=org\"",
         )
     })
     .await;
@@ -421,7 +421,7 @@ async fn soft_delete_disables_and_moves_out_of_the_subtree() {
         .entry_by_id(&id)
         .await
         .expect("soft-deleted entry still exists");
-    assert_eq!(e.dn, "uid=soft@contoso.com,ou=other,dc=example,dc=org");
+    assert_eq!(e.dn, "uid=soft@contoso.com,ou=deleted,dc=example,dc=org");
     assert_eq!(values(&e, "pwdAccountLockedTime"), vec!["000001010000Z"]);
     gw.get(&format!("/Users/{id}"))
         .await
