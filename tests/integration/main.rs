@@ -5,6 +5,7 @@
 mod bulk;
 mod check_command;
 mod directory_faults;
+mod ds389;
 mod etags;
 mod gateway;
 mod groups;
