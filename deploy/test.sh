@@ -9,16 +9,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=deploy/lib/slapd.sh
 source deploy/lib/slapd.sh
 
-step "checking Debian packages (slapd, ldap-utils, ca-certificates, prometheus for promtool, Samba AD DC)"
-ensure_packages slapd ldap-utils ca-certificates prometheus samba-ad-dc samba-ad-provision samba-common-bin
+step "checking Debian packages (slapd, ldap-utils, ca-certificates, prometheus for promtool, Samba AD DC, 389-DS)"
+ensure_packages slapd ldap-utils ca-certificates prometheus samba-ad-dc samba-ad-provision samba-common-bin 389-ds-base
 
 step "checking OpenLDAP binaries"
 for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do
     [[ -x $bin ]] || die "$bin is missing although slapd is installed; the integration tests need it"
 done
-for bin in samba samba-tool; do
+for bin in samba samba-tool dscreate ns-slapd; do
     command -v "$bin" >/dev/null 2>&1 ||
-        die "$bin is missing although samba-ad-dc is installed; the Active Directory tests need it"
+        die "$bin is missing although its package is installed; the Active Directory and 389-DS tests need it"
 done
 command -v promtool >/dev/null 2>&1 ||
     die "promtool is missing although prometheus is installed; the metrics tests need it"
