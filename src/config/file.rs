@@ -316,6 +316,22 @@ pub struct UserMappingFile {
     /// Attributes written with fixed values on every new entry.
     #[serde(default)]
     pub constants: Vec<ConstantFile>,
+    /// Attributes computed from a mapped SCIM attribute when an entry is created (for example
+    /// Active Directory's `sAMAccountName` from `userName`). Never shown in SCIM.
+    #[serde(default)]
+    pub derived: Vec<DerivedFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedFile {
+    /// LDAP attribute written on create.
+    pub ldap: String,
+    /// The mapped SCIM attribute it is computed from, for example `userName`.
+    pub from: String,
+    /// `copy` (default), `local_part` (before the `@`), or `sam_account_name` (AD's rules: the
+    /// part before `@`, without `"/\[]:;|=,+*?<>`, at most 20 characters).
+    pub rule: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -187,6 +187,43 @@ impl DisableStrategy {
     }
 }
 
+/// How a derived attribute is computed from its source value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeriveRule {
+    Copy,
+    LocalPart,
+    SamAccountName,
+}
+
+impl DeriveRule {
+    /// The derived value; `None` when nothing valid is left.
+    pub fn apply(self, source: &str) -> Option<String> {
+        let local = source.split('@').next().unwrap_or(source);
+        let out: String = match self {
+            DeriveRule::Copy => source.to_string(),
+            DeriveRule::LocalPart => local.to_string(),
+            DeriveRule::SamAccountName => {
+                let kept: String = local
+                    .chars()
+                    .filter(|c| !c.is_control() && !"\"/\\[]:;|=,+*?<>".contains(*c))
+                    .collect();
+                // AD also refuses a name ending in a period; 20 characters at most.
+                let kept: String = kept.trim().chars().take(20).collect();
+                kept.trim_end_matches(['.', ' ']).to_string()
+            }
+        };
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// An attribute computed on create from a mapped slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub ldap: String,
+    pub from_slot: usize,
+    pub rule: DeriveRule,
+}
+
 /// How a SCIM `password` reaches the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordMethod {
@@ -228,6 +265,7 @@ pub struct UserMapping {
     pub delete: DeletePolicy,
     pub password: PasswordMethod,
     pub slots: Vec<Slot>,
+    pub derived: Vec<Derived>,
     pub constants: Vec<(String, Vec<String>)>,
 }
 
@@ -423,6 +461,41 @@ impl UserMapping {
             }
         }
 
+        let mut derived = Vec::new();
+        for (i, d) in f.derived.iter().enumerate() {
+            let dkey = format!("{key}.derived[{i}]");
+            let rule = match d.rule.as_deref().unwrap_or("copy") {
+                "copy" => DeriveRule::Copy,
+                "local_part" => DeriveRule::LocalPart,
+                "sam_account_name" => DeriveRule::SamAccountName,
+                other => {
+                    problems.push(
+                        format!("{dkey}.rule"),
+                        format!("{other:?} is not a rule; use \"copy\", \"local_part\" or \"sam_account_name\""),
+                    );
+                    continue;
+                }
+            };
+            if slots.iter().any(|s| s.ldap.eq_ignore_ascii_case(&d.ldap)) {
+                problems.push(format!("{dkey}.ldap"), format!("{} is also mapped", d.ldap));
+                continue;
+            }
+            match slots
+                .iter()
+                .position(|s| s.path.eq_ignore_ascii_case(&d.from))
+            {
+                Some(from_slot) => derived.push(Derived {
+                    ldap: d.ldap.clone(),
+                    from_slot,
+                    rule,
+                }),
+                None => problems.push(
+                    format!("{dkey}.from"),
+                    format!("{:?} is not a mapped SCIM attribute", d.from),
+                ),
+            }
+        }
+
         let constants = f
             .constants
             .iter()
@@ -463,6 +536,7 @@ impl UserMapping {
             delete,
             password,
             slots,
+            derived,
             constants,
         })
     }

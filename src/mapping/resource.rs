@@ -409,6 +409,17 @@ impl UserMapping {
                 attrs.push((slot.ldap.clone(), vals));
             }
         }
+        for d in &self.derived {
+            if let Some(source) = self.effective_values(values, d.from_slot).first() {
+                let v = d.rule.apply(source).ok_or_else(|| {
+                    ScimError::InvalidValue(format!(
+                        "{} {source:?} leaves no valid {}",
+                        self.slots[d.from_slot].path, d.ldap
+                    ))
+                })?;
+                attrs.push((d.ldap.clone(), vec![v]));
+            }
+        }
         if values.active == Some(false) {
             match self.disable.transition(&[], false) {
                 Some(Modification::Replace(attr, vals)) if !vals.is_empty() => attrs.push((attr, vals)),

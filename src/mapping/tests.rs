@@ -1054,3 +1054,46 @@ fn disable_strategy_filters() {
         )
     );
 }
+
+#[test]
+fn sam_account_name_follows_ad_rules() {
+    let r = DeriveRule::SamAccountName;
+    assert_eq!(r.apply("alice@contoso.com").as_deref(), Some("alice"));
+    assert_eq!(
+        r.apply("a\"b/c\\d[e]f:g;h|i=j,k+l*m?n<o>p@x").as_deref(),
+        Some("abcdefghijklmnop")
+    );
+    assert_eq!(
+        r.apply("a-very-long-user-name-indeed@x").as_deref(),
+        Some("a-very-long-user-nam"),
+        "20 characters"
+    );
+    assert_eq!(r.apply("trailing.@x").as_deref(), Some("trailing"));
+    assert_eq!(r.apply("élodie@x").as_deref(), Some("élodie"));
+    assert_eq!(r.apply("[]@x"), None);
+    assert_eq!(DeriveRule::LocalPart.apply("a.b@c").as_deref(), Some("a.b"));
+    assert_eq!(DeriveRule::Copy.apply("a.b@c").as_deref(), Some("a.b@c"));
+}
+
+#[test]
+fn derived_attributes_are_written_on_create_only() {
+    let mut m = demo_mapping();
+    m.derived = vec![Derived {
+        ldap: "sAMAccountName".into(),
+        from_slot: m.user_name_slot,
+        rule: DeriveRule::SamAccountName,
+    }];
+    let v = m
+        .values_from_json(&json!({"userName": "isaac.brock@example.com"}))
+        .unwrap();
+    let attrs = m.create_attributes(&v).unwrap();
+    assert!(attrs.contains(&(
+        "sAMAccountName".to_string(),
+        vec!["isaac.brock".to_string()]
+    )));
+    let bad = m.values_from_json(&json!({"userName": "[]@x"})).unwrap();
+    let err = m.create_attributes(&bad).unwrap_err();
+    assert!(err.to_string().contains("sAMAccountName"), "{err}");
+    // Not a slot: never rendered, never part of a diff.
+    assert!(!m.read_attributes().iter().any(|a| a == "sAMAccountName"));
+}

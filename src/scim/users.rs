@@ -23,6 +23,8 @@ use std::sync::Arc;
 const MAX_FILTER_BYTES: usize = 8192;
 /// How often a PATCH is retried when the entry changed between its read and its write.
 const CONFLICT_RETRIES: usize = 3;
+/// How many numbered names ("Name (2)" … ) a create tries when its RDN value is taken.
+const RDN_SUFFIXES: usize = 9;
 /// `userAccountControl` of an enabled normal account.
 const AD_NORMAL_ACCOUNT: &str = "512";
 
@@ -39,6 +41,55 @@ fn random_password() -> Secret {
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect();
     Secret::new(format!("Gw-7{tail}"))
+}
+
+/// A create refused as existing although its DN is free: a value the directory keeps unique
+/// elsewhere (AD's sAMAccountName, userPrincipalName) is taken.
+fn taken_elsewhere(m: &UserMapping, attrs: &[(String, Vec<String>)]) -> ScimError {
+    let named: Vec<String> = m
+        .derived
+        .iter()
+        .map(|d| d.ldap.as_str())
+        .chain(std::iter::once(m.slots[m.user_name_slot].ldap.as_str()))
+        .filter_map(|a| {
+            attrs
+                .iter()
+                .find(|(x, _)| x.eq_ignore_ascii_case(a))
+                .and_then(|(_, v)| v.first())
+                .map(|v| format!("{a} {v:?}"))
+        })
+        .collect();
+    ScimError::Uniqueness(format!(
+        "the directory already has an account with {}",
+        named.join(" or ")
+    ))
+}
+
+/// Active Directory keeps `sAMAccountName` and `userPrincipalName` unique across the domain and
+/// says so with a constraint violation; that is the client's 409, not a bad value.
+fn ad_uniqueness(e: DirectoryError, attrs: &[(String, Vec<String>)]) -> ScimError {
+    match &e {
+        DirectoryError::Rejected { code, message }
+            if *code == "constraintViolation" || *code == "attributeOrValueExists" =>
+        {
+            let lower = message.to_ascii_lowercase();
+            for unique in ["samaccountname", "userprincipalname"] {
+                if lower.contains(unique) {
+                    let value = attrs
+                        .iter()
+                        .find(|(a, _)| a.eq_ignore_ascii_case(unique))
+                        .and_then(|(_, v)| v.first())
+                        .cloned()
+                        .unwrap_or_default();
+                    return ScimError::Uniqueness(format!(
+                        "{unique} {value:?} is already used in the directory"
+                    ));
+                }
+            }
+            e.into()
+        }
+        _ => e.into(),
+    }
 }
 
 /// A directory refusal of a password as a client error that says which policy failed, with the
@@ -516,20 +567,56 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
             _ => None,
         };
-        let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &rdn_value), m.base);
-        let entry = match self.dir.add(&new_dn, attrs, &self.read_attributes()).await {
-            Err(DirectoryError::AlreadyExists) => {
-                return Err(ScimError::Uniqueness(format!(
-                    "a user with userName {user_name:?} already exists"
-                )))
+        // When the RDN is not userName (AD's CN from a display name), two people may share a
+        // name: userName was checked unique above, so a clash is the RDN's, and the entry is
+        // named "Name (2)", "Name (3)", … instead.
+        let suffixes = m.rdn_slot != m.user_name_slot;
+        let mut attempt = 1;
+        let (new_dn, entry) = loop {
+            let value = if attempt == 1 {
+                rdn_value.clone()
+            } else {
+                format!("{rdn_value} ({attempt})")
+            };
+            for (a, v) in attrs.iter_mut() {
+                if a.eq_ignore_ascii_case(&m.rdn_attribute) {
+                    *v = vec![value.clone()];
+                }
             }
-            Err(e) => {
-                return Err(match &unicode_pwd {
-                    Some(pw) => password_refused(e, pw),
-                    None => e.into(),
-                })
+            let new_dn = format!("{},{}", dn::rdn(&m.rdn_attribute, &value), m.base);
+            match self
+                .dir
+                .add(&new_dn, attrs.clone(), &self.read_attributes())
+                .await
+            {
+                Err(DirectoryError::AlreadyExists) if suffixes && attempt < RDN_SUFFIXES => {
+                    // Active Directory also answers entryAlreadyExists for a taken
+                    // sAMAccountName or userPrincipalName: only a taken DN is worth renaming.
+                    if !self.dn_exists(&new_dn).await? {
+                        return Err(taken_elsewhere(m, &attrs));
+                    }
+                    attempt += 1;
+                    // The clash may also be a racing create of the same userName.
+                    self.ensure_unique_user_name(&user_name, None).await?;
+                }
+                Err(DirectoryError::AlreadyExists) => {
+                    return Err(ScimError::Uniqueness(if suffixes {
+                        format!(
+                            "{} {rdn_value:?} and its numbered variants up to \"({RDN_SUFFIXES})\" are all taken in {}",
+                            m.rdn_attribute, m.base
+                        )
+                    } else {
+                        format!("a user with userName {user_name:?} already exists")
+                    }))
+                }
+                Err(e) => {
+                    return Err(match &unicode_pwd {
+                        Some(pw) => password_refused(e, pw),
+                        None => ad_uniqueness(e, &attrs),
+                    })
+                }
+                Ok(entry) => break (new_dn, entry),
             }
-            Ok(entry) => entry,
         };
         if let (PasswordMethod::PasswordModify, Some(pw)) = (m.password, &password) {
             if let Err(e) = self.dir.set_password(&new_dn, pw).await {
@@ -823,6 +910,24 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             self.keep_memberships(name(old), name(new)).await?;
         }
         self.render(&current, base_url, cache).await
+    }
+
+    /// Whether an entry exists at `dn` (a base search for nothing but its existence).
+    async fn dn_exists(&self, dn: &str) -> Result<bool, ScimError> {
+        match self
+            .dir
+            .search(SearchRequest {
+                base: dn.to_string(),
+                scope: Scope::Base,
+                filter: "(objectClass=*)".into(),
+                attrs: vec!["1.1".into()],
+            })
+            .await
+        {
+            Ok(found) => Ok(!found.is_empty()),
+            Err(DirectoryError::NoSuchObject) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Put back the attributes `mods` changed, as `entry` held them (after a later step failed).

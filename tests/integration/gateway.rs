@@ -58,6 +58,18 @@ impl Resp {
         self
     }
 
+    /// Assert the status is one of `allowed` (e.g. a PATCH answered 200 or 204).
+    #[track_caller]
+    pub fn expect_status_in(self, allowed: &[u16]) -> Resp {
+        assert!(
+            allowed.contains(&self.status.as_u16()),
+            "unexpected status {}; body: {}",
+            self.status,
+            self.body
+        );
+        self
+    }
+
     /// The SCIM error checks every error response must pass.
     #[track_caller]
     pub fn expect_error(self, status: u16, scim_type: Option<&str>) -> Resp {
@@ -173,6 +185,15 @@ impl RunningGateway {
 
     /// The demo config pointed at `slapd`, edited by `edit`, on a free port with a fresh certificate.
     pub async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> RunningGateway {
+        Self::from_config(|dir| edit(demo_config_text(slapd, dir)), &env_for(slapd)).await
+    }
+
+    /// A gateway from the config text `make` returns; it gets the folder where the fixture's
+    /// certificate (`gw.crt`, `gw.key`) lies.
+    pub async fn from_config(
+        make: impl FnOnce(&std::path::Path) -> String,
+        env: &FixedEnv,
+    ) -> RunningGateway {
         let dir = tempfile::tempdir().unwrap();
         let ck = rcgen::generate_simple_self_signed(vec![
             "127.0.0.1".to_string(),
@@ -182,9 +203,8 @@ impl RunningGateway {
         let ca_pem = ck.cert.pem().into_bytes();
         std::fs::write(dir.path().join("gw.crt"), &ca_pem).unwrap();
         std::fs::write(dir.path().join("gw.key"), ck.key_pair.serialize_pem()).unwrap();
-        let text = edit(demo_config_text(slapd, dir.path()));
-        let config =
-            Config::from_toml(&text, dir.path(), &env_for(slapd)).unwrap_or_else(|e| panic!("{e}"));
+        let text = make(dir.path());
+        let config = Config::from_toml(&text, dir.path(), env).unwrap_or_else(|e| panic!("{e}"));
         let scheme = if config.listeners[0].tls {
             "https"
         } else {
@@ -202,12 +222,10 @@ impl RunningGateway {
             base: format!("{scheme}://{}/scim/v2", gateway.addresses[0]),
             client,
             ca_pem,
-            admin: format!(
-                "http://{}",
-                gateway
-                    .admin_address
-                    .expect("the demo config has an admin listener")
-            ),
+            admin: gateway
+                .admin_address
+                .map(|a| format!("http://{a}"))
+                .unwrap_or_default(),
             _gateway: gateway,
             _dir: dir,
         }

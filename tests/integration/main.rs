@@ -2,6 +2,7 @@
 //! One test binary (see STYLE.md) with a module per area.
 #![allow(clippy::unwrap_used)]
 
+mod active_directory;
 mod bulk;
 mod check_command;
 mod directory_faults;
