@@ -194,8 +194,15 @@ pub struct SecretFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryFile {
-    /// `ldap://host:port` or `ldaps://host:port`.
-    pub url: String,
+    /// `ldap://host:port`, `ldaps://host:port` or `ldapi://` (a local socket). Use `urls` instead
+    /// for several servers.
+    pub url: Option<String>,
+    /// Several servers, in order of preference: writes go to the first healthy one, and a
+    /// connection that drops moves to the next. Exactly one of `url` or `urls`.
+    pub urls: Option<Vec<String>>,
+    /// Replicas that serve reads (searches); writes never go there. Default: the `urls` servers.
+    #[serde(default)]
+    pub read_urls: Vec<String>,
     /// Upgrade an `ldap://` connection with StartTLS. Default false.
     #[serde(default)]
     pub starttls: bool,

@@ -89,7 +89,12 @@ pub struct Token {
 
 #[derive(Debug, Clone)]
 pub struct DirectorySettings {
+    /// The first of `urls` (the preferred server).
     pub url: String,
+    /// Servers in order of preference, for writes (and reads unless `read_urls` is set).
+    pub urls: Vec<String>,
+    /// Replicas for reads; empty: reads go to `urls` too.
+    pub read_urls: Vec<String>,
     pub starttls: bool,
     pub ca_file: Option<PathBuf>,
     pub danger_skip_tls_verify: bool,
@@ -339,18 +344,45 @@ impl Config {
         }
 
         let d = &file.directory;
-        if !(d.url.starts_with("ldap://") || d.url.starts_with("ldaps://")) {
-            problems.push(
-                "directory.url",
-                format!("{:?} must start with ldap:// or ldaps://", d.url),
-            );
+        let urls: Vec<String> = match (&d.url, &d.urls) {
+            (Some(u), None) => vec![u.clone()],
+            (None, Some(list)) if !list.is_empty() => list.clone(),
+            (None, Some(_)) => {
+                problems.push("directory.urls", "list at least one server");
+                vec![]
+            }
+            (None, None) => {
+                problems.push("directory.url", "set `url` (one server) or `urls` (several)");
+                vec![]
+            }
+            (Some(_), Some(_)) => {
+                problems.push("directory.urls", "set either `url` or `urls`, not both");
+                vec![]
+            }
+        };
+        let url_key = if d.urls.is_some() { "directory.urls" } else { "directory.url" };
+        for (key, list) in [(url_key, &urls), ("directory.read_urls", &d.read_urls)] {
+            for (i, u) in list.iter().enumerate() {
+                let key = if d.urls.is_some() || key == "directory.read_urls" {
+                    format!("{key}[{i}]")
+                } else {
+                    key.to_string()
+                };
+                if !(u.starts_with("ldap://") || u.starts_with("ldaps://") || u.starts_with("ldapi://")) {
+                    problems.push(
+                        key.clone(),
+                        format!("{u:?} must start with ldap://, ldaps:// or ldapi://"),
+                    );
+                }
+                if d.starttls && !u.starts_with("ldap://") {
+                    problems.push(key, "StartTLS applies to ldap:// URLs only");
+                }
+            }
         }
-        if d.starttls && d.url.starts_with("ldaps://") {
-            problems.push(
-                "directory.starttls",
-                "StartTLS applies to ldap:// URLs only",
-            );
-        }
+        let encrypted = urls
+            .iter()
+            .chain(&d.read_urls)
+            .all(|u| u.starts_with("ldaps://") || u.starts_with("ldapi://") || d.starttls);
         let bind_password = resolve_secret(
             &d.bind_password,
             "directory.bind_password",
@@ -374,7 +406,9 @@ impl Config {
             None => pool_size.saturating_mul(8).max(1),
         };
         let directory = DirectorySettings {
-            url: d.url.clone(),
+            url: urls.first().cloned().unwrap_or_default(),
+            urls: urls.clone(),
+            read_urls: d.read_urls.clone(),
             starttls: d.starttls,
             ca_file: d.ca_file.as_ref().map(|p| dir.join(p)),
             danger_skip_tls_verify: d.danger_skip_tls_verify,
@@ -496,7 +530,6 @@ impl Config {
         }
 
         let users = UserMapping::build(&file.mapping.users, "mapping.users", &mut problems);
-        let encrypted = d.url.starts_with("ldaps://") || d.starttls;
         if !encrypted
             && users
                 .as_ref()
