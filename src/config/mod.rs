@@ -374,10 +374,10 @@ impl Config {
                         format!("{u:?} must start with ldap://, ldaps:// or ldapi://"),
                     );
                 }
-                if d.starttls && !u.starts_with("ldap://") {
-                    problems.push(key, "StartTLS applies to ldap:// URLs only");
-                }
             }
+        }
+        if d.starttls && urls.iter().chain(&d.read_urls).any(|u| !u.starts_with("ldap://")) {
+            problems.push("directory.starttls", "StartTLS applies to ldap:// URLs only");
         }
         let encrypted = urls
             .iter()

@@ -658,7 +658,7 @@ fn directory_problems() {
     let text = BASE.replace("ldap://127.0.0.1:3389", "http://127.0.0.1:3389");
     let p = problems(&text, &demo_env());
     assert_eq!(keys(&p), vec!["directory.url"]);
-    assert!(p[0].message.contains("must start with ldap:// or ldaps://"));
+    assert!(p[0].message.contains("must start with ldap://, ldaps:// or ldapi://"));
 
     let text = BASE.replace(
         "[mapping.users]",
@@ -1223,4 +1223,32 @@ fn password_methods_are_read_and_unicode_pwd_needs_tls() {
         p.iter().any(|p| p.message.contains("holds passwords")),
         "{p:?}"
     );
+}
+
+#[test]
+fn several_directory_servers() {
+    let text = BASE.replace(
+        "url = \"ldap://127.0.0.1:3389\"",
+        "urls = [\"ldaps://dc1:636\", \"ldaps://dc2:636\"]\nread_urls = [\"ldaps://replica:636\"]",
+    );
+    let c = load_str(&text, &demo_env()).unwrap();
+    assert_eq!(c.directory.urls, ["ldaps://dc1:636", "ldaps://dc2:636"]);
+    assert_eq!(c.directory.url, "ldaps://dc1:636");
+    assert_eq!(c.directory.read_urls, ["ldaps://replica:636"]);
+    let both = BASE.replace(
+        "url = \"ldap://127.0.0.1:3389\"",
+        "url = \"ldap://a:389\"\nurls = [\"ldap://b:389\"]",
+    );
+    assert!(problem(&problems(&both, &demo_env()), "directory.urls")
+        .message
+        .contains("not both"));
+    let bad = BASE.replace(
+        "url = \"ldap://127.0.0.1:3389\"",
+        "urls = [\"ldap://a:389\", \"http://b\"]",
+    );
+    problem(&problems(&bad, &demo_env()), "directory.urls[1]");
+    let none = BASE.replace("url = \"ldap://127.0.0.1:3389\"", "");
+    problem(&problems(&none, &demo_env()), "directory.url");
+    let local = BASE.replace("ldap://127.0.0.1:3389", "ldapi://%2Frun%2Fslapd.sock");
+    assert!(load_str(&local, &demo_env()).is_ok());
 }
