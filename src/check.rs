@@ -145,7 +145,7 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
             }];
         }
     };
-    let (mut ldap, driver) = match pool::connect(d, cs).await {
+    let (mut ldap, driver) = match pool::connect(d, cs, &d.url).await {
         Ok(x) => x,
         Err(e) => {
             let key = match e {

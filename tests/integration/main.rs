@@ -8,6 +8,7 @@ mod check_command;
 mod directory_faults;
 mod ds389;
 mod etags;
+mod failover;
 mod gateway;
 mod groups;
 mod groups_scale;

@@ -31,7 +31,10 @@ const SMALL_WINDOW: usize = 200;
 
 /// The LDAP implementation of the directory traits.
 pub struct LdapDirectory {
+    /// Connections to `urls`, first healthy server first: writes, and reads without replicas.
     pool: Pool,
+    /// Connections spread over `read_urls`, when configured.
+    read_pool: Option<Pool>,
     /// LDAP requests sent (searches, pages, adds, modifies, renames, deletes).
     operations: AtomicU64,
     /// Subtrees the gateway may touch; any other DN is refused before it reaches the wire.
@@ -266,7 +269,22 @@ impl LdapDirectory {
         audit: Arc<Auditor>,
     ) -> Result<Self, pool::ConnectError> {
         Ok(LdapDirectory {
-            pool: Pool::start(settings.clone(), metrics.clone())?,
+            pool: Pool::start(
+                settings.clone(),
+                settings.urls.clone(),
+                false,
+                metrics.clone(),
+            )?,
+            read_pool: if settings.read_urls.is_empty() {
+                None
+            } else {
+                Some(Pool::start(
+                    settings.clone(),
+                    settings.read_urls.clone(),
+                    true,
+                    metrics.clone(),
+                )?)
+            },
             operations: AtomicU64::new(0),
             allowed_bases: RwLock::new(allowed_bases),
             op_timeout: settings.operation_timeout,
@@ -278,7 +296,9 @@ impl LdapDirectory {
             queue_timeout: settings.queue_timeout,
             metrics,
             audit,
-            encrypted: settings.url.starts_with("ldaps://") || settings.starttls,
+            encrypted: settings.urls.iter().chain(&settings.read_urls).all(|u| {
+                u.starts_with("ldaps://") || u.starts_with("ldapi://") || settings.starttls
+            }),
             capabilities: tokio::sync::OnceCell::new(),
         })
     }
@@ -343,14 +363,17 @@ impl LdapDirectory {
         }
     }
 
-    /// Close the pool: unbind every connection and stop reconnecting.
+    /// Close the pools: unbind every connection and stop reconnecting.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(p) = &self.read_pool {
+            p.close().await;
+        }
     }
 
     /// Publish the pool's state on its gauges (called before each scrape).
     pub fn refresh_metrics(&self) {
-        self.pool.refresh_metrics();
+        self.pool.refresh_metrics(self.read_pool.as_ref());
     }
 
     /// Readiness: a base-scope search of the first configured subtree, answered within `timeout`.
@@ -399,6 +422,19 @@ impl LdapDirectory {
         }
     }
 
+    /// A connection for reads: a replica when `read_urls` are configured.
+    async fn read_handle(&self) -> Result<PooledConn, DirectoryError> {
+        let Some(pool) = &self.read_pool else {
+            return self.handle().await;
+        };
+        let mut h = pool.get().await.ok_or_else(|| {
+            DirectoryError::Unavailable("no connection to a read replica is up".into())
+        })?;
+        h.with_timeout(self.op_timeout);
+        Ok(h)
+    }
+
+    /// A connection to the preferred healthy server (writes, and reads that must see them).
     async fn handle(&self) -> Result<PooledConn, DirectoryError> {
         let mut h =
             self.pool.get().await.ok_or_else(|| {
@@ -664,22 +700,39 @@ impl LdapDirectory {
                 return Ok(entry_from(target.to_string(), resp.attrs, resp.bin_attrs));
             }
         }
-        let found = self
-            .search(SearchRequest {
-                base: target.to_string(),
-                scope: Scope::Base,
-                filter: "(objectClass=*)".into(),
-                attrs: attrs.to_vec(),
-            })
+        // From the server just written, never a replica that may lag.
+        let mut ldap = self.handle().await?;
+        let res = self
+            .timed(
+                "search",
+                ldap.search(
+                    target,
+                    ldap3::Scope::Base,
+                    "(objectClass=*)",
+                    attrs.to_vec(),
+                ),
+            )
             .await?;
-        found.into_iter().next().ok_or(DirectoryError::NoSuchObject)
+        let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .map(|e| {
+                let se = SearchEntry::construct(e);
+                entry_from(se.dn, se.attrs, se.bin_attrs)
+            })
+            .collect();
+        let entries = self.complete_ranges(&mut ldap, entries).await?;
+        entries
+            .into_iter()
+            .next()
+            .ok_or(DirectoryError::NoSuchObject)
     }
 }
 
 impl EntryReader for LdapDirectory {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
-        let mut ldap = self.handle().await?;
+        let mut ldap = self.read_handle().await?;
         let res = self
             .timed(
                 "search",
@@ -709,7 +762,7 @@ impl EntryReader for LdapDirectory {
         &self,
     ) -> Result<Option<std::collections::HashSet<String>>, DirectoryError> {
         // The subschema is public and outside the data subtrees: read it without the base check.
-        let mut ldap = self.handle().await?;
+        let mut ldap = self.read_handle().await?;
         let root = self
             .timed(
                 "search",
@@ -770,7 +823,7 @@ impl EntryReader for LdapDirectory {
         limit: usize,
     ) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
-        let mut ldap = self.handle().await?;
+        let mut ldap = self.read_handle().await?;
         let attrs = req.attrs.clone();
         self.walk(&mut ldap, &req, &attrs, limit, None).await
     }
@@ -784,7 +837,7 @@ impl EntryReader for LdapDirectory {
         sort: Option<SortKey>,
     ) -> Result<Page, DirectoryError> {
         self.check_search_base(&req.base)?;
-        let mut ldap = self.handle().await?;
+        let mut ldap = self.read_handle().await?;
         let Some(key) = sort else {
             return self
                 .paged_window(&mut ldap, &req, id_attr, offset, limit, None)

@@ -59,6 +59,10 @@ pub enum ConnectError {
 struct Shared {
     settings: DirectorySettings,
     conn_settings: LdapConnSettings,
+    /// The servers this pool connects to, in order of preference.
+    urls: Vec<String>,
+    /// Spread slots over the servers (replicas for reads) instead of all on the first healthy one.
+    spread: bool,
     handles: Vec<Mutex<Option<Ldap>>>,
     /// Handles of each slot currently lent to a request (0 means the connection is idle).
     busy: Vec<AtomicUsize>,
@@ -130,7 +134,11 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
         );
         return Ok(cs.set_no_tls_verify(true));
     }
-    let uses_tls = s.starttls || s.url.starts_with("ldaps://");
+    let uses_tls = s.starttls
+        || s.urls
+            .iter()
+            .chain(&s.read_urls)
+            .any(|u| u.starts_with("ldaps://"));
     if !uses_tls {
         return Ok(cs);
     }
@@ -196,13 +204,13 @@ fn system_roots() -> rustls::RootCertStore {
 pub async fn connect(
     settings: &DirectorySettings,
     cs: LdapConnSettings,
+    url: &str,
 ) -> Result<(Ldap, JoinHandle<()>), ConnectError> {
     let timeout = settings.connect_timeout;
-    let (conn, mut ldap) =
-        tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, &settings.url))
-            .await
-            .map_err(|_| ConnectError::Timeout(timeout))?
-            .map_err(ConnectError::Connect)?;
+    let (conn, mut ldap) = tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, url))
+        .await
+        .map_err(|_| ConnectError::Timeout(timeout))?
+        .map_err(ConnectError::Connect)?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
             tracing::debug!(error = %e, "directory connection ended with an error");
@@ -229,8 +237,11 @@ pub async fn connect(
 
 impl Pool {
     /// Start one supervisor per slot. Connections come up in the background; `get` waits for them.
+    /// `urls` in order of preference; with `spread`, slot i prefers `urls[i % n]` (replicas).
     pub fn start(
         settings: DirectorySettings,
+        urls: Vec<String>,
+        spread: bool,
         metrics: DirectoryMetrics,
     ) -> Result<Pool, ConnectError> {
         let conn_settings = conn_settings(&settings)?;
@@ -238,6 +249,8 @@ impl Pool {
         let shared = Arc::new(Shared {
             settings,
             conn_settings,
+            urls,
+            spread,
             handles: (0..n).map(|_| Mutex::new(None)).collect(),
             busy: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             next: AtomicUsize::new(0),
@@ -314,8 +327,14 @@ impl Pool {
     }
 
     /// Publish the pool's state on its gauges (called before each scrape).
-    pub fn refresh_metrics(&self) {
-        let (open, idle) = self.stats();
+    /// The gauges count this pool and `also` (the read replicas' pool) together.
+    pub fn refresh_metrics(&self, also: Option<&Pool>) {
+        let (mut open, mut idle) = self.stats();
+        if let Some(other) = also {
+            let (o, i) = other.stats();
+            open += o;
+            idle += i;
+        }
         let m = &self.shared.metrics;
         m.connections.with_label_values(&["open"]).set(open as i64);
         m.connections.with_label_values(&["idle"]).set(idle as i64);
@@ -351,31 +370,68 @@ impl Pool {
     }
 }
 
+/// How often a connection to a less preferred server looks whether a better one is back.
+const FAILBACK_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Shared {
+    /// The order in which `slot` tries the servers.
+    fn order(&self, slot: usize) -> Vec<usize> {
+        let n = self.urls.len();
+        let first = if self.spread { slot % n } else { 0 };
+        (0..n).map(|k| (first + k) % n).collect()
+    }
+
+    /// Connect to the first server in `order[..upto]` that accepts; counts each bind.
+    async fn connect_first(
+        &self,
+        order: &[usize],
+        upto: usize,
+    ) -> Result<(usize, Ldap, JoinHandle<()>), ConnectError> {
+        let mut last = None;
+        for (rank, &i) in order.iter().enumerate().take(upto) {
+            let attempt = connect(&self.settings, self.conn_settings.clone(), &self.urls[i]).await;
+            let bind_result = match &attempt {
+                Ok(_) => Some("success"),
+                Err(ConnectError::Bind(ldap3::LdapError::LdapResult { result })) => {
+                    Some(super::result_code_name(result.rc))
+                }
+                Err(ConnectError::Bind(_)) => Some("connection_error"),
+                Err(_) => None,
+            };
+            if let Some(r) = bind_result {
+                self.metrics
+                    .operations
+                    .with_label_values(&["bind", r])
+                    .inc();
+            }
+            match attempt {
+                Ok((ldap, driver)) => return Ok((rank, ldap, driver)),
+                Err(e) => {
+                    tracing::debug!(server = %self.urls[i], error = %e, "directory server not available");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ConnectError::Timeout(self.settings.connect_timeout)))
+    }
+
+    fn install(&self, slot: usize, ldap: Option<Ldap>) {
+        if let Ok(mut g) = self.handles[slot].lock() {
+            *g = ldap;
+        }
+    }
+}
+
 async fn supervise(shared: Arc<Shared>, slot: usize) {
     let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX);
+    let order = shared.order(slot);
     // Log state changes, not every attempt of an outage.
     let mut failing = false;
     // Every connection after this slot's first is a reconnect.
     let mut first = true;
     loop {
-        let attempt = connect(&shared.settings, shared.conn_settings.clone()).await;
-        let bind_result = match &attempt {
-            Ok(_) => Some("success"),
-            Err(ConnectError::Bind(ldap3::LdapError::LdapResult { result })) => {
-                Some(super::result_code_name(result.rc))
-            }
-            Err(ConnectError::Bind(_)) => Some("connection_error"),
-            Err(_) => None,
-        };
-        if let Some(r) = bind_result {
-            shared
-                .metrics
-                .operations
-                .with_label_values(&["bind", r])
-                .inc();
-        }
-        match attempt {
-            Ok((ldap, driver)) => {
+        match shared.connect_first(&order, order.len()).await {
+            Ok((mut rank, ldap, mut driver)) => {
                 backoff.reset();
                 shared.down.store(false, Ordering::Relaxed);
                 shared.metrics.up.set(1);
@@ -383,21 +439,36 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
                     shared.metrics.reconnects.inc();
                 }
                 first = false;
-                if let Ok(mut g) = shared.handles[slot].lock() {
-                    *g = Some(ldap);
-                }
+                shared.install(slot, Some(ldap));
                 shared.ready.notify_waiters();
-                if failing {
-                    tracing::info!(slot, "directory connection restored");
+                let server = &shared.urls[order[rank]];
+                if failing || rank > 0 {
+                    tracing::info!(slot, %server, "directory connection up");
                 } else {
-                    tracing::debug!(slot, "directory connection ready");
+                    tracing::debug!(slot, %server, "directory connection ready");
                 }
                 failing = false;
-                let _ = driver.await;
-                if let Ok(mut g) = shared.handles[slot].lock() {
-                    *g = None;
+                // Serve until the connection drops; on a less preferred server, move back as
+                // soon as a better one accepts (the old connection finishes its requests and closes).
+                loop {
+                    if rank == 0 {
+                        let _ = (&mut driver).await;
+                        break;
+                    }
+                    tokio::select! {
+                        _ = &mut driver => break,
+                        _ = tokio::time::sleep(FAILBACK_INTERVAL) => {
+                            if let Ok((better, ldap, d)) = shared.connect_first(&order, rank).await {
+                                shared.install(slot, Some(ldap));
+                                driver = d;
+                                rank = better;
+                                tracing::info!(slot, server = %shared.urls[order[rank]], "moved back to a preferred directory server");
+                            }
+                        }
+                    }
                 }
-                tracing::warn!(slot, "directory connection lost; reconnecting");
+                shared.install(slot, None);
+                tracing::warn!(slot, server = %shared.urls[order[rank]], "directory connection lost; reconnecting");
             }
             Err(e) => {
                 shared.down.store(true, Ordering::Relaxed);
@@ -405,9 +476,9 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
                 first = false;
                 shared.ready.notify_waiters();
                 if failing {
-                    tracing::debug!(slot, error = %e, "cannot connect to the directory");
+                    tracing::debug!(slot, error = %e, "cannot connect to any directory server");
                 } else {
-                    tracing::warn!(slot, error = %e, "cannot connect to the directory; retrying");
+                    tracing::warn!(slot, error = %e, "cannot connect to any directory server; retrying");
                     failing = true;
                 }
             }
