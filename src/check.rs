@@ -1,8 +1,10 @@
 //! `scim-ldap-gateway check`: validate a config against the live directory's subschema.
 
 use crate::config::{Config, ConfigProblem, DirectorySettings};
+use crate::directory::capabilities::Capabilities;
 use crate::directory::ldap::pool;
 use crate::mapping::groups::GroupMapping;
+use crate::mapping::PasswordMethod;
 use crate::mapping::UserMapping;
 use std::collections::HashSet;
 
@@ -132,32 +134,121 @@ pub fn group_mapping_problems(
     out
 }
 
-/// Bind with the service account, read the subschema, and check the mapping against it.
-pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
+/// What one directory server is and supports.
+#[derive(Debug)]
+pub struct ServerReport {
+    pub url: String,
+    pub capabilities: Capabilities,
+}
+
+/// Everything `check` found: problems (each with its key) and, per reachable server, its kind
+/// and capabilities.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub problems: Vec<ConfigProblem>,
+    pub servers: Vec<ServerReport>,
+}
+
+/// Check every configured server: bind, read its root DSE, and on the first one also the
+/// subschema and the mapped subtrees.
+pub async fn check_directory(config: &Config) -> CheckReport {
     let d: &DirectorySettings = &config.directory;
+    let mut report = CheckReport::default();
     let cs = match pool::conn_settings(d) {
         Ok(cs) => cs,
         Err(e) => {
-            return vec![ConfigProblem {
+            report.problems.push(ConfigProblem {
                 key: "directory.ca_file".into(),
                 message: e.to_string(),
-            }];
+            });
+            return report;
         }
     };
-    let (mut ldap, driver) = match pool::connect(d, cs, &d.url).await {
-        Ok(x) => x,
-        Err(e) => {
-            let key = match e {
-                pool::ConnectError::Bind(_) => "directory.bind_dn",
-                _ => "directory.url",
+    let several = d.urls.len() > 1;
+    let servers: Vec<(String, String)> = d
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let key = if several {
+                format!("directory.urls[{i}]")
+            } else {
+                "directory.url".to_string()
             };
-            return vec![ConfigProblem {
-                key: key.into(),
-                message: e.to_string(),
-            }];
+            (key, u.clone())
+        })
+        .chain(
+            d.read_urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (format!("directory.read_urls[{i}]"), u.clone())),
+        )
+        .collect();
+    for (n, (key, url)) in servers.iter().enumerate() {
+        let (mut ldap, driver) = match pool::connect(d, cs.clone(), url).await {
+            Ok(x) => x,
+            Err(e) => {
+                let key = match e {
+                    pool::ConnectError::Bind(_) => "directory.bind_dn".to_string(),
+                    _ => key.clone(),
+                };
+                report.problems.push(ConfigProblem {
+                    key,
+                    message: format!("{url}: {e}"),
+                });
+                continue;
+            }
+        };
+        ldap.with_timeout(d.operation_timeout);
+        let dse = ldap
+            .search(
+                "",
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                crate::directory::capabilities::ROOT_DSE_ATTRIBUTES.to_vec(),
+            )
+            .await
+            .and_then(|r| r.success())
+            .ok()
+            .and_then(|(entries, _)| entries.into_iter().next())
+            .map(|e| {
+                let se = ldap3::SearchEntry::construct(e);
+                let mut entry = crate::directory::Entry {
+                    dn: String::new(),
+                    ..Default::default()
+                };
+                for (k, v) in se.attrs {
+                    entry.attrs.insert(k.to_ascii_lowercase(), v);
+                }
+                entry
+            })
+            .unwrap_or_default();
+        let caps = Capabilities::from_root_dse(&dse);
+        if config.users.password == PasswordMethod::PasswordModify && !caps.password_modify {
+            report.problems.push(ConfigProblem {
+                key: "mapping.users.password.type".into(),
+                message: format!("{url} does not announce the Password Modify extended operation"),
+            });
         }
-    };
+        report.servers.push(ServerReport {
+            url: url.clone(),
+            capabilities: caps,
+        });
+        if n == 0 {
+            report
+                .problems
+                .extend(check_schema_and_bases(config, &mut ldap).await);
+        }
+        let _ = ldap.unbind().await;
+        driver.abort();
+    }
+    report
+}
+
+/// The mapping against the subschema, and the mapped subtrees' readability.
+async fn check_schema_and_bases(config: &Config, ldap: &mut ldap3::Ldap) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let d: &DirectorySettings = &config.directory;
     ldap.with_timeout(d.operation_timeout);
     let root = ldap
         .search(
@@ -255,7 +346,5 @@ pub async fn check_directory(config: &Config) -> Vec<ConfigProblem> {
             });
         }
     }
-    let _ = ldap.unbind().await;
-    driver.abort();
     problems
 }

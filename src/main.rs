@@ -153,18 +153,33 @@ async fn check(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let problems = scim_ldap_gateway::check::check_directory(&config).await;
-    if problems.is_empty() {
+    let report = scim_ldap_gateway::check::check_directory(&config).await;
+    for server in &report.servers {
+        let c = &server.capabilities;
+        println!(
+            "{}: {}{}",
+            server.url,
+            c.kind,
+            c.version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default()
+        );
+        for (ok, line) in c.report() {
+            println!("  {} {line}", if ok { "ok:  " } else { "note:" });
+        }
+    }
+    if report.problems.is_empty() {
         println!(
             "{}: configuration valid; directory reachable; mapping matches the schema",
             path.display()
         );
         ExitCode::SUCCESS
     } else {
-        for p in &problems {
+        for p in &report.problems {
             println!("{p}");
         }
-        eprintln!("{} problem(s) found", problems.len());
+        eprintln!("{} problem(s) found", report.problems.len());
         ExitCode::FAILURE
     }
 }

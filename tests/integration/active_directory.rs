@@ -51,62 +51,79 @@ async fn start_with(edit: impl FnOnce(String) -> String) -> Ad {
         .success()
         .unwrap();
     }
-    let text = std::fs::read_to_string(repo_file("config/active-directory.toml")).unwrap();
-    let (url, ca, admin_dn) = (
-        dc.ldaps_url(),
-        dc.ca_pem_path().display().to_string(),
-        dc.admin_dn(),
-    );
-    let gw = RunningGateway::from_config(
-        |dir| {
-            let text = text
-                .replace("0.0.0.0:8443", "127.0.0.1:0")
-                .replace("127.0.0.1:9464", "127.0.0.1:0")
-                .replace(
-                    "/etc/scim-ldap-gateway/tls/gateway.crt",
-                    &dir.join("gw.crt").display().to_string(),
-                )
-                .replace(
-                    "/etc/scim-ldap-gateway/tls/gateway.key",
-                    &dir.join("gw.key").display().to_string(),
-                )
-                .replace(
-                    r#"secret = { file = "/etc/scim-ldap-gateway/secrets/entra-token" }"#,
-                    r#"secret = { env = "SCIM_TOKEN" }"#,
-                )
-                .replace(
-                    r#"bind_password = { file = "/etc/scim-ldap-gateway/secrets/bind-password" }"#,
-                    r#"bind_password = { env = "AD_PASSWORD" }"#,
-                )
-                .replace("ldaps://dc1.example.com:636", &url)
-                .replace("/etc/scim-ldap-gateway/tls/ad-ca.pem", &ca)
-                .replace(
-                    "CN=scim-gateway,OU=Service Accounts,DC=example,DC=com",
-                    &admin_dn,
-                )
-                .replace(
-                    "output = \"file\"\nfile = \"/var/log/scim-ldap-gateway/audit.jsonl\"",
-                    "output = \"log\"",
-                )
-                .replace("DC=example,DC=com", &base);
-            edit(text)
-        },
-        &FixedEnv {
-            vars: [
-                ("SCIM_TOKEN".to_string(), TOKEN.to_string()),
-                ("AD_PASSWORD".to_string(), dc.admin_password().to_string()),
-            ]
-            .into(),
-            files: Default::default(),
-        },
-    )
-    .await;
+    let gw = RunningGateway::from_config(|dir| edit(preset_text(&dc, dir)), &ad_env(&dc)).await;
     Ad {
         dc,
         gw,
         users,
         groups,
     }
+}
+
+/// The AD preset pointed at `dc`, certificate files in `dir`, bound as Administrator.
+fn preset_text(dc: &SambaDc, dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(repo_file("config/active-directory.toml")).unwrap();
+    text.replace("0.0.0.0:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9464", "127.0.0.1:0")
+        .replace(
+            "/etc/scim-ldap-gateway/tls/gateway.crt",
+            &dir.join("gw.crt").display().to_string(),
+        )
+        .replace(
+            "/etc/scim-ldap-gateway/tls/gateway.key",
+            &dir.join("gw.key").display().to_string(),
+        )
+        .replace(
+            r#"secret = { file = "/etc/scim-ldap-gateway/secrets/entra-token" }"#,
+            r#"secret = { env = "SCIM_TOKEN" }"#,
+        )
+        .replace(
+            r#"bind_password = { file = "/etc/scim-ldap-gateway/secrets/bind-password" }"#,
+            r#"bind_password = { env = "AD_PASSWORD" }"#,
+        )
+        .replace("ldaps://dc1.example.com:636", &dc.ldaps_url())
+        .replace(
+            "/etc/scim-ldap-gateway/tls/ad-ca.pem",
+            &dc.ca_pem_path().display().to_string(),
+        )
+        .replace(
+            "CN=scim-gateway,OU=Service Accounts,DC=example,DC=com",
+            &dc.admin_dn(),
+        )
+        .replace(
+            "output = \"file\"\nfile = \"/var/log/scim-ldap-gateway/audit.jsonl\"",
+            "output = \"log\"",
+        )
+        .replace("DC=example,DC=com", dc.base_dn())
+}
+
+fn ad_env(dc: &SambaDc) -> FixedEnv {
+    FixedEnv {
+        vars: [
+            ("SCIM_TOKEN".to_string(), TOKEN.to_string()),
+            ("AD_PASSWORD".to_string(), dc.admin_password().to_string()),
+        ]
+        .into(),
+        files: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn check_finds_the_preset_matches_a_samba_dc() {
+    let ad = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = scim_ldap_gateway::config::Config::from_toml(
+        &preset_text(&ad.dc, dir.path()),
+        dir.path(),
+        &ad_env(&ad.dc),
+    )
+    .unwrap();
+    let report = scim_ldap_gateway::check::check_directory(&config).await;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let caps = &report.servers[0].capabilities;
+    assert_eq!(caps.kind.to_string(), "Samba Active Directory");
+    assert!(caps.paged_results && caps.permissive_modify);
+    assert!(!caps.assertion && !caps.password_modify);
 }
 
 fn first(e: &SearchEntry, attr: &str) -> Option<String> {

@@ -32,6 +32,14 @@ fn demo_config_passes_check_against_the_demo_directory() {
     let (ok, out) = run_check(&slapd, &demo_config_text(&slapd, dir.path()));
     assert!(ok, "{out}");
     assert!(out.contains("mapping matches the schema"), "{out}");
+    // The server is identified, with what works and what the gateway does instead.
+    assert!(out.contains(": OpenLDAP"), "{out}");
+    assert!(
+        out.contains("ok:   Password Modify extended operation"),
+        "{out}"
+    );
+    assert!(out.contains("ok:   assertion control"), "{out}");
+    assert!(out.contains("note: no permissive modify"), "{out}");
 }
 
 #[test]
