@@ -275,6 +275,9 @@ pub struct GroupMappingFile {
     /// A DN kept in every group so classes that require a member (groupOfNames, groupOfUniqueNames)
     /// can be empty. Never shown in SCIM. Must lie outside the user and group bases. Default: none.
     pub placeholder_member: Option<String>,
+    /// Read the member attribute in windows of this many values (Active Directory's range
+    /// retrieval, `member;range=0-1499`); AD's MaxValRange is 1500. Default: in one piece.
+    pub member_range_size: Option<usize>,
     /// Operational attribute on members that lists their groups (`memberOf`), used for a user's
     /// `groups`. Default: none, in which case groups are found with a reverse search.
     pub member_of_attribute: Option<String>,

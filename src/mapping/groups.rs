@@ -49,6 +49,8 @@ pub struct GroupMapping {
     pub member_value: MemberValue,
     pub placeholder_member: Option<String>,
     pub member_of_attribute: Option<String>,
+    /// Read `member_attribute` in ranges of this many values (AD range retrieval).
+    pub member_range_size: Option<usize>,
     pub dn_attribute: String,
     pub integrity: MembershipIntegrity,
     pub created_attribute: String,
@@ -148,6 +150,13 @@ impl GroupMapping {
             member_value,
             placeholder_member: f.placeholder_member.clone(),
             member_of_attribute: f.member_of_attribute.clone(),
+            member_range_size: match f.member_range_size {
+                Some(0) => {
+                    problems.push(format!("{key}.member_range_size"), "must be at least 1");
+                    None
+                }
+                other => other,
+            },
             dn_attribute: f.dn_attribute.clone().unwrap_or_else(|| "entryDN".into()),
             integrity,
             created_attribute: f
@@ -181,7 +190,11 @@ impl GroupMapping {
         attrs.extend(self.external_id_attribute.clone());
         attrs.extend(self.version_attribute.clone());
         if with_members && !self.members_from_member_of() {
-            attrs.push(self.member_attribute.clone());
+            // The LDAP layer fetches the remaining ranges and merges them under the plain name.
+            attrs.push(match self.member_range_size {
+                Some(n) => format!("{};range=0-{}", self.member_attribute, n - 1),
+                None => self.member_attribute.clone(),
+            });
         }
         attrs
     }

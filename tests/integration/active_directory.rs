@@ -551,3 +551,63 @@ async fn groups_and_memberships_on_a_samba_dc() {
         .await
         .is_none());
 }
+
+/// AD hands out a large `member` in ranges (MaxValRange 1500); with `member_range_size` the
+/// gateway reads it in windows and merges them, so a 1600-member group shows every member.
+#[tokio::test]
+async fn large_groups_are_read_in_ranges() {
+    const MEMBERS: usize = 1600;
+    let ad = start_with(|t| {
+        t.replace(
+            "member_of_attribute = \"memberOf\"\n",
+            "member_range_size = 1500\n",
+        )
+    })
+    .await;
+    let mut ldap = ad.dc.admin().await;
+    let mut dns = Vec::new();
+    for i in 0..MEMBERS {
+        let dn = format!("CN=member{i:04},{}", ad.users);
+        let sam = format!("member{i:04}");
+        ldap.add(
+            &dn,
+            vec![
+                (
+                    "objectClass",
+                    HashSet::from(["top", "person", "organizationalPerson", "user"]),
+                ),
+                ("sAMAccountName", HashSet::from([sam.as_str()])),
+            ],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+        dns.push(dn);
+    }
+    let group_dn = format!("CN=Everyone Big,{}", ad.groups);
+    let members: HashSet<&str> = dns.iter().map(String::as_str).collect();
+    ldap.add(
+        &group_dn,
+        vec![
+            ("objectClass", HashSet::from(["top", "group"])),
+            ("sAMAccountName", HashSet::from(["everyone-big"])),
+            ("member", members),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    let found = ad
+        .get("/Groups?filter=displayName%20eq%20%22Everyone%20Big%22&excludedAttributes=members")
+        .await
+        .expect(200);
+    let id = found.body["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ad.get(&format!("/Groups/{id}")).await.expect(200);
+    let shown = r.body["members"].as_array().unwrap();
+    assert_eq!(shown.len(), MEMBERS, "every range was read");
+}
