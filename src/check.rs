@@ -147,6 +147,8 @@ pub struct ServerReport {
 pub struct CheckReport {
     pub problems: Vec<ConfigProblem>,
     pub servers: Vec<ServerReport>,
+    /// Whether the first server's schema has a `memberOf` attribute type (None: schema unread).
+    pub member_of: Option<bool>,
 }
 
 /// Check every configured server: bind, read its root DSE, and on the first one also the
@@ -235,9 +237,9 @@ pub async fn check_directory(config: &Config) -> CheckReport {
             capabilities: caps,
         });
         if n == 0 {
-            report
-                .problems
-                .extend(check_schema_and_bases(config, &mut ldap).await);
+            let (problems, member_of) = check_schema_and_bases(config, &mut ldap).await;
+            report.problems.extend(problems);
+            report.member_of = member_of;
         }
         let _ = ldap.unbind().await;
         driver.abort();
@@ -246,8 +248,12 @@ pub async fn check_directory(config: &Config) -> CheckReport {
 }
 
 /// The mapping against the subschema, and the mapped subtrees' readability.
-async fn check_schema_and_bases(config: &Config, ldap: &mut ldap3::Ldap) -> Vec<ConfigProblem> {
+async fn check_schema_and_bases(
+    config: &Config,
+    ldap: &mut ldap3::Ldap,
+) -> (Vec<ConfigProblem>, Option<bool>) {
     let mut problems = Vec::new();
+    let mut member_of = None;
     let d: &DirectorySettings = &config.directory;
     ldap.with_timeout(d.operation_timeout);
     let root = ldap
@@ -300,6 +306,7 @@ async fn check_schema_and_bases(config: &Config, ldap: &mut ldap3::Ldap) -> Vec<
                     .unwrap_or_default()
             };
             let s = Subschema::from_definitions(&get("objectClasses"), &get("attributeTypes"));
+            member_of = (!s.attribute_types.is_empty()).then(|| s.has_attribute("memberOf"));
             if s.object_classes.is_empty() {
                 problems.push(ConfigProblem {
                     key: "directory.bind_dn".into(),
@@ -346,5 +353,5 @@ async fn check_schema_and_bases(config: &Config, ldap: &mut ldap3::Ldap) -> Vec<
             });
         }
     }
-    problems
+    (problems, member_of)
 }

@@ -169,6 +169,15 @@ async fn check(path: PathBuf) -> ExitCode {
             println!("  {} {line}", if ok { "ok:  " } else { "note:" });
         }
     }
+    match report.member_of {
+        Some(true) => println!(
+            "  ok:   memberOf: the schema has it (set member_of_attribute = \"memberOf\" if the directory maintains it)"
+        ),
+        Some(false) => println!(
+            "  note: no memberOf in the schema: groups are found with reverse searches and membership_integrity must be \"gateway\""
+        ),
+        None => {}
+    }
     if report.problems.is_empty() {
         println!(
             "{}: configuration valid; directory reachable; mapping matches the schema",

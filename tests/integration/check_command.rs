@@ -40,6 +40,7 @@ fn demo_config_passes_check_against_the_demo_directory() {
     );
     assert!(out.contains("ok:   assertion control"), "{out}");
     assert!(out.contains("note: no permissive modify"), "{out}");
+    assert!(out.contains("ok:   memberOf"), "{out}");
 }
 
 #[test]
