@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source deploy/lib/slapd.sh
 
 step "checking Debian packages (slapd, ldap-utils, ca-certificates, prometheus for promtool, Samba AD DC, 389-DS)"
-ensure_packages slapd ldap-utils ca-certificates prometheus samba-ad-dc samba-ad-provision samba-common-bin 389-ds-base
+ensure_packages slapd ldap-utils ca-certificates openssl prometheus samba-ad-dc samba-ad-provision samba-common-bin 389-ds-base
 
 step "checking OpenLDAP binaries"
 for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do

@@ -170,6 +170,8 @@ pub struct ScimFile {
     /// Largest number of operations in one `POST /Bulk`. Default 1000; more is 413.
     /// (Its maxPayloadSize is `max_body_bytes`.)
     pub max_bulk_operations: Option<usize>,
+    /// Largest number of operations in one PATCH. Default 1000; more is 400 tooMany.
+    pub max_patch_operations: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -79,6 +79,7 @@ pub struct ScimSettings {
     pub max_page_size: usize,
     pub default_page_size: usize,
     pub max_bulk_operations: usize,
+    pub max_patch_operations: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +321,11 @@ impl Config {
             max_page_size,
             default_page_size,
             max_bulk_operations: file.scim.max_bulk_operations.unwrap_or(1000),
+            max_patch_operations: file
+                .scim
+                .max_patch_operations
+                .unwrap_or(crate::scim::patch::MAX_OPERATIONS)
+                .max(1),
         };
 
         let mut tokens = Vec::new();

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bulk;
 pub mod client_ip;
 pub mod error;
+pub mod json;
 pub mod ratelimit;
 pub mod server;
 
@@ -412,12 +413,20 @@ async fn json_body<D>(
             .into());
         }
     }
+    let too_large =
+        || ScimError::PayloadTooLarge(format!("the body exceeds {} bytes", state.max_body_bytes));
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return Err(too_large().into());
+    }
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
-        .map_err(|_| {
-            ScimError::PayloadTooLarge(format!("the body exceeds {} bytes", state.max_body_bytes))
-        })?;
-    serde_json::from_slice(&bytes)
+        .map_err(|_| too_large())?;
+    json::parse_strict(&bytes)
         .map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
 }
 

@@ -162,6 +162,7 @@ fn build_live(
         default_page_size: config.scim.default_page_size,
         max_page_size: config.scim.max_page_size,
         version_attribute: config.directory.version_attribute.clone(),
+        max_patch_operations: config.scim.max_patch_operations,
     };
     let users_mapping = Arc::new(config.users.clone());
     let groups_mapping = config.groups.clone().map(Arc::new);

@@ -3,7 +3,7 @@
 
 use super::filter::{parse_path, CompValue, CompareOp, Filter, PatchPath};
 use super::members::{Member, Members};
-use super::patch::{parse_request, OpKind, PatchOperation};
+use super::patch::{parse_request_limited, OpKind, PatchOperation};
 use super::time::generalized_to_rfc3339;
 use super::users::{ListPage, ListQuery, UserServiceSettings};
 use super::{etag, IfMatch, ScimError};
@@ -559,7 +559,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         body: &Value,
         if_match: Option<&IfMatch>,
     ) -> Result<(), ScimError> {
-        let ops = parse_request(body)?;
+        let ops = parse_request_limited(body, self.settings.max_patch_operations)?;
         let changes = GroupChanges::from_patch(&ops)?;
         let entry = self
             .find(id, false)

@@ -11,6 +11,7 @@ use crate::mapping::resource::get_ci;
 use serde_json::{Map, Value};
 
 /// Upper bound on operations per request; a client needing more is misbehaving.
+/// Default of `[scim] max_patch_operations`.
 pub const MAX_OPERATIONS: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,11 @@ pub trait SchemaLookup {
 
 /// Parse a PatchOp request body: `{"schemas":[...PatchOp], "Operations":[...]}`.
 pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
+    parse_request_limited(body, MAX_OPERATIONS)
+}
+
+/// `parse_request` with at most `max` operations (`[scim] max_patch_operations`); more is 400 tooMany.
+pub fn parse_request_limited(body: &Value, max: usize) -> Result<Vec<PatchOperation>, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::InvalidSyntax("a PATCH body must be a JSON object".into()))?;
@@ -62,9 +68,10 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
     if ops.is_empty() {
         return Err(ScimError::InvalidSyntax("Operations is empty".into()));
     }
-    if ops.len() > MAX_OPERATIONS {
+    if ops.len() > max {
         return Err(ScimError::TooMany(format!(
-            "at most {MAX_OPERATIONS} operations per PATCH"
+            "{} operations; at most {max} are accepted per PATCH ([scim] max_patch_operations)",
+            ops.len()
         )));
     }
     ops.iter()

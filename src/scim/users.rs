@@ -121,6 +121,8 @@ pub struct UserServiceSettings {
     pub max_page_size: usize,
     /// Attribute that changes on every write, used to guard read-modify-write; None disables the guard.
     pub version_attribute: Option<String>,
+    /// Largest number of operations in one PATCH.
+    pub max_patch_operations: usize,
 }
 
 /// Query parameters of a list request.
@@ -684,7 +686,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         base_url: &str,
         if_match: Option<&IfMatch>,
     ) -> Result<Value, ScimError> {
-        let ops = patch::parse_request(body)?;
+        let ops = patch::parse_request_limited(body, self.settings.max_patch_operations)?;
         let mut attempt = 0;
         loop {
             let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;

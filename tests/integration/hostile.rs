@@ -294,3 +294,132 @@ async fn authentication_is_required_everywhere() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn body_abuse_is_refused_cleanly() {
+    let gw = TestGateway::start_with(|t| {
+        t.replacen(
+            "default_page_size = 100\n",
+            "default_page_size = 100\nmax_patch_operations = 5\n",
+            1,
+        )
+    })
+    .await;
+    let raw = |body: &str| {
+        gw.client
+            .post(format!("{}/Users", gw.base))
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+    };
+    // A key twice: which one would count? Refused, nothing written.
+    let r = gw
+        .send_with(raw(r#"{"userName":"dup-a","userName":"dup-b"}"#), None)
+        .await
+        .expect_error(400, Some("invalidSyntax"));
+    assert!(r.body["detail"].as_str().unwrap().contains("twice"));
+    assert!(gw.slapd.entry(&people_dn("dup-a")).await.is_none());
+    assert!(gw.slapd.entry(&people_dn("dup-b")).await.is_none());
+    // Numbers out of range.
+    gw.send_with(raw(r#"{"userName":"num","active":1e999}"#), None)
+        .await
+        .expect_error(400, Some("invalidSyntax"));
+    // Too many PATCH operations: a clear 400 naming the limit, nothing applied.
+    let id = gw.seeded_id("bob").await;
+    let ops: Vec<_> = (0..6)
+        .map(|i| json!({"op": "replace", "path": "title", "value": format!("t{i}")}))
+        .collect();
+    let r = gw
+        .patch(&format!("/Users/{id}"), &json!({"Operations": ops}))
+        .await
+        .expect_error(400, Some("tooMany"));
+    assert!(r.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("max_patch_operations"));
+    let bob = gw.slapd.entry(&people_dn("bob")).await.unwrap();
+    assert!(!first(&bob, "title").unwrap_or_default().starts_with('t'));
+}
+
+/// A 100 MB body is refused from its declared length, before any of it is sent.
+#[tokio::test]
+async fn a_huge_declared_body_is_413_before_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start().await;
+    let mut tls = crate::operations::open_tls(&gw, b"http/1.1").await;
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 104857600\r\n\r\n",
+        crate::gateway::TOKEN
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("an answer without sending the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
+
+/// TLS 1.0 and 1.1 are refused; TLS 1.2 works (so the probe itself works); plaintext on the TLS
+/// port gets no HTTP answer.
+#[tokio::test]
+async fn old_tls_and_plaintext_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start().await;
+    let address = gw
+        .base
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let probe = |version: &'static str, address: String| {
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("openssl")
+                .args([
+                    "s_client",
+                    "-connect",
+                    &address,
+                    version,
+                    "-cipher",
+                    "DEFAULT:@SECLEVEL=0",
+                    "-alpn",
+                    "http/1.1",
+                ])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl is needed (./deploy/test.sh installs it)");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        })
+    };
+    for version in ["-tls1", "-tls1_1"] {
+        let (ok, out) = probe(version, address.clone()).await.unwrap();
+        assert!(!ok, "{version} was accepted:\n{out}");
+        assert!(
+            !out.contains("Cipher is ") || out.contains("Cipher is (NONE)"),
+            "{out}"
+        );
+    }
+    let (ok, out) = probe("-tls1_2", address.clone()).await.unwrap();
+    assert!(ok && out.contains("Protocol  : TLSv1.2"), "{out}");
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+
+    let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tcp.write_all(b"GET /scim/v2/Users HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf))
+        .await
+        .expect("the connection is closed");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("HTTP/1.1"),
+        "plaintext got an HTTP answer"
+    );
+}

@@ -714,7 +714,10 @@ async fn audit_records_every_write_without_secret_values() {
 }
 
 /// A TLS connection to the gateway's SCIM listener offering only `alpn`.
-async fn open_tls(gw: &RunningGateway, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+pub(crate) async fn open_tls(
+    gw: &RunningGateway,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
         roots.add(cert.unwrap()).unwrap();

@@ -193,6 +193,7 @@ fn settings() -> UserServiceSettings {
         default_page_size: 100,
         max_page_size: 200,
         version_attribute: Some("entryCSN".into()),
+        max_patch_operations: 1000,
     }
 }
 

@@ -105,6 +105,7 @@ fn settings(version_attribute: Option<&str>) -> UserServiceSettings {
         default_page_size: 100,
         max_page_size: 200,
         version_attribute: version_attribute.map(str::to_string),
+        max_patch_operations: 1000,
     }
 }
 
