@@ -352,7 +352,10 @@ impl Config {
                 vec![]
             }
             (None, None) => {
-                problems.push("directory.url", "set `url` (one server) or `urls` (several)");
+                problems.push(
+                    "directory.url",
+                    "set `url` (one server) or `urls` (several)",
+                );
                 vec![]
             }
             (Some(_), Some(_)) => {
@@ -360,7 +363,11 @@ impl Config {
                 vec![]
             }
         };
-        let url_key = if d.urls.is_some() { "directory.urls" } else { "directory.url" };
+        let url_key = if d.urls.is_some() {
+            "directory.urls"
+        } else {
+            "directory.url"
+        };
         for (key, list) in [(url_key, &urls), ("directory.read_urls", &d.read_urls)] {
             for (i, u) in list.iter().enumerate() {
                 let key = if d.urls.is_some() || key == "directory.read_urls" {
@@ -368,7 +375,10 @@ impl Config {
                 } else {
                     key.to_string()
                 };
-                if !(u.starts_with("ldap://") || u.starts_with("ldaps://") || u.starts_with("ldapi://")) {
+                if !(u.starts_with("ldap://")
+                    || u.starts_with("ldaps://")
+                    || u.starts_with("ldapi://"))
+                {
                     problems.push(
                         key.clone(),
                         format!("{u:?} must start with ldap://, ldaps:// or ldapi://"),
@@ -376,8 +386,16 @@ impl Config {
                 }
             }
         }
-        if d.starttls && urls.iter().chain(&d.read_urls).any(|u| !u.starts_with("ldap://")) {
-            problems.push("directory.starttls", "StartTLS applies to ldap:// URLs only");
+        if d.starttls
+            && urls
+                .iter()
+                .chain(&d.read_urls)
+                .any(|u| !u.starts_with("ldap://"))
+        {
+            problems.push(
+                "directory.starttls",
+                "StartTLS applies to ldap:// URLs only",
+            );
         }
         let encrypted = urls
             .iter()

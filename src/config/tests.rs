@@ -658,7 +658,9 @@ fn directory_problems() {
     let text = BASE.replace("ldap://127.0.0.1:3389", "http://127.0.0.1:3389");
     let p = problems(&text, &demo_env());
     assert_eq!(keys(&p), vec!["directory.url"]);
-    assert!(p[0].message.contains("must start with ldap://, ldaps:// or ldapi://"));
+    assert!(p[0]
+        .message
+        .contains("must start with ldap://, ldaps:// or ldapi://"));
 
     let text = BASE.replace(
         "[mapping.users]",
