@@ -7,6 +7,7 @@ mod bulk;
 mod check_command;
 mod directory_faults;
 mod ds389;
+mod ds389_gateway;
 mod etags;
 mod failover;
 mod gateway;
