@@ -554,6 +554,24 @@ impl Config {
         }
 
         let users = UserMapping::build(&file.mapping.users, "mapping.users", &mut problems);
+        // Password Modify over plain ldap:// would carry the cleartext password: allowed only to
+        // a directory on this machine (the demo's loopback slapd), never across a network.
+        let local_or_encrypted = urls.iter().chain(&d.read_urls).all(|u| {
+            u.starts_with("ldaps://")
+                || u.starts_with("ldapi://")
+                || d.starttls
+                || is_loopback_url(u)
+        });
+        if !local_or_encrypted
+            && users
+                .as_ref()
+                .is_some_and(|u| u.password == crate::mapping::PasswordMethod::PasswordModify)
+        {
+            problems.push(
+                "mapping.users.password.type",
+                "\"password_modify\" over ldap:// to another host would send passwords in clear; use ldaps://, StartTLS or ldapi://",
+            );
+        }
         if !encrypted
             && users
                 .as_ref()
@@ -720,6 +738,20 @@ fn rate_limit_settings(
         trusted_proxies,
     };
     f.enabled.unwrap_or(true).then_some(settings)
+}
+
+/// `ldap://127.0.0.1…`, `ldap://[::1]…` or `ldap://localhost…`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("ldap://").unwrap_or("");
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        rest.split([':', '/']).next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn resolve_secret(

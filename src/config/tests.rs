@@ -1254,3 +1254,26 @@ fn several_directory_servers() {
     let local = BASE.replace("ldap://127.0.0.1:3389", "ldapi://%2Frun%2Fslapd.sock");
     assert!(load_str(&local, &demo_env()).is_ok());
 }
+
+#[test]
+fn password_modify_never_crosses_a_network_in_clear() {
+    let with = |url: &str| {
+        BASE.replace("ldap://127.0.0.1:3389", url).replace(
+            "[mapping.users]",
+            "[mapping.users.password]\ntype = \"password_modify\"\n\n[mapping.users]",
+        )
+    };
+    for ok in [
+        "ldap://127.0.0.1:3389",
+        "ldap://localhost:389",
+        "ldap://[::1]:389",
+        "ldaps://ldap.example.org:636",
+        "ldapi://%2Frun%2Fslapd%2Fldapi",
+    ] {
+        assert!(load_str(&with(ok), &demo_env()).is_ok(), "{ok}");
+    }
+    let p = problems(&with("ldap://ldap.example.org:389"), &demo_env());
+    assert!(problem(&p, "mapping.users.password.type")
+        .message
+        .contains("in clear"));
+}
