@@ -2,7 +2,8 @@
 # test.sh -- run the whole test suite, integration tests against a real
 # OpenLDAP included. Installs slapd and ldap-utils if they are missing: the
 # integration tests start their own private slapd instances and must never
-# be skipped for lack of one.
+# be skipped for lack of one. Checks the dependencies' licenses and sources
+# with cargo-deny (installed if missing) before the tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +23,17 @@ for bin in samba samba-tool dscreate ns-slapd; do
 done
 command -v promtool >/dev/null 2>&1 ||
     die "promtool is missing although prometheus is installed; the metrics tests need it"
+
+# Licenses, banned crates and sources of every dependency, by deny.toml. The advisories
+# check is left out: it downloads the RustSec database (see README, "Supply chain").
+if ! cargo deny --version >/dev/null 2>&1; then
+    step "installing cargo-deny (cargo install --locked cargo-deny)"
+    cargo install --locked cargo-deny ||
+        die "could not install cargo-deny; install it by hand (cargo install --locked cargo-deny) and rerun"
+fi
+step "cargo deny check licenses bans sources"
+cargo deny check licenses bans sources ||
+    die "cargo-deny refused a dependency (see above); fix it or, after review, change deny.toml"
 
 step "cargo test --all-targets --locked"
 exec cargo test --all-targets --locked

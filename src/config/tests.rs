@@ -525,6 +525,16 @@ fn bad_listener_protocol_and_missing_sections() {
 }
 
 #[test]
+fn a_listener_without_protocol_is_https() {
+    let text = BASE.replace("protocol = \"http\"\n", "");
+    // Plaintext only when written out: without `protocol` the listener needs [tls].
+    assert_eq!(keys(&problems(&text, &demo_env())), vec!["tls"]);
+    let text = text + "\n[tls]\ncert_file = \"gw.crt\"\nkey_file = \"gw.key\"\n";
+    let c = load_str(&text, &demo_env()).unwrap();
+    assert!(c.listeners[0].tls);
+}
+
+#[test]
 fn https_listener_with_tls_section_is_valid() {
     let text = BASE.replace("protocol = \"http\"", "protocol = \"https\"")
         + "\n[tls]\ncert_file = \"tls/gw.crt\"\nkey_file = \"/abs/gw.key\"\n";

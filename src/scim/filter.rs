@@ -94,6 +94,39 @@ pub enum CompValue {
     Number(serde_json::Number),
 }
 
+/// The value as it is written in a filter: JSON text.
+impl fmt::Display for CompValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompValue::Str(s) => write_json_string(f, s),
+            CompValue::Bool(b) => write!(f, "{b}"),
+            CompValue::Null => f.write_str("null"),
+            CompValue::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A JSON string literal (RFC 8259 §7): quotes, backslashes and control characters escaped,
+/// everything else as it is.
+fn write_json_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    use fmt::Write;
+    f.write_char('"')?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            '\u{8}' => f.write_str("\\b")?,
+            '\u{c}' => f.write_str("\\f")?,
+            c if c < ' ' => write!(f, "\\u{:04x}", u32::from(c))?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     And(Box<Filter>, Box<Filter>),
@@ -110,6 +143,38 @@ pub enum Filter {
         attr: AttrPath,
         filter: Box<Filter>,
     },
+}
+
+/// Canonical filter text, which `parse_filter` reads back to the same AST: lowercase operators,
+/// single spaces, parentheses only where precedence needs them (`and` binds tighter than `or`,
+/// and both group to the left), values as JSON. Entra's `emails[type eq "work"].value eq "x"`,
+/// parsed as a value path whose filter ends in the comparison, prints as the equivalent
+/// `emails[type eq "work" and value eq "x"]`.
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn operand(f: &mut fmt::Formatter<'_>, filter: &Filter, grouped: bool) -> fmt::Result {
+            if grouped {
+                write!(f, "({filter})")
+            } else {
+                write!(f, "{filter}")
+            }
+        }
+        match self {
+            Filter::Or(a, b) => {
+                write!(f, "{a} or ")?;
+                operand(f, b, matches!(**b, Filter::Or(..)))
+            }
+            Filter::And(a, b) => {
+                operand(f, a, matches!(**a, Filter::Or(..)))?;
+                f.write_str(" and ")?;
+                operand(f, b, matches!(**b, Filter::Or(..) | Filter::And(..)))
+            }
+            Filter::Not(a) => write!(f, "not ({a})"),
+            Filter::Present(path) => write!(f, "{path} pr"),
+            Filter::Compare { path, op, value } => write!(f, "{path} {op} {value}"),
+            Filter::ValuePath { attr, filter } => write!(f, "{attr}[{filter}]"),
+        }
+    }
 }
 
 /// PATCH path: `attrPath` or `valuePath [ "." subAttr ]`
@@ -198,6 +263,30 @@ fn is_urn_char(b: u8) -> bool {
 
 fn is_value_delim(b: u8) -> bool {
     is_ws(b) || matches!(b, b'(' | b')' | b'[' | b']' | b'"')
+}
+
+/// What follows an attribute path in an attribute expression.
+enum Operator {
+    Present,
+    Compare(CompareOp),
+}
+
+/// The operator a keyword names, case-insensitively.
+fn operator(word: &str) -> Option<Operator> {
+    let op = match word.to_ascii_lowercase().as_str() {
+        "pr" => return Some(Operator::Present),
+        "eq" => CompareOp::Eq,
+        "ne" => CompareOp::Ne,
+        "co" => CompareOp::Co,
+        "sw" => CompareOp::Sw,
+        "ew" => CompareOp::Ew,
+        "gt" => CompareOp::Gt,
+        "ge" => CompareOp::Ge,
+        "lt" => CompareOp::Lt,
+        "le" => CompareOp::Le,
+        _ => return None,
+    };
+    Some(Operator::Compare(op))
 }
 
 /// Shortens text echoed in error messages.
@@ -385,9 +474,8 @@ impl<'a> Parser<'a> {
                 Ok(inner)
             }
             Some(_) => {
-                let (end, word) = self.word_at(start);
-                if word.eq_ignore_ascii_case("not") {
-                    self.pos = end;
+                if self.at_logical_not(start) {
+                    self.pos = start + "not".len();
                     self.skip_ws();
                     if self.peek() != Some(b'(') {
                         return self.err(
@@ -407,6 +495,22 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the input at `from` is the logical `not` rather than an attribute whose name is
+    /// or starts with "not" (`not-before`, `not_x`, or `not` itself, all valid RFC 7643 ATTRNAMEs).
+    /// The operator is followed by `(`; an attribute by `.`, `[`, more name characters or `pr` and
+    /// the comparison operators.
+    fn at_logical_not(&self, from: usize) -> bool {
+        let end = self.scan_while(from, is_name_char);
+        if !self.slice(from, end).eq_ignore_ascii_case("not")
+            || matches!(self.bytes.get(end), Some(b'.' | b'['))
+        {
+            return false;
+        }
+        let next = self.scan_while(end, is_ws);
+        let (_, word) = self.word_at(next);
+        next == end || operator(word).is_none()
     }
 
     /// attrExp, valuePath, or Entra's `valuePath "." subAttr (pr / compareOp compValue)`.
@@ -463,26 +567,14 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let op_pos = self.pos;
         let (end, word) = self.word_at(op_pos);
-        let op = match word.to_ascii_lowercase().as_str() {
-            "pr" => None,
-            "eq" => Some(CompareOp::Eq),
-            "ne" => Some(CompareOp::Ne),
-            "co" => Some(CompareOp::Co),
-            "sw" => Some(CompareOp::Sw),
-            "ew" => Some(CompareOp::Ew),
-            "gt" => Some(CompareOp::Gt),
-            "ge" => Some(CompareOp::Ge),
-            "lt" => Some(CompareOp::Lt),
-            "le" => Some(CompareOp::Le),
-            _ => {
-                return self.err(
-                    op_pos,
-                    format!(
-                        "expected comparison operator after \"{after}\", found {}",
-                        self.found()
-                    ),
-                )
-            }
+        let Some(op) = operator(word) else {
+            return self.err(
+                op_pos,
+                format!(
+                    "expected comparison operator after \"{after}\", found {}",
+                    self.found()
+                ),
+            );
         };
         self.pos = end;
         self.terms += 1;
@@ -493,8 +585,8 @@ impl<'a> Parser<'a> {
             );
         }
         match op {
-            None => Ok(Filter::Present(path)),
-            Some(op) => {
+            Operator::Present => Ok(Filter::Present(path)),
+            Operator::Compare(op) => {
                 let value = self.parse_value(op)?;
                 Ok(Filter::Compare { path, op, value })
             }
@@ -1253,6 +1345,38 @@ mod tests {
     }
 
     #[test]
+    fn floats_parse_to_the_nearest_double() {
+        // The shortest text of a double parses back to it (found by the round-trip property:
+        // serde_json's default fast float parsing was one unit in the last place off here).
+        for x in [-9.420383100089905e91, 2.2250738585072014e-308, 0.1, 1e300] {
+            let text = serde_json::Number::from_f64(x).unwrap().to_string();
+            assert_eq!(
+                num(&pf(&format!("n eq {text}"))).as_f64(),
+                Some(x),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn attributes_named_like_not() {
+        assert_eq!(pf("not-before pr"), Filter::Present(ap("not-before")));
+        assert_eq!(
+            pf("not_x eq 1"),
+            cmp(ap("not_x"), CompareOp::Eq, CompValue::Number(1.into()))
+        );
+        assert_eq!(pf("not pr"), Filter::Present(ap("not")));
+        assert_eq!(pf("NOT eq \"x\""), eq("NOT", "x"));
+        assert_eq!(pf("not.value pr"), Filter::Present(aps("not", "value")));
+        assert_eq!(pf("not[value pr]"), vp("not", Filter::Present(ap("value"))));
+        assert_eq!(pf("not (not pr)"), not(Filter::Present(ap("not"))));
+        assert_eq!(pf("not(a pr)"), not(Filter::Present(ap("a"))));
+        assert_eq!(pf("notable pr"), Filter::Present(ap("notable")));
+        let e = perr("not not pr");
+        assert_eq!(e.message, "expected '(' after 'not', found \"not\"");
+    }
+
+    #[test]
     fn nesting_depth_limit() {
         let ok = format!("{}a pr{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert_eq!(pf(&ok), Filter::Present(ap("a")));
@@ -1514,6 +1638,198 @@ mod tests {
             let e = perr(input);
             assert!(e.position <= input.len(), "{input}: {e}");
             assert!(input.is_char_boundary(e.position), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn display_filter() {
+        for (ast, text) in [
+            (eq("userName", "bjensen"), r#"userName eq "bjensen""#),
+            (
+                and(Filter::Present(ap("title")), or(eq("a", "1"), eq("b", "2"))),
+                r#"title pr and (a eq "1" or b eq "2")"#,
+            ),
+            (
+                or(and(eq("a", "1"), eq("b", "2")), eq("c", "3")),
+                r#"a eq "1" and b eq "2" or c eq "3""#,
+            ),
+            (
+                and(eq("a", "1"), and(eq("b", "2"), eq("c", "3"))),
+                r#"a eq "1" and (b eq "2" and c eq "3")"#,
+            ),
+            (
+                not(vp("emails", eq("type", "work"))),
+                r#"not (emails[type eq "work"])"#,
+            ),
+            (
+                cmp(
+                    apu(ENT, "manager", Some("value")),
+                    CompareOp::Ne,
+                    CompValue::Null,
+                ),
+                &format!("{ENT}:manager.value ne null"),
+            ),
+            (
+                cmp(ap("x"), CompareOp::Co, s("q\"b\\s\u{0}\u{1f}\n\té")),
+                r#"x co "q\"b\\s\u0000\u001f\n\té""#,
+            ),
+        ] {
+            assert_eq!(ast.to_string(), text);
+            assert_eq!(pf(text), ast, "{text}");
+        }
+        // Entra's sub-attribute form prints as the value filter it is parsed into.
+        let entra = pf(r#"emails[type eq "work"].value eq "a@b.c""#);
+        assert_eq!(
+            entra.to_string(),
+            r#"emails[type eq "work" and value eq "a@b.c"]"#
+        );
+    }
+
+    /// Generators of filter ASTs for the round-trip property.
+    mod arbitrary {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// RFC 7643 ATTRNAME (with the `$ref` style prefix), and names that collide with keywords.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "\\$?[A-Za-z][A-Za-z0-9_-]{0,8}",
+                1 => prop::sample::select(vec![
+                    "not", "NOT", "not-before", "not_x", "and", "or", "pr", "eq", "true",
+                    "null", "urn", "$ref",
+                ])
+                .prop_map(String::from),
+            ]
+        }
+
+        fn urn() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![ENT, CORE]).prop_map(String::from),
+                "[uU][rR][nN]:[A-Za-z0-9._$-]{0,8}(:[A-Za-z0-9._$-]{1,8}){0,3}",
+            ]
+        }
+
+        /// Value filters (`emails[...]`) allow no schema URN.
+        fn path(with_urn: bool, with_sub: bool) -> impl Strategy<Value = AttrPath> {
+            let urn = if with_urn {
+                prop::option::weighted(0.3, urn()).boxed()
+            } else {
+                Just(None).boxed()
+            };
+            let sub = if with_sub {
+                prop::option::of(name()).boxed()
+            } else {
+                Just(None).boxed()
+            };
+            (urn, name(), sub).prop_map(|(urn, name, sub)| AttrPath { urn, name, sub })
+        }
+
+        /// Any Unicode text, rich in what JSON escapes.
+        fn text() -> impl Strategy<Value = String> {
+            let special = prop::sample::select(vec![
+                '"',
+                '\\',
+                '/',
+                '\0',
+                '\n',
+                '\r',
+                '\t',
+                '\u{8}',
+                '\u{c}',
+                '\u{1f}',
+                '\u{7f}',
+                ' ',
+                '(',
+                ')',
+                '[',
+                ']',
+                'é',
+                '日',
+                '\u{2028}',
+                '\u{10ffff}',
+            ]);
+            prop::collection::vec(prop_oneof![special, any::<char>()], 0..16)
+                .prop_map(|chars| chars.into_iter().collect())
+        }
+
+        fn value() -> impl Strategy<Value = CompValue> {
+            prop_oneof![
+                4 => text().prop_map(CompValue::Str),
+                1 => any::<bool>().prop_map(CompValue::Bool),
+                1 => Just(CompValue::Null),
+                1 => any::<i64>().prop_map(|n| CompValue::Number(n.into())),
+                1 => any::<u64>().prop_map(|n| CompValue::Number(n.into())),
+                1 => any::<f64>()
+                    .prop_filter_map("JSON has no NaN or infinity", serde_json::Number::from_f64)
+                    .prop_map(CompValue::Number),
+            ]
+        }
+
+        fn op() -> impl Strategy<Value = CompareOp> {
+            prop::sample::select(vec![
+                CompareOp::Eq,
+                CompareOp::Ne,
+                CompareOp::Co,
+                CompareOp::Sw,
+                CompareOp::Ew,
+                CompareOp::Gt,
+                CompareOp::Ge,
+                CompareOp::Lt,
+                CompareOp::Le,
+            ])
+        }
+
+        fn attr_exp(with_urn: bool) -> BoxedStrategy<Filter> {
+            prop_oneof![
+                path(with_urn, true).prop_map(Filter::Present),
+                (path(with_urn, true), op(), value())
+                    .prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
+            ]
+            .boxed()
+        }
+
+        /// `and`, `or` and `not` over `leaf`, at most `depth` levels deep.
+        fn logical(leaf: BoxedStrategy<Filter>, depth: u32) -> BoxedStrategy<Filter> {
+            leaf.prop_recursive(depth, 16, 2, |inner| {
+                prop_oneof![
+                    (inner.clone(), inner.clone())
+                        .prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                    (inner.clone(), inner.clone())
+                        .prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                    inner.prop_map(|a| Filter::Not(Box::new(a))),
+                ]
+            })
+            .boxed()
+        }
+
+        /// Every AST `parse_filter` can produce: value paths only at the top level, no URN inside them.
+        pub(super) fn filter() -> BoxedStrategy<Filter> {
+            let value_path =
+                (path(true, false), logical(attr_exp(false), 2)).prop_map(|(attr, filter)| {
+                    Filter::ValuePath {
+                        attr,
+                        filter: Box::new(filter),
+                    }
+                });
+            logical(prop_oneof![3 => attr_exp(true), 1 => value_path].boxed(), 4)
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            // A failure prints its shrunk input; found cases become named unit tests.
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn printed_filters_parse_back_to_the_same_ast(filter in arbitrary::filter()) {
+            let text = filter.to_string();
+            match parse_filter(&text) {
+                Ok(parsed) => proptest::prop_assert_eq!(parsed, filter, "printed as {}", text),
+                Err(e) => proptest::prop_assert!(false, "{text:?} does not parse: {e}"),
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Hostile input: LDAP filter and DN metacharacters, subtree escapes, malformed and oversized bodies.
 
 use crate::gateway::{first, people_dn, TestGateway};
-use crate::slapd::SUFFIX;
+use crate::slapd::{Slapd, SERVICE_DN, SUFFIX};
 use serde_json::json;
+use std::collections::HashSet;
 
 #[tokio::test]
 async fn filter_metacharacters_never_widen_a_search() {
@@ -126,6 +127,65 @@ async fn entries_outside_the_subtree_are_404() {
     )
     .await
     .expect_error(400, Some("invalidValue"));
+}
+
+/// Below the gateway's own subtree checks, the demo directory's ACLs (deploy/ldap/slapd.conf.in)
+/// let the service account the gateway binds as write only under ou=people, ou=groups and
+/// ou=deleted: even a gateway bug could not change an entry elsewhere.
+#[tokio::test]
+async fn the_service_account_writes_only_its_subtrees() {
+    const INSUFFICIENT_ACCESS_RIGHTS: u32 = 50;
+    let slapd = Slapd::start();
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&slapd.url).await.unwrap();
+    ldap3::drive!(conn);
+    ldap.simple_bind(SERVICE_DN, &slapd.admin_password)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let title = |v: &'static str| vec![ldap3::Mod::Replace("title", HashSet::from([v]))];
+    let outsider = format!("uid=outsider,ou=other,{SUFFIX}");
+    for (what, result) in [
+        ("modify", ldap.modify(&outsider, title("pwned")).await),
+        ("delete", ldap.delete(&outsider).await),
+        (
+            "add",
+            ldap.add(
+                &format!("ou=intruders,{SUFFIX}"),
+                vec![
+                    ("objectClass", HashSet::from(["organizationalUnit"])),
+                    ("ou", HashSet::from(["intruders"])),
+                ],
+            )
+            .await,
+        ),
+        (
+            "modify of the suffix",
+            ldap.modify(
+                SUFFIX,
+                vec![ldap3::Mod::Replace("description", HashSet::from(["pwned"]))],
+            )
+            .await,
+        ),
+    ] {
+        let result = result.unwrap();
+        assert_eq!(result.rc, INSUFFICIENT_ACCESS_RIGHTS, "{what}: {result}");
+    }
+    let after = slapd.entry(&outsider).await.expect("outsider untouched");
+    assert_eq!(first(&after, "title").unwrap(), "Contractor");
+    assert!(slapd
+        .entry(&format!("ou=intruders,{SUFFIX}"))
+        .await
+        .is_none());
+    // The same account does write where it manages users.
+    let alice = people_dn("alice");
+    ldap.modify(&alice, title("Allowed"))
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let alice = slapd.entry(&alice).await.unwrap();
+    assert_eq!(first(&alice, "title").unwrap(), "Allowed");
 }
 
 #[tokio::test]

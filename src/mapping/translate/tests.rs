@@ -5,6 +5,9 @@ use super::*;
 use crate::mapping::tests::demo_mapping;
 use crate::mapping::DisableStrategy;
 use crate::scim::filter::parse_filter;
+use ldap3::asn1::{ExplicitTag, OctetString, Sequence, Tag, TagClass};
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 
 const OC: &str = "(objectClass=inetOrgPerson)";
 const NOTHING: &str = "(!(objectClass=*))";
@@ -477,74 +480,221 @@ fn referenced_ids_collects_each_manager_id_once() {
     assert!(ids("manager pr").is_empty());
 }
 
-/// The LDAP filter's structure: its parentheses and wildcards, once escaped values are removed.
-fn skeleton(ldap: &str) -> String {
-    let mut out = String::new();
-    let mut chars = ldap.chars().peekable();
-    let mut after_open = false;
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            // an escape is a backslash and two hex digits: value, not structure
-            chars.next();
-            chars.next();
-            after_open = false;
-            continue;
-        }
-        // `&`, `|` and `!` are operators only right after an opening parenthesis.
-        if "()*".contains(c) || (after_open && "&|!".contains(c)) {
-            out.push(c);
-        }
-        after_open = c == '(';
-    }
-    out
+/// An LDAP filter's parse tree (from `ldap3::parse_filter`) without its assertion values:
+/// what no value may change.
+#[derive(Debug, PartialEq)]
+enum Shape {
+    And(Vec<Shape>),
+    Or(Vec<Shape>),
+    Not(Box<Shape>),
+    Equal(String),
+    /// The attribute and the kinds (initial 0, any 1, final 2) of the substrings, in order.
+    Substrings(String, Vec<u64>),
+    GreaterOrEqual(String),
+    LessOrEqual(String),
+    Present(String),
+    Unexpected(String),
 }
 
-/// Property: no value, however hostile, changes the structure of the translated LDAP filter.
-/// Values are drawn from RFC 4515's specials, NUL, JSON-escaped quotes and letters by a fixed PRNG.
+/// The shape of an LDAP filter's parse tree (RFC 4511 §4.5.1 `Filter` choices); its assertion
+/// values are appended to `values` in order.
+fn shape(tag: &Tag, values: &mut Vec<Vec<u8>>) -> Shape {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match tag {
+        Tag::Sequence(Sequence {
+            class: TagClass::Context,
+            id,
+            inner,
+        }) => match (*id, inner.as_slice()) {
+            (0, items) => Shape::And(items.iter().map(|t| shape(t, values)).collect()),
+            (1, items) => Shape::Or(items.iter().map(|t| shape(t, values)).collect()),
+            (3 | 5 | 6, [Tag::OctetString(attr), Tag::OctetString(value)]) => {
+                values.push(value.inner.clone());
+                let attr = text(&attr.inner);
+                match id {
+                    3 => Shape::Equal(attr),
+                    5 => Shape::GreaterOrEqual(attr),
+                    _ => Shape::LessOrEqual(attr),
+                }
+            }
+            (4, [Tag::OctetString(attr), Tag::Sequence(subs)]) => {
+                let mut kinds = Vec::new();
+                for sub in &subs.inner {
+                    match sub {
+                        Tag::OctetString(s) => {
+                            kinds.push(s.id);
+                            values.push(s.inner.clone());
+                        }
+                        other => return Shape::Unexpected(format!("{other:?}")),
+                    }
+                }
+                Shape::Substrings(text(&attr.inner), kinds)
+            }
+            _ => Shape::Unexpected(format!("{tag:?}")),
+        },
+        Tag::ExplicitTag(ExplicitTag {
+            class: TagClass::Context,
+            id: 2,
+            inner,
+        }) => Shape::Not(Box::new(shape(inner, values))),
+        Tag::OctetString(OctetString {
+            class: TagClass::Context,
+            id: 7,
+            inner,
+        }) => Shape::Present(text(inner)),
+        other => Shape::Unexpected(format!("{other:?}")),
+    }
+}
+
+/// The shape of `ldap` and its assertion values; `ldap3` must accept it.
+fn parsed(ldap: &str) -> Result<(Shape, Vec<Vec<u8>>), TestCaseError> {
+    let tag = ldap3::parse_filter(ldap)
+        .map_err(|()| TestCaseError::fail(format!("ldap3 refuses {ldap:?}")))?;
+    let mut values = Vec::new();
+    let shape = shape(&tag, &mut values);
+    Ok((shape, values))
+}
+
+/// Strings rich in what LDAP filters and JSON treat specially: RFC 4515's `*()\` and NUL,
+/// quotes, control characters, filter operators, and any Unicode scalar value.
+fn hostile_text(len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    let special = prop::sample::select(vec![
+        '*',
+        '(',
+        ')',
+        '\\',
+        '\0',
+        '"',
+        '\n',
+        '\u{1f}',
+        '\u{7f}',
+        '=',
+        '&',
+        '|',
+        '!',
+        '~',
+        '<',
+        '>',
+        ':',
+        ',',
+        '#',
+        ' ',
+        'é',
+        '日',
+        '\u{10ffff}',
+    ]);
+    prop::collection::vec(
+        prop_oneof![special, proptest::arbitrary::any::<char>()],
+        len,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+/// SCIM filters with `{v}` where a client's value goes; each translates to LDAP value assertions.
+const TEMPLATES: &[&str] = &[
+    "userName eq {v}",
+    "displayName co {v}",
+    "name.familyName sw {v}",
+    "externalId ew {v}",
+    "title ne {v}",
+    "emails[type eq \"work\" and value eq {v}]",
+    "phoneNumbers.value gt {v}",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department le {v}",
+    "not (userName eq {v}) or displayName co {v}",
+];
+
+/// The value every template is first translated with; it appears nowhere else in the translations.
+const BENIGN: &str = "x";
+
+/// Runs `test` on 256 values drawn from `strategy` (the mapping is built once, not per case);
+/// a failure panics with the shrunk input.
+fn check<S>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
+    S: Strategy,
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 256,
+        // A failure prints its shrunk input; found cases become named unit tests.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    if let Err(e) = runner.run(&strategy, test) {
+        panic!("{e}");
+    }
+}
+
+/// Whatever the value, `userName eq <value>` is one equality on `uid` beside the object
+/// filter, and the escaped value unescapes, and parses, back to exactly the value.
+#[test]
+fn escaped_user_name_keeps_the_filter_and_round_trips() {
+    let mapping = demo_mapping();
+    check(hostile_text(0..16), |value| {
+        let literal = CompValue::Str(value.clone()).to_string();
+        let ast = parse_filter(&format!("userName eq {literal}"))
+            .map_err(|e| TestCaseError::fail(format!("{literal} does not parse: {e}")))?;
+        let ldap = translate_filter(&mapping, &ast, &HashMap::new())
+            .map_err(|e| TestCaseError::fail(format!("{literal} does not translate: {e:?}")))?;
+        let (shape, values) = parsed(&ldap)?;
+        prop_assert_eq!(
+            shape,
+            Shape::And(vec![
+                Shape::Equal("objectClass".into()),
+                Shape::Equal("uid".into())
+            ])
+        );
+        prop_assert_eq!(
+            values,
+            vec![b"inetOrgPerson".to_vec(), value.clone().into_bytes()]
+        );
+        let escaped = ldap
+            .strip_prefix("(&(objectClass=inetOrgPerson)(uid=")
+            .and_then(|rest| rest.strip_suffix("))"))
+            .ok_or_else(|| TestCaseError::fail(format!("unexpected translation {ldap}")))?;
+        prop_assert!(
+            !escaped.contains(['*', '(', ')', '\0']),
+            "{:?} leaves a special unescaped",
+            escaped
+        );
+        let unescaped = ldap3::ldap_unescape(escaped)
+            .map_err(|e| TestCaseError::fail(format!("{escaped:?} does not unescape: {e}")))?;
+        prop_assert_eq!(unescaped.as_ref(), value.as_str());
+        Ok(())
+    });
+}
+
+/// No value, however hostile, changes the structure of a translated filter: the parse tree
+/// has the same operators, components and attributes as with a plain value, and each
+/// assertion value is exactly the client's value.
 #[test]
 fn no_value_changes_the_filter_structure() {
     let mapping = demo_mapping();
-    let alphabet: Vec<char> = vec![
-        '*', '(', ')', '\\', '\0', 'a', 'Z', ' ', '"', 'é', '=', '&', '|', '!',
-    ];
-    let templates = [
-        "userName eq {v}",
-        "displayName co {v}",
-        "name.familyName sw {v}",
-        "externalId ew {v}",
-        "title ne {v}",
-        "emails[type eq \"work\" and value eq {v}]",
-        "phoneNumbers.value gt {v}",
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department le {v}",
-        "not (userName eq {v}) or displayName co {v}",
-    ];
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
+    let translate = |filter: &str| -> Result<(Shape, Vec<Vec<u8>>), TestCaseError> {
+        let ast = parse_filter(filter)
+            .map_err(|e| TestCaseError::fail(format!("{filter} does not parse: {e}")))?;
+        let ldap = translate_filter(&mapping, &ast, &HashMap::new())
+            .map_err(|e| TestCaseError::fail(format!("{filter} does not translate: {e:?}")))?;
+        parsed(&ldap)
     };
-    for template in templates {
-        let benign = translate_with(&mapping, &template.replace("{v}", "\"x\""), &[]).unwrap();
-        for _ in 0..300 {
-            let len = (next() % 12) as usize + 1;
-            let value: String = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
-            let literal = serde_json::to_string(&value).unwrap();
-            let filter = template.replace("{v}", &literal);
-            let ldap = translate_with(&mapping, &filter, &[]).unwrap();
-            assert!(
-                ldap3::parse_filter(&ldap).is_ok(),
-                "{filter} gave an unparsable {ldap}"
-            );
-            assert_eq!(
-                skeleton(&ldap),
-                skeleton(&benign),
-                "{filter:?} changed the structure: {ldap}"
-            );
-            assert!(!ldap.contains('\0'), "NUL must be escaped: {ldap:?}");
-        }
-    }
+    // Not empty: `co ""`, `sw ""` and `ew ""` mean "has a value", a presence test by design.
+    let cases = (prop::sample::select(TEMPLATES), hostile_text(1..16));
+    check(cases, |(template, value)| {
+        let (benign_shape, benign_values) =
+            translate(&template.replace("{v}", &format!("\"{BENIGN}\"")))?;
+        let literal = CompValue::Str(value.clone()).to_string();
+        let (shape, values) = translate(&template.replace("{v}", &literal))?;
+        prop_assert_eq!(&shape, &benign_shape, "{} with {:?}", template, value);
+        let expected: Vec<Vec<u8>> = benign_values
+            .into_iter()
+            .map(|v| {
+                if v == BENIGN.as_bytes() {
+                    value.clone().into_bytes()
+                } else {
+                    v
+                }
+            })
+            .collect();
+        prop_assert_eq!(values, expected, "{} with {:?}", template, value);
+        Ok(())
+    });
 }

@@ -6,7 +6,10 @@ use crate::directory::fake::{self, FakeDir, PageCall, Write};
 use crate::mapping::tests::{demo_mapping, slot};
 use crate::mapping::{DeletePolicy, ENTERPRISE_USER, PPOLICY_LOCKED_FOREVER};
 use crate::scim::PATCH_OP;
+use proptest::prelude::{prop, prop_assert, prop_assert_eq, prop_oneof, Just, Strategy};
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 const BASE_URL: &str = "https://gw.example/scim/v2";
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -1486,4 +1489,355 @@ async fn ad_disable_swaps_the_exact_old_flags_and_retries_when_they_changed() {
         .await
         .unwrap();
     assert_eq!(dir.writes().len(), before);
+}
+
+// ---------------------------------------------------------------------------
+// Property: a PATCH either fails with nothing written, or leaves the entry a hand model predicts.
+
+/// A single-valued attribute the property edits, and where the demo mapping stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Title,
+    DisplayName,
+    GivenName,
+    WorkEmail,
+}
+
+impl Field {
+    const ALL: [Field; 4] = [
+        Field::Title,
+        Field::DisplayName,
+        Field::GivenName,
+        Field::WorkEmail,
+    ];
+
+    fn ldap(self) -> &'static str {
+        match self {
+            Field::Title => "title",
+            Field::DisplayName => "displayName",
+            Field::GivenName => "givenName",
+            Field::WorkEmail => "mail",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Field::Title => "title",
+            Field::DisplayName => "displayName",
+            Field::GivenName => "name.givenName",
+            Field::WorkEmail => "emails[type eq \"work\"].value",
+        }
+    }
+
+    /// The value of a path-less add or replace that sets this field to `v`, its attribute names
+    /// (and the email's type) in upper case when `upper`.
+    fn pathless(self, v: Value, nested: bool, upper: bool) -> Value {
+        let k = |name: &str| upper_if(name, upper);
+        match self {
+            Field::GivenName if nested => json!({k("name"): {k("givenName"): v}}),
+            Field::WorkEmail => json!({k("emails"): [{k("type"): k("work"), k("value"): v}]}),
+            _ => json!({ k(self.path()): v }),
+        }
+    }
+
+    /// The value of this field in a rendered user.
+    fn rendered(self, user: &Value) -> Option<String> {
+        let v = match self {
+            Field::Title => &user["title"],
+            Field::DisplayName => &user["displayName"],
+            Field::GivenName => &user["name"]["givenName"],
+            Field::WorkEmail => user["emails"]
+                .as_array()
+                .and_then(|all| all.iter().find(|e| e["type"] == "work"))
+                .map_or(&Value::Null, |e| &e["value"]),
+        };
+        v.as_str().map(str::to_string)
+    }
+}
+
+/// What an add or replace sets a field to.
+#[derive(Debug, Clone)]
+enum NewValue {
+    Text(String),
+    Number(i64),
+    /// `""` and `null` both unassign (RFC 7643 §2.5).
+    Empty,
+    Null,
+}
+
+impl NewValue {
+    fn json(&self) -> Value {
+        match self {
+            NewValue::Text(s) => json!(s),
+            NewValue::Number(n) => json!(n),
+            NewValue::Empty => json!(""),
+            NewValue::Null => Value::Null,
+        }
+    }
+
+    /// The directory value it stands for; `None` unassigns.
+    fn stored(&self) -> Option<String> {
+        match self {
+            NewValue::Text(s) => Some(s.clone()),
+            NewValue::Number(n) => Some(n.to_string()),
+            NewValue::Empty | NewValue::Null => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Set {
+        field: Field,
+        op: &'static str,
+        value: NewValue,
+        /// Path-less (`{"op":"replace","value":{"title":…}}`) instead of `"path":"title"`.
+        pathless: bool,
+        /// For name.givenName without path: `{"name":{"givenName":…}}` rather than `{"name.givenName":…}`.
+        nested: bool,
+        /// Attribute names and the `type` value in upper case (they compare case-insensitively).
+        upper: bool,
+    },
+    Remove {
+        field: Field,
+        upper: bool,
+    },
+    /// An operation the service must refuse, whatever comes before or after it.
+    Invalid(Value),
+}
+
+fn upper_if(s: &str, upper: bool) -> String {
+    if upper {
+        s.to_uppercase()
+    } else {
+        s.to_string()
+    }
+}
+
+impl Step {
+    fn json(&self) -> Value {
+        match self {
+            Step::Set {
+                field,
+                op,
+                value,
+                pathless: true,
+                nested,
+                upper,
+            } => {
+                // A path-less add of emails appends an element; only replace sets the work email.
+                let op = if *field == Field::WorkEmail {
+                    "replace"
+                } else {
+                    op
+                };
+                json!({"op": op, "value": field.pathless(value.json(), *nested, *upper)})
+            }
+            Step::Set {
+                field,
+                op,
+                value,
+                upper,
+                ..
+            } => json!({"op": op, "path": upper_if(field.path(), *upper), "value": value.json()}),
+            Step::Remove { field, upper } => {
+                json!({"op": "remove", "path": upper_if(field.path(), *upper)})
+            }
+            Step::Invalid(op) => op.clone(),
+        }
+    }
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    prop::sample::select(Field::ALL.to_vec())
+}
+
+/// Directory values: a few that collide with alice's (also by case only) and any text without NUL.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "Engineer",
+            "engineer",
+            "Alice Liddell",
+            "alice@example.org",
+            "x"
+        ])
+        .prop_map(String::from),
+        "[^\\x00]{1,12}",
+    ]
+}
+
+fn new_value() -> impl Strategy<Value = NewValue> {
+    prop_oneof![
+        6 => text().prop_map(NewValue::Text),
+        1 => proptest::arbitrary::any::<i64>().prop_map(NewValue::Number),
+        1 => Just(NewValue::Empty),
+        1 => Just(NewValue::Null),
+    ]
+}
+
+/// Operations that fail on their own: a bad op, a bad path, a read-only attribute, no value, no path.
+fn invalid_op() -> impl Strategy<Value = Value> {
+    prop::sample::select(vec![
+        json!({"op": "frobnicate", "path": "title", "value": "x"}),
+        json!({"op": "replace", "path": "title[", "value": "x"}),
+        json!({"op": "add", "path": "name.givenName.first", "value": "x"}),
+        json!({"op": "replace", "path": "id", "value": "x"}),
+        json!({"op": "replace", "path": "meta", "value": {}}),
+        json!({"op": "add", "path": "title"}),
+        json!({"op": "remove"}),
+    ])
+}
+
+/// Values the mapping cannot store. They only ever come last: the mapping checks the resource
+/// the operations leave, so today such a value is accepted when a later operation in the same
+/// PATCH replaces or removes it (nothing unstorable is written either way).
+fn unstorable_op() -> impl Strategy<Value = Value> {
+    prop::sample::select(vec![
+        json!({"op": "replace", "path": "title", "value": {"text": "x"}}),
+        json!({"op": "replace", "path": "displayName", "value": "a\u{0}b"}),
+        json!({"op": "add", "path": "name.givenName", "value": ["x"]}),
+        json!({"op": "add", "path": "nickName", "value": "Al"}),
+        json!({"op": "replace", "path": "emails[type eq \"work\"].value", "value": {"v": 1}}),
+    ])
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let set = (
+        field(),
+        prop::sample::select(vec!["add", "replace", "Add", "Replace"]),
+        new_value(),
+        proptest::arbitrary::any::<(bool, bool, bool)>(),
+    )
+        .prop_map(|(field, op, value, (pathless, nested, upper))| Step::Set {
+            field,
+            op,
+            value,
+            pathless,
+            nested,
+            upper,
+        });
+    let remove = (field(), proptest::arbitrary::any::<bool>())
+        .prop_map(|(field, upper)| Step::Remove { field, upper });
+    prop_oneof![
+        6 => set,
+        3 => remove,
+        1 => invalid_op().prop_map(Step::Invalid),
+    ]
+}
+
+/// The fields alice starts with (absent ones are not in her entry), then the operations.
+fn patch_case() -> impl Strategy<Value = (BTreeMap<Field, String>, Vec<Step>, Option<Value>)> {
+    (
+        prop::collection::btree_map(field(), text(), 0..=4),
+        prop::collection::vec(step(), 1..8),
+        prop::option::weighted(0.15, unstorable_op()),
+    )
+}
+
+/// The fields after `steps`, by RFC 7644 §3.5.2 for single-valued attributes: add and replace
+/// set the value (`""` and `null` unassign), remove unassigns. `None` when a step is invalid.
+fn expected_fields(
+    start: &BTreeMap<Field, String>,
+    steps: &[Step],
+) -> Option<BTreeMap<Field, String>> {
+    let mut fields = start.clone();
+    for step in steps {
+        match step {
+            Step::Set { field, value, .. } => match value.stored() {
+                Some(v) => {
+                    fields.insert(*field, v);
+                }
+                None => {
+                    fields.remove(field);
+                }
+            },
+            Step::Remove { field, .. } => {
+                fields.remove(field);
+            }
+            Step::Invalid(_) => return None,
+        }
+    }
+    Some(fields)
+}
+
+fn alice_with(fields: &BTreeMap<Field, String>) -> Entry {
+    let mut entry = alice(&[]);
+    for f in Field::ALL {
+        let key = f.ldap().to_ascii_lowercase();
+        match fields.get(&f) {
+            Some(v) => entry.attrs.insert(key, vec![v.clone()]),
+            None => entry.attrs.remove(&key),
+        };
+    }
+    entry
+}
+
+#[test]
+fn patch_fails_without_writing_or_matches_the_hand_model() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 256,
+        // A failure prints its shrunk input; found cases become named unit tests.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let mapping = Arc::new(demo_mapping());
+    let outcome = runner.run(&patch_case(), |(start, steps, unstorable)| {
+        let before = alice_with(&start);
+        let dir = FakeDir::with(vec![before.clone(), boss()]);
+        let mut ops: Vec<Value> = steps.iter().map(Step::json).collect();
+        ops.extend(unstorable.clone());
+        let svc = UserService::new(dir.clone(), mapping.clone(), settings(Some("entryCSN")));
+        let result = runtime.block_on(svc.patch(
+            "alice-uuid",
+            &patch_body(Value::Array(ops.clone())),
+            BASE_URL,
+        ));
+        let expected = expected_fields(&start, &steps).filter(|_| unstorable.is_none());
+        let now = dir.entry(ALICE_DN).unwrap();
+        match (result, expected) {
+            (Err(_), None) => {
+                prop_assert_eq!(dir.writes(), vec![], "{:#}", Value::Array(ops));
+                prop_assert_eq!(now, before);
+            }
+            (Ok(out), Some(fields)) => {
+                let mut want = alice_with(&fields);
+                if fields == start {
+                    prop_assert_eq!(dir.writes(), vec![], "no change, no write");
+                } else {
+                    // One guarded modify carries every change.
+                    let writes = dir.writes();
+                    prop_assert_eq!(writes.len(), 1, "{:?}", writes);
+                    prop_assert!(
+                        matches!(&writes[0], Write::Modify { guard: Some(g), .. } if g == "(entryCSN=csn-0)"),
+                        "{:?}",
+                        writes
+                    );
+                    for op_attr in ["entrycsn", "modifytimestamp"] {
+                        want.attrs
+                            .insert(op_attr.into(), now.values(op_attr).to_vec());
+                    }
+                }
+                prop_assert_eq!(now, want, "{:#}", Value::Array(ops));
+                for f in Field::ALL {
+                    prop_assert_eq!(f.rendered(&out), fields.get(&f).cloned(), "{:?} in {}", f, out);
+                }
+            }
+            (result, expected) => prop_assert!(
+                false,
+                "{:#} gave {:?}, the model expects {:?}",
+                Value::Array(ops),
+                result,
+                expected
+            ),
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
 }
