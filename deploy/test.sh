@@ -24,4 +24,5 @@ command -v promtool >/dev/null 2>&1 ||
     die "promtool is missing although prometheus is installed; the metrics tests need it"
 
 step "cargo test --all-targets --locked"
+cargo build --release --locked # tests/integration/faults.rs runs the release binary
 exec cargo test --all-targets --locked

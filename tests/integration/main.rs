@@ -9,6 +9,7 @@ mod directory_faults;
 mod ds389;
 mod etags;
 mod failover;
+mod faults;
 mod gateway;
 mod groups;
 mod groups_scale;
