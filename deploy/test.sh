@@ -36,4 +36,5 @@ cargo deny check licenses bans sources ||
     die "cargo-deny refused a dependency (see above); fix it or, after review, change deny.toml"
 
 step "cargo test --all-targets --locked"
+cargo build --release --locked # tests/integration/faults.rs runs the release binary
 exec cargo test --all-targets --locked

@@ -10,6 +10,7 @@ mod ds389;
 mod ds389_gateway;
 mod etags;
 mod failover;
+mod faults;
 mod gateway;
 mod groups;
 mod groups_scale;
