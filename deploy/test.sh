@@ -35,6 +35,9 @@ step "cargo deny check licenses bans sources"
 cargo deny check licenses bans sources ||
     die "cargo-deny refused a dependency (see above); fix it or, after review, change deny.toml"
 
+# The fault and load tests (tests/integration/faults.rs) drive the release binary.
+step "cargo build --release --locked"
+cargo build --release --locked
+
 step "cargo test --all-targets --locked"
-cargo build --release --locked # tests/integration/faults.rs runs the release binary
 exec cargo test --all-targets --locked
