@@ -191,6 +191,18 @@ fn entry_from(
     Entry { dn, attrs: out }
 }
 
+/// The entries of a search result (referrals and intermediate messages left out).
+fn entries_of(found: Vec<ldap3::ResultEntry>) -> Vec<Entry> {
+    found
+        .into_iter()
+        .filter(|e| !e.is_ref() && !e.is_intermediate())
+        .map(|e| {
+            let se = SearchEntry::construct(e);
+            entry_from(se.dn, se.attrs, se.bin_attrs)
+        })
+        .collect()
+}
+
 /// A value as sent on the wire: `unicodePwd` in AD's encoding, everything else as is.
 fn wire_value(attr: &str, v: String) -> Vec<u8> {
     if attr.eq_ignore_ascii_case(ad::UNICODE_PWD) {
@@ -320,14 +332,7 @@ impl LdapDirectory {
                     )
                     .await?;
                 let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
-                let dse = entries
-                    .into_iter()
-                    .next()
-                    .map(|e| {
-                        let se = SearchEntry::construct(e);
-                        entry_from(se.dn, se.attrs, se.bin_attrs)
-                    })
-                    .unwrap_or_default();
+                let dse = entries_of(entries).into_iter().next().unwrap_or_default();
                 let caps = Capabilities::from_root_dse(&dse);
                 tracing::info!(server = %caps.kind, version = ?caps.version, assertion = caps.assertion, permissive_modify = caps.permissive_modify, post_read = caps.post_read, "directory capabilities read");
                 Ok(caps)
@@ -571,14 +576,7 @@ impl LdapDirectory {
                 _ => None,
             })
             .unwrap_or_default();
-        let entries = entries
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(|e| {
-                let se = SearchEntry::construct(e);
-                entry_from(se.dn, se.attrs, se.bin_attrs)
-            })
-            .collect();
+        let entries = entries_of(entries);
         let entries = self.complete_ranges(ldap, entries).await?;
         Ok((entries, next))
     }
@@ -714,13 +712,7 @@ impl LdapDirectory {
             )
             .await?;
         let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
-        let entries: Vec<Entry> = entries
-            .into_iter()
-            .map(|e| {
-                let se = SearchEntry::construct(e);
-                entry_from(se.dn, se.attrs, se.bin_attrs)
-            })
-            .collect();
+        let entries = entries_of(entries);
         let entries = self.complete_ranges(&mut ldap, entries).await?;
         entries
             .into_iter()
@@ -745,14 +737,7 @@ impl EntryReader for LdapDirectory {
             )
             .await?;
         let entries = match res.success() {
-            Ok((entries, _)) => entries
-                .into_iter()
-                .filter(|e| !e.is_ref() && !e.is_intermediate())
-                .map(|e| {
-                    let se = SearchEntry::construct(e);
-                    entry_from(se.dn, se.attrs, se.bin_attrs)
-                })
-                .collect(),
+            Ok((entries, _)) => entries_of(entries),
             Err(e) => return Err(classify(e, self.op_timeout)),
         };
         self.complete_ranges(&mut ldap, entries).await
