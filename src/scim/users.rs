@@ -65,33 +65,6 @@ fn taken_elsewhere(m: &UserMapping, attrs: &[(String, Vec<String>)]) -> ScimErro
     ))
 }
 
-/// Active Directory keeps `sAMAccountName` and `userPrincipalName` unique across the domain and
-/// says so with a constraint violation; that is the client's 409, not a bad value.
-fn ad_uniqueness(e: DirectoryError, attrs: &[(String, Vec<String>)]) -> ScimError {
-    match &e {
-        DirectoryError::Rejected { code, message }
-            if *code == "constraintViolation" || *code == "attributeOrValueExists" =>
-        {
-            let lower = message.to_ascii_lowercase();
-            for unique in ["samaccountname", "userprincipalname"] {
-                if lower.contains(unique) {
-                    let value = attrs
-                        .iter()
-                        .find(|(a, _)| a.eq_ignore_ascii_case(unique))
-                        .and_then(|(_, v)| v.first())
-                        .cloned()
-                        .unwrap_or_default();
-                    return ScimError::Uniqueness(format!(
-                        "{unique} {value:?} is already used in the directory"
-                    ));
-                }
-            }
-            e.into()
-        }
-        _ => e.into(),
-    }
-}
-
 /// A directory refusal of a password as a client error that says which policy failed, with the
 /// password itself scrubbed from whatever the server said.
 fn password_refused(e: DirectoryError, password: &Secret) -> ScimError {
@@ -614,7 +587,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 Err(e) => {
                     return Err(match &unicode_pwd {
                         Some(pw) => password_refused(e, pw),
-                        None => ad_uniqueness(e, &attrs),
+                        None => e.into(),
                     })
                 }
                 Ok(entry) => break (new_dn, entry),
