@@ -4,7 +4,9 @@
 //! the LDAP attributes for them and how members are stored: as DNs (groupOfNames, groupOfUniqueNames,
 //! AD groups) or as user names (posixGroup's memberUid).
 
-use super::translate::{and, compare, finish, meta_filter, not, not_filterable, or, Lf};
+use super::translate::{
+    and, compare, compare_id, finish, meta_filter, not, not_filterable, or, Lf,
+};
 use crate::config::file::GroupMappingFile;
 use crate::config::Problems;
 use crate::directory::{dn, Scope};
@@ -322,7 +324,7 @@ fn attribute(
     }
     let sub = path.sub.as_deref();
     if name.eq_ignore_ascii_case("id") && sub.is_none() {
-        compare(&m.id_attribute, op, value, &text)
+        compare_id(&m.id_attribute, op, value, &text)
     } else if name.eq_ignore_ascii_case("displayName") && sub.is_none() {
         compare(&m.name_attribute, op, value, &text)
     } else if name.eq_ignore_ascii_case("externalId") && sub.is_none() {

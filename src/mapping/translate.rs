@@ -138,7 +138,7 @@ impl Translator<'_> {
             .as_deref()
             .is_none_or(|u| u.eq_ignore_ascii_case(CORE_USER));
         if is_core && name.eq_ignore_ascii_case("id") && path.sub.is_none() {
-            return compare(&self.mapping.id_attribute, op, value, &path.to_string());
+            return compare_id(&self.mapping.id_attribute, op, value, &path.to_string());
         }
         if is_core && name.eq_ignore_ascii_case("active") && path.sub.is_none() {
             return self.active(op, value);
@@ -464,6 +464,28 @@ pub(crate) fn not_filterable(path: &AttrPath) -> ScimError {
     ))
 }
 
+/// Whether `value` can be an id: entryUUID and objectGUID text (8-4-4-4-12) and 389-DS's
+/// nsUniqueId (8-8-8-8) are 32 hex digits with dashes.
+fn plausible_id(value: &str) -> bool {
+    value.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        && value.bytes().filter(u8::is_ascii_hexdigit).count() == 32
+}
+
+/// `id` compared with `value`. The directory's id attributes refuse other syntaxes, which would
+/// make `eq` and, wrongly, `ne` Undefined: a value that cannot be an id equals no id.
+pub(crate) fn compare_id(
+    attr: &str,
+    op: CompareOp,
+    value: Option<&CompValue>,
+    path: &str,
+) -> Result<Lf, ScimError> {
+    match (op, value) {
+        (CompareOp::Eq, Some(CompValue::Str(v))) if !plausible_id(v) => Ok(Lf::False),
+        (CompareOp::Ne, Some(CompValue::Str(v))) if !plausible_id(v) => Ok(Lf::True),
+        _ => compare(attr, op, value, path),
+    }
+}
+
 /// A comparison of an LDAP attribute with a string value (`None` for presence).
 pub(crate) fn compare(
     attr: &str,
@@ -493,6 +515,13 @@ pub(crate) fn compare(
             )))
         }
     };
+    // No LDAP value holds NUL, and slapd reads a NUL in a substring assertion as the end of the
+    // value, so `co "\u0000"` would turn into a presence test: refuse it instead.
+    if raw.contains('\0') {
+        return Err(ScimError::InvalidFilter(format!(
+            "{path}: a filter value cannot contain NUL (U+0000)"
+        )));
+    }
     let v = ldap3::ldap_escape(raw.as_str());
     Ok(match op {
         CompareOp::Eq => Lf::F(format!("({attr}={v})")),

@@ -7,7 +7,7 @@
 
 mod load;
 mod relay;
-mod release_gateway;
+pub(crate) mod release_gateway;
 
 use crate::gateway::{first, people_dn, url_encode, TOKEN};
 use crate::slapd::Slapd;

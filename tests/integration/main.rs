@@ -15,6 +15,7 @@ mod gateway;
 mod groups;
 mod groups_scale;
 mod hostile;
+mod injection;
 mod operations;
 mod operations_binary;
 mod passwords;

@@ -120,8 +120,8 @@ fn every_comparison_operator() {
 #[test]
 fn every_rfc4515_special_is_escaped() {
     assert_eq!(
-        tr(r#"userName eq "a*b(c)d\\e\u0000f""#),
-        with_oc(r"(uid=a\2ab\28c\29d\5ce\00f)")
+        tr(r#"userName eq "a*b(c)d\\ef""#),
+        with_oc(r"(uid=a\2ab\28c\29d\5cef)")
     );
     assert_eq!(
         tr(r#"displayName co "*)(uid=*""#),
@@ -201,7 +201,7 @@ fn external_id_and_id() {
         tr(r#"id eq "2819c223-7f76-453a-919d-413861904646""#),
         with_oc("(entryUUID=2819c223-7f76-453a-919d-413861904646)")
     );
-    assert_eq!(tr(r#"ID eq "*""#), with_oc(r"(entryUUID=\2a)"));
+    assert_eq!(tr(r#"ID eq "*""#), "(!(objectClass=*))");
     assert_eq!(tr("id pr"), with_oc("(entryUUID=*)"));
 }
 
@@ -633,7 +633,17 @@ fn escaped_user_name_keeps_the_filter_and_round_trips() {
         let literal = CompValue::Str(value.clone()).to_string();
         let ast = parse_filter(&format!("userName eq {literal}"))
             .map_err(|e| TestCaseError::fail(format!("{literal} does not parse: {e}")))?;
-        let ldap = translate_filter(&mapping, &ast, &HashMap::new())
+        let translated = translate_filter(&mapping, &ast, &HashMap::new());
+        if value.contains('\0') {
+            prop_assert!(
+                matches!(translated, Err(ScimError::InvalidFilter(_))),
+                "{:?} with NUL: {:?}",
+                value,
+                translated
+            );
+            return Ok(());
+        }
+        let ldap = translated
             .map_err(|e| TestCaseError::fail(format!("{literal} does not translate: {e:?}")))?;
         let (shape, values) = parsed(&ldap)?;
         prop_assert_eq!(
@@ -682,6 +692,19 @@ fn no_value_changes_the_filter_structure() {
         let (benign_shape, benign_values) =
             translate(&template.replace("{v}", &format!("\"{BENIGN}\"")))?;
         let literal = CompValue::Str(value.clone()).to_string();
+        if value.contains('\0') {
+            let ast = parse_filter(&template.replace("{v}", &literal))
+                .map_err(|e| TestCaseError::fail(format!("{template} does not parse: {e}")))?;
+            let translated = translate_filter(&mapping, &ast, &HashMap::new());
+            prop_assert!(
+                matches!(translated, Err(ScimError::InvalidFilter(_))),
+                "{} with NUL {:?}: {:?}",
+                template,
+                value,
+                translated
+            );
+            return Ok(());
+        }
         let (shape, values) = translate(&template.replace("{v}", &literal))?;
         prop_assert_eq!(&shape, &benign_shape, "{} with {:?}", template, value);
         let expected: Vec<Vec<u8>> = benign_values
@@ -697,4 +720,41 @@ fn no_value_changes_the_filter_structure() {
         prop_assert_eq!(values, expected, "{} with {:?}", template, value);
         Ok(())
     });
+}
+
+/// slapd ends a substring assertion at a NUL, so `co "\u0000"` would match every value.
+#[test]
+fn nul_in_a_filter_value_is_an_invalid_filter() {
+    let mapping = demo_mapping();
+    for filter in [
+        r#"emails[type eq "work"].value co "\u0000""#,
+        r#"userName eq "alice\u0000""#,
+        r#"displayName sw "a\u0000)(uid=*""#,
+        r#"title ne "\u0000""#,
+    ] {
+        let ast = parse_filter(filter).unwrap();
+        let err = translate_filter(&mapping, &ast, &HashMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, ScimError::InvalidFilter(m) if m.contains("NUL")),
+            "{filter}: {err:?}"
+        );
+    }
+}
+
+/// entryUUID refuses other syntaxes, so `(!(entryUUID=*))` would be Undefined and match nothing.
+#[test]
+fn ids_that_cannot_be_ids_match_nothing_and_their_negation_everything() {
+    assert_eq!(tr(r#"id eq "*""#), "(!(objectClass=*))");
+    assert_eq!(tr(r#"id ne "x)(uid=*""#), OC);
+    assert_eq!(tr(r#"not (id eq "../")"#), OC);
+    let uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    assert_eq!(
+        tr(&format!(r#"id eq "{uuid}""#)),
+        with_oc(&format!("(entryUUID={uuid})"))
+    );
+    let ns_unique_id = "0f1e2d3c-4b5a6978-8796a5b4-c3d2e1f0";
+    assert_eq!(
+        tr(&format!(r#"id ne "{ns_unique_id}""#)),
+        with_oc(&format!("(!(entryUUID={ns_unique_id}))"))
+    );
 }
