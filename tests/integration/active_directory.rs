@@ -611,3 +611,101 @@ async fn large_groups_are_read_in_ranges() {
     let shown = r.body["members"].as_array().unwrap();
     assert_eq!(shown.len(), MEMBERS, "every range was read");
 }
+
+/// objectGUIDs of entries outside the two OUs (a user and a group made for the test next to
+/// them, Administrator and Domain Admins) are 404 on every verb of both collections, match no
+/// filter, and cannot be added as members; none of those entries changes.
+#[tokio::test]
+async fn object_guids_outside_the_ous_are_404_on_every_verb() {
+    let ad = start().await;
+    let base = ad.dc.base_dn().to_string();
+    let mut ldap = ad.dc.admin().await;
+    let outside_user = format!("CN=Outside User,CN=Users,{base}");
+    let outside_group = format!("CN=Outside Group,CN=Users,{base}");
+    ldap.add(
+        &outside_user,
+        vec![
+            (
+                "objectClass",
+                HashSet::from(["top", "person", "organizationalPerson", "user"]),
+            ),
+            ("sAMAccountName", HashSet::from(["outside.user"])),
+            ("description", HashSet::from(["untouched"])),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap.add(
+        &outside_group,
+        vec![
+            ("objectClass", HashSet::from(["top", "group"])),
+            ("sAMAccountName", HashSet::from(["outside.group"])),
+            ("description", HashSet::from(["untouched"])),
+        ],
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    let targets = [
+        outside_user.clone(),
+        outside_group.clone(),
+        format!("CN=Administrator,CN=Users,{base}"),
+        format!("CN=Domain Admins,CN=Users,{base}"),
+    ];
+    let mut before = Vec::new();
+    for dn in &targets {
+        before.push(ad.dc.entry(dn).await.expect(dn));
+    }
+    let guids: Vec<String> = before.iter().map(guid).collect();
+    let patch = json!({"schemas":[PATCH],"Operations":[
+        {"op":"replace","path":"displayName","value":"pwned"}]});
+    let add_admin = json!({"schemas":[PATCH],"Operations":[
+        {"op":"add","path":"members","value":[{"value": guids[2]}]}]});
+    for id in &guids {
+        for collection in ["Users", "Groups"] {
+            let path = format!("/{collection}/{id}");
+            ad.get(&path).await.expect_error(404, None);
+            ad.patch(&path, &patch).await.expect_error(404, None);
+            ad.patch(&path, &add_admin).await.expect_error(404, None);
+            let put = if collection == "Users" {
+                json!({"userName": "pwned@gw.test", "displayName": "pwned"})
+            } else {
+                json!({"displayName": "pwned"})
+            };
+            ad.put(&path, &put).await.expect_error(404, None);
+            ad.delete(&path).await.expect_error(404, None);
+            let filter = crate::gateway::url_encode(&format!("id eq \"{id}\""));
+            let r = ad
+                .get(&format!("/{collection}?filter={filter}"))
+                .await
+                .expect(200);
+            assert_eq!(r.body["totalResults"], 0, "{collection} id eq {id}");
+        }
+    }
+    // A managed group cannot take an outside user (or group) as a member.
+    let r = ad
+        .post("/Groups", &json!({"displayName": "Confined"}))
+        .await
+        .expect(201);
+    let group = r.body["id"].as_str().unwrap().to_string();
+    for id in &guids {
+        let add = json!({"schemas":[PATCH],"Operations":[
+            {"op":"add","path":"members","value":[{"value": id}]}]});
+        ad.patch(&format!("/Groups/{group}"), &add)
+            .await
+            .expect_error(400, Some("invalidValue"));
+    }
+    let confined = ad
+        .dc
+        .entry(&format!("CN=Confined,{}", ad.groups))
+        .await
+        .unwrap();
+    assert!(all(&confined, "member").is_empty(), "{confined:?}");
+    for (dn, was) in targets.iter().zip(&before) {
+        let now = ad.dc.entry(dn).await.expect(dn);
+        assert_eq!(now.attrs, was.attrs, "{dn} changed");
+    }
+}

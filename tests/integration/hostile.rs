@@ -483,3 +483,124 @@ async fn old_tls_and_plaintext_are_refused() {
         "plaintext got an HTTP answer"
     );
 }
+
+/// Every entry below the suffix with all its user attributes, to compare before and after.
+async fn snapshot(gw: &TestGateway) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    let mut all: Vec<_> = gw
+        .slapd
+        .find(SUFFIX, "(objectClass=*)")
+        .await
+        .into_iter()
+        .map(|e| {
+            let mut attrs: Vec<_> = e.attrs.into_iter().collect();
+            attrs.sort();
+            (e.dn, attrs)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Ids that are paths, encoded dot segments, filter and DN metacharacters or far too long,
+/// sent byte for byte (no client-side URL normalisation), on every verb of both collections:
+/// 404 or 400, never a 5xx, and the directory is unchanged. The same for the ids of entries
+/// outside the mapped subtrees and for a group's id used as a user's and the reverse.
+#[tokio::test]
+async fn hostile_and_foreign_ids_are_404_on_every_verb() {
+    let gw = TestGateway::start_with(|t| {
+        crate::faults::release_gateway::set_key(&t, "[rate_limits]", "enabled", "false")
+    })
+    .await;
+    let mut foreign = Vec::new();
+    for dn in [
+        format!("uid=outsider,ou=other,{SUFFIX}"),
+        format!("ou=people,{SUFFIX}"),
+        format!("ou=groups,{SUFFIX}"),
+        format!("ou=admins,{SUFFIX}"),
+        SUFFIX.to_string(),
+        SERVICE_DN.to_string(),
+    ] {
+        let e = gw.slapd.entry(&dn).await.unwrap();
+        foreign.push(("both", first(&e, "entryUUID").unwrap()));
+    }
+    let group = gw
+        .slapd
+        .entry(&format!("cn=sales,ou=groups,{SUFFIX}"))
+        .await;
+    foreign.push(("Users", first(&group.unwrap(), "entryUUID").unwrap()));
+    foreign.push(("Groups", gw.seeded_id("alice").await));
+    let long = |n: usize| "a".repeat(n);
+    let mut ids: Vec<String> = [
+        "..",
+        "../",
+        "../..",
+        "..%2f",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "%2e%2e%2f",
+        "%2E%2E/",
+        "%252e%252e%252f",
+        ".",
+        "%2e",
+        "%00",
+        "x%00y",
+        "*",
+        "%2a",
+        "x)(uid=*",
+        "x%29%28uid%3d%2a",
+        "uid=alice,ou=people,dc=example,dc=org",
+        "uid%3dalice%2cou%3dpeople%2cdc%3dexample%2cdc%3dorg",
+        "%ff%fe",
+        "%",
+        "00000000-0000-0000-0000-000000000000",
+    ]
+    .map(String::from)
+    .into();
+    ids.extend([long(256), long(4096), long(60_000)]);
+    let before = snapshot(&gw).await;
+    let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"pwned"}]}"#;
+    for collection in ["Users", "Groups"] {
+        let put = if collection == "Users" {
+            r#"{"userName":"pwned","displayName":"pwned"}"#
+        } else {
+            r#"{"displayName":"pwned"}"#
+        };
+        let candidates = ids.iter().map(|id| (id.clone(), false)).chain(
+            foreign
+                .iter()
+                .filter(|(c, _)| *c == "both" || *c == collection)
+                .map(|(_, id)| (id.clone(), true)),
+        );
+        for (id, is_foreign) in candidates {
+            for (method, body) in [
+                ("GET", None),
+                ("PATCH", Some(patch)),
+                ("PUT", Some(put)),
+                ("DELETE", None),
+            ] {
+                let path = format!("/scim/v2/{collection}/{id}");
+                let mut tls = crate::operations::open_tls(&gw, b"http/1.1").await;
+                let r = crate::operations::h1_request(&mut tls, method, &path, body).await;
+                let status = r.status();
+                let shown = if id.len() > 64 {
+                    format!("<{} bytes>", id.len())
+                } else {
+                    id.clone()
+                };
+                if is_foreign {
+                    assert_eq!(status, 404, "{method} {collection}/{shown}");
+                } else {
+                    assert!(
+                        matches!(status, 400 | 404),
+                        "{method} {collection}/{shown}: {status} {}",
+                        String::from_utf8_lossy(&r.body)
+                    );
+                }
+                *answered.entry(status).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("answers by status: {answered:?}");
+    assert_eq!(snapshot(&gw).await, before, "the directory changed");
+}

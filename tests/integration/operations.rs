@@ -768,13 +768,13 @@ async fn read_until_closed<S: AsyncRead + Unpin>(stream: &mut S, bound: Duration
 }
 
 /// One HTTP/1.1 response: the head (status line and headers, lower-cased) and the body.
-struct H1Response {
+pub(crate) struct H1Response {
     head: String,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl H1Response {
-    fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         self.head
             .split(' ')
             .nth(1)
@@ -793,8 +793,27 @@ impl H1Response {
 /// Sends a GET on an HTTP/1.1 connection and reads its response (which must carry a
 /// Content-Length), within 10 s.
 async fn h1_get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, path: &str) -> H1Response {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    h1_request(stream, "GET", path, None).await
+}
+
+/// Sends `method path` exactly as given (no URL normalisation), with a JSON body if any, on an
+/// HTTP/1.1 connection and reads its response (which must carry a Content-Length), within 10 s.
+pub(crate) async fn h1_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> H1Response {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/scim+json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.flush().await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
