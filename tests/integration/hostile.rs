@@ -21,8 +21,6 @@ async fn filter_metacharacters_never_widen_a_search() {
         ("userName eq \"*)(|(uid=*\"", vec![]),
         ("userName eq \"back\\\\slash\"", vec![slash.clone()]),
         ("userName eq \"back\\\\2aslash\"", vec![]),
-        ("userName eq \"nul\\u0000byte\"", vec![]),
-        ("userName eq \"alice\\u0000\"", vec![]),
         ("emails[type eq \"work\"].value eq \"*\"", vec![]),
         ("externalId eq \"*\"", vec![]),
         ("displayName eq \"*\"", vec![]),
@@ -42,6 +40,12 @@ async fn filter_metacharacters_never_widen_a_search() {
             .map(|u| u["id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(got, expect, "filter {filter}");
+    }
+    // No LDAP value holds NUL; slapd would read one as the end of a substring assertion.
+    for filter in ["userName eq \"nul\\u0000byte\"", "userName co \"\\u0000\""] {
+        gw.filter(filter)
+            .await
+            .expect_error(400, Some("invalidFilter"));
     }
 }
 
