@@ -49,7 +49,8 @@ problems: list[str] = []
 
 
 def problem(where: str, message: str) -> None:
-    problems.append(f"{where}: {message}")
+    # A tool's multi-line output stays readable under the bullet.
+    problems.append(f"{where}: {message}".replace("\n", "\n      "))
 
 
 def rel(path: Path) -> str:
@@ -316,7 +317,7 @@ def check_objects(objects: dict, config: GatewayConfig) -> None:
         elif secret in secret_keys and Path(path).name not in secret_keys[secret]:
             problem("secret.yaml", f"{secret} has no key {Path(path).name} for {path}")
         elif secret not in secret_keys and Path(path).name not in ("tls.crt", "tls.key"):
-            problem(where, f"{path}: {secret} is a kubernetes.io/tls Secret, with keys tls.crt and tls.key")
+            problem(where, f"{path}: {secret} is not in secret.yaml, and a kubernetes.io/tls Secret has only tls.crt and tls.key")
     if any(m.get("subPath") for m in c.get("volumeMounts", [])):
         problem(where, "subPath mounts never see Secret updates; mount whole directories")
 
@@ -591,9 +592,10 @@ def check_systemd(binary: Path) -> None:
         ):
             run = subprocess.run(cmd, capture_output=True, text=True, check=False)
             output = (run.stdout + run.stderr).strip()
+            # verify warns about lines it ignores and still exits 0: any output is a failure.
             if run.returncode != 0 or (cmd[1] == "verify" and output):
                 lines = output.splitlines()
-                problem(where, f"{' '.join(cmd[:2])} failed (exit {run.returncode}): {lines[-1] if lines else ''}")
+                problem(where, f"{' '.join(cmd[:2])} objects (exit {run.returncode}): {lines[-1] if lines else ''}")
 
 
 # --- Prometheus and Grafana ----------------------------------------------------------------
@@ -651,13 +653,18 @@ def check_dashboard() -> None:
         problem(where, "uid must be scim-ldap-gateway (links and provisioning use it)")
     exprs = []
     ids = set()
+    variables = dig(dashboard, "templating", "list", default=[])
+    for var in variables:
+        if var.get("type") == "query" and dig(var, "datasource", "uid") != "${datasource}":
+            problem(where, f"variable {var.get('name')!r} must use the ${{datasource}} variable")
     for panel in dashboard.get("panels", []):
         if panel.get("id") in ids:
             problem(where, f"panel id {panel.get('id')} is used twice")
         ids.add(panel.get("id"))
         if panel.get("type") == "row":
             continue
-        if dig(panel, "datasource", "uid") != "${datasource}":
+        sources = [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]
+        if any(dig(s, "uid") != "${datasource}" for s in sources):
             problem(where, f"panel {panel.get('title')!r} must use the ${{datasource}} variable")
         if not panel.get("targets"):
             problem(where, f"panel {panel.get('title')!r} has no query")
