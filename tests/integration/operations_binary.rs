@@ -211,6 +211,19 @@ impl ServeProcess {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
+    /// The stdout log once it contains `needle` (or after 5 s). The reload metric moves before
+    /// the log line is written, so a test that saw the metric polls for the line.
+    async fn stdout_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.stdout();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
@@ -1069,7 +1082,8 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
         reloads("failure", 1.0),
     )
     .await;
-    let log = gw.stdout();
+    // The error's last line: stdout is line-buffered, so the message arrives line by line.
+    let log = gw.stdout_containing("expected `.`, `]`").await;
     assert!(log.contains("configuration reload refused"), "{log}");
     assert!(log.contains("TOML parse error"), "{log}");
     assert!(
@@ -1097,7 +1111,9 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
         reloads("failure", 2.0),
     )
     .await;
-    let log = gw.stdout();
+    let log = gw
+        .stdout_containing("unknown field `shutdown_grace_seconds`")
+        .await;
     assert!(
         log.contains("unknown field `shutdown_grace_seconds`"),
         "{log}"
