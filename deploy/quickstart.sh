@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=deploy/lib/slapd.sh
 source deploy/lib/slapd.sh
+# shellcheck source=deploy/lib/demo-tls.sh
+source deploy/lib/demo-tls.sh
 
 LDAP_PORT=3389
 GATEWAY_PORT=8443
@@ -63,27 +65,8 @@ slapd_pid=$(start_slapd "$SLAPD_DIR" "$LDAP_PORT" "$LDAP_ADMIN_PASSWORD")
 echo "    slapd pid $slapd_pid; users alice, bob, carol under ou=people,dc=example,dc=org" >&2
 
 step "3/6 TLS certificate"
-if [[ -f $TLS_DIR/gateway.crt && -f $TLS_DIR/gateway.key ]]; then
-    echo "    reusing $TLS_DIR/gateway.crt" >&2
-else
-    mkdir -p "$TLS_DIR"
-    # A leaf (CA:FALSE) certificate for localhost/127.0.0.1, trusted directly
-    # by clients via --cacert. Key written with umask 077, i.e. mode 600.
-    (
-        umask 077
-        openssl req -x509 -nodes -days 825 \
-            -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-            -keyout "$TLS_DIR/gateway.key" -out "$TLS_DIR/gateway.crt" \
-            -subj "/CN=localhost" \
-            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-            -addext "basicConstraints=critical,CA:FALSE" \
-            -addext "keyUsage=critical,digitalSignature" \
-            -addext "extendedKeyUsage=serverAuth" 2>/dev/null
-    ) || die "openssl could not create the self-signed certificate"
-    chmod 600 "$TLS_DIR/gateway.key"
-    chmod 644 "$TLS_DIR/gateway.crt"
-    echo "    created $TLS_DIR/gateway.crt (self-signed, 825 days)" >&2
-fi
+make_demo_certificate "$TLS_DIR" "DNS:localhost,IP:127.0.0.1" ||
+    die "no TLS certificate in $TLS_DIR"
 
 step "4/6 cargo build --release"
 cargo build --release

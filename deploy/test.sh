@@ -3,7 +3,8 @@
 # OpenLDAP included. Installs slapd and ldap-utils if they are missing: the
 # integration tests start their own private slapd instances and must never
 # be skipped for lack of one. Checks the dependencies' licenses and sources
-# with cargo-deny (installed if missing) before the tests.
+# with cargo-deny (installed if missing), and the deployment kit under deploy/
+# (deploy/validate.sh), before the tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +39,11 @@ cargo deny check licenses bans sources ||
 # The fault and load tests (tests/integration/faults.rs) drive the release binary.
 step "cargo build --release --locked"
 cargo build --release --locked
+
+# The deployment kit (deploy/validate.py lists the checks); the systemd unit is verified
+# against the binary just built. The metric names of the alerts and the dashboard are
+# checked by the Rust tests (tests/integration/deploy_assets.rs).
+./deploy/validate.sh "${CARGO_TARGET_DIR:-target}/release/scim-ldap-gateway"
 
 step "cargo test --all-targets --locked"
 exec cargo test --all-targets --locked

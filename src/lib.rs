@@ -12,4 +12,5 @@ pub mod directory;
 pub mod http;
 pub mod mapping;
 pub mod metrics;
+pub mod probe;
 pub mod scim;

@@ -1,4 +1,5 @@
-//! Command line: `serve` runs the gateway, `check` validates a config against the directory.
+//! Command line: `serve` runs the gateway, `check` validates a config against the directory,
+//! `probe` is a health check for container images without curl.
 
 use clap::{Parser, Subcommand};
 use scim_ldap_gateway::config::{Config, LogFormat, LogSettings, ProcessEnv};
@@ -29,6 +30,12 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// GET a URL of the admin listener (e.g. http://127.0.0.1:9464/healthz); exit 0 on a 2xx answer.
+    Probe {
+        url: String,
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
     },
 }
 
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Check { config } => check(config).await,
+            Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
         }
     })
 }
@@ -139,6 +147,20 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)>> {
                 .and_then(|m| Some((m.modified().ok()?, m.len())))
         })
         .collect()
+}
+
+async fn probe(url: &str, timeout_secs: u64) -> ExitCode {
+    match scim_ldap_gateway::probe::probe(url, Duration::from_secs(timeout_secs)).await {
+        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{url}: HTTP {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn check(path: PathBuf) -> ExitCode {

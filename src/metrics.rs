@@ -29,6 +29,8 @@ pub struct HttpMetrics {
     pub overloaded: IntCounter,
     /// Failed TLS handshakes by reason (`timeout`, `error`).
     pub tls_handshake_failures: IntCounterVec,
+    /// The served certificate's notAfter (Unix seconds); 0 when no listener speaks TLS.
+    pub tls_certificate_expiry: Gauge,
 }
 
 /// Metrics of the directory side.
@@ -90,6 +92,12 @@ fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounte
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     let g = IntGauge::new(name, help)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<Gauge> {
+    let g = Gauge::new(name, help)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
@@ -195,6 +203,11 @@ impl Metrics {
                 "TLS handshakes that failed or timed out, by reason.",
                 &["reason"],
             )?,
+            tls_certificate_expiry: float_gauge(
+                r,
+                "scim_gateway_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which the served TLS certificate expires (its notAfter); 0 without TLS.",
+            )?,
         };
         let directory = DirectoryMetrics {
             operations: counter_vec(
@@ -254,14 +267,11 @@ impl Metrics {
                 "Config reloads, by outcome.",
                 &["outcome"],
             )?,
-            last_reload_success: {
-                let g = Gauge::new(
-                    "scim_gateway_config_last_reload_success_timestamp_seconds",
-                    "Unix time of the last successful config load or reload.",
-                )?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
+            last_reload_success: float_gauge(
+                r,
+                "scim_gateway_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load or reload.",
+            )?,
             audit_records: counter_vec(
                 r,
                 "scim_gateway_audit_records_total",
@@ -353,6 +363,7 @@ mod tests {
             "scim_gateway_directory_reconnects_total",
             "scim_gateway_directory_up",
             "scim_gateway_tls_handshake_failures_total",
+            "scim_gateway_tls_certificate_expiry_timestamp_seconds",
             "scim_gateway_config_reloads_total",
             "scim_gateway_build_info",
         ] {

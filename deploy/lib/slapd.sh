@@ -5,6 +5,7 @@
 # changes no shell options.
 #
 #   ensure_packages PKG...          install missing Debian packages
+#   seed_slapd DIR PASSWORD         write DIR/slapd.conf and load the demo data
 #   start_slapd DIR PORT PASSWORD   fresh, seeded slapd on 127.0.0.1:PORT;
 #                                   prints its pid
 #   stop_slapd DIR                  stop the instance started in DIR
@@ -117,28 +118,19 @@ stop_slapd() {
     rm -f "$pidfile"
 }
 
-# start_slapd DIR PORT PASSWORD -- start a fresh OpenLDAP instance in DIR
-# (created if needed; any previous instance there is stopped and its data
-# wiped) listening on ldap://127.0.0.1:PORT/, seeded with seed.ldif, with
-# admin password PASSWORD. Waits until it answers an admin bind (10 s at
-# most) and prints its pid on stdout. Output of slapd goes to DIR/slapd.log.
-start_slapd() {
-    local dir=$1 port=$2 password=$3
-    local bin hash conf pid i
-    [[ -n $dir && -n $port && -n $password ]] ||
-        die "usage: start_slapd DIR PORT PASSWORD"
-    for bin in "$SLAPD_BIN" "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do
+# seed_slapd DIR PASSWORD -- write DIR/slapd.conf and load the demo data into
+# DIR/data (wiped first), with admin password PASSWORD. Nothing runs
+# afterwards: start slapd with `-f DIR/slapd.conf`. Used by start_slapd and by
+# the demo directory's container (deploy/docker/demo-directory).
+seed_slapd() {
+    local dir=$1 password=$2
+    local bin hash conf ldif
+    [[ -n $dir && -n $password ]] || die "usage: seed_slapd DIR PASSWORD"
+    for bin in "$SLAPADD_BIN" "$SLAPPASSWD_BIN"; do
         [[ -x $bin ]] || die "$bin not found: install the Debian package slapd"
     done
-    command -v ldapwhoami >/dev/null 2>&1 ||
-        die "ldapwhoami not found: install the Debian package ldap-utils"
-
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd) # slapd.conf needs absolute paths
-    stop_slapd "$dir"
-    port_in_use "$port" &&
-        die "port $port on 127.0.0.1 is already in use; stop whatever listens there (ss -ltnp 'sport = :$port')"
-
     rm -rf "$dir/data"
     rm -f "$dir/slapd.log" "$dir/slapd.args" "$dir/slapadd.log"
     mkdir -p "$dir/data"
@@ -159,7 +151,6 @@ start_slapd() {
     printf '%s\n' "$conf" >"$dir/service-account.ldif"
 
     # Load the seed offline, before the server runs: fast and race-free.
-    local ldif
     for ldif in "$LDAP_FILES_DIR/seed.ldif" "$dir/service-account.ldif"; do
         if ! "$SLAPADD_BIN" -q -f "$dir/slapd.conf" -l "$ldif" \
             >"$dir/slapadd.log" 2>&1; then
@@ -167,6 +158,28 @@ start_slapd() {
             die "slapadd could not load $ldif (config: $dir/slapd.conf)"
         fi
     done
+}
+
+# start_slapd DIR PORT PASSWORD -- start a fresh OpenLDAP instance in DIR
+# (created if needed; any previous instance there is stopped and its data
+# wiped) listening on ldap://127.0.0.1:PORT/, seeded with seed.ldif, with
+# admin password PASSWORD. Waits until it answers an admin bind (10 s at
+# most) and prints its pid on stdout. Output of slapd goes to DIR/slapd.log.
+start_slapd() {
+    local dir=$1 port=$2 password=$3
+    local pid i
+    [[ -n $dir && -n $port && -n $password ]] ||
+        die "usage: start_slapd DIR PORT PASSWORD"
+    [[ -x $SLAPD_BIN ]] || die "$SLAPD_BIN not found: install the Debian package slapd"
+    command -v ldapwhoami >/dev/null 2>&1 ||
+        die "ldapwhoami not found: install the Debian package ldap-utils"
+
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    stop_slapd "$dir"
+    port_in_use "$port" &&
+        die "port $port on 127.0.0.1 is already in use; stop whatever listens there (ss -ltnp 'sport = :$port')"
+    seed_slapd "$dir" "$password"
 
     # -d keeps slapd in the foreground, so it is our background job and its
     # messages land in slapd.log ("none": startup errors only, no per-op

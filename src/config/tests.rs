@@ -52,14 +52,17 @@ fn env_for(path: &Path) -> FixedEnv {
     env
 }
 
+/// The presets under `config/`, then the configs of the container and Kubernetes deployments.
 fn shipped_configs() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root.join("config"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     out.sort();
+    out.push(root.join("deploy/docker/gateway.toml"));
+    out.push(root.join("deploy/kubernetes/gateway.toml"));
     out
 }
 

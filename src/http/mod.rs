@@ -10,6 +10,7 @@ pub mod error;
 pub mod json;
 pub mod ratelimit;
 pub mod server;
+pub mod tls;
 
 use crate::directory::{EntryReader, EntryWriter};
 use crate::mapping::groups::CORE_GROUP;

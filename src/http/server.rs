@@ -1,11 +1,11 @@
-//! Listeners: TLS termination with rustls (TLS 1.2/1.3, ALPN h2 and http/1.1), HTTP serving with
+//! Listeners: TLS termination (with `tls`), HTTP serving with
 //! connection limits, hot reload of everything but the sockets and the directory connection, and
 //! graceful shutdown.
 
 use super::ratelimit::RateLimiter;
 use super::{router, AppState, PeerAddr};
 use crate::audit::Auditor;
-use crate::config::{Config, Environment, LimitSettings, TlsSettings};
+use crate::config::{Config, Environment, LimitSettings};
 use crate::directory::ldap::LdapDirectory;
 use crate::metrics::Metrics;
 use crate::scim::groups::GroupService;
@@ -43,52 +43,13 @@ pub enum ServeError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// Build the rustls server config from PEM files.
-pub fn tls_config(t: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, ServeError> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| ServeError::TlsFile {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })
-    };
-    let cert_pem = read(&t.cert_file)?;
-    let key_pem = read(&t.key_file)?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServeError::TlsFile {
-            path: t.cert_file.display().to_string(),
-            message: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(ServeError::TlsFile {
-            path: t.cert_file.display().to_string(),
-            message: "no certificate found".into(),
-        });
-    }
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| ServeError::TlsFile {
-            path: t.key_file.display().to_string(),
-            message: e.to_string(),
-        })?
-        .ok_or_else(|| ServeError::TlsFile {
-            path: t.key_file.display().to_string(),
-            message: "no private key found".into(),
-        })?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
-}
-
 /// What a reload can change: per-listener routers (tokens, mapping, quotas, request limits), the
 /// TLS certificate, and the connection limits. Requests pick up the current one as they arrive.
 struct Live {
     routers: Vec<axum::Router>,
     tls: Option<TlsAcceptor>,
+    /// The served certificate's notAfter (Unix seconds), when a listener speaks TLS.
+    certificate_not_after: Option<i64>,
     limits: LimitSettings,
     limiter: Option<Arc<RateLimiter>>,
     config: Config,
@@ -107,7 +68,26 @@ struct Server {
     addresses: Vec<SocketAddr>,
 }
 
+/// The served certificate's expiry, set when a config is put in force (at start and on reload).
+fn export_certificate_expiry(metrics: &Metrics, live: &Live) {
+    if let Some(not_after) = live.certificate_not_after {
+        // Seconds since 1970 are exact in an f64 for the next 285 million years.
+        #[allow(clippy::cast_precision_loss)]
+        metrics.http.tls_certificate_expiry.set(not_after as f64);
+    }
+}
+
 impl Server {
+    /// Serve `live` from now on: new requests and handshakes use it.
+    fn install(&self, live: Live) {
+        export_certificate_expiry(&self.metrics, &live);
+        let live = Arc::new(live);
+        match self.live.write() {
+            Ok(mut l) => *l = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+    }
+
     fn live(&self) -> Arc<Live> {
         match self.live.read() {
             Ok(l) => l.clone(),
@@ -136,11 +116,15 @@ fn build_live(
     addresses: &[SocketAddr],
     previous: Option<&Live>,
 ) -> Result<Live, ServeError> {
-    let tls = match &config.tls {
+    let (tls, certificate_not_after) = match &config.tls {
         Some(t) if config.listeners.iter().any(|l| l.tls) => {
-            Some(TlsAcceptor::from(tls_config(t)?))
+            let loaded = super::tls::load(t)?;
+            (
+                Some(TlsAcceptor::from(loaded.config)),
+                Some(loaded.not_after),
+            )
         }
-        _ => None,
+        _ => (None, None),
     };
     let token_names: Vec<String> = config.tokens.iter().map(|t| t.name.clone()).collect();
     // Keep the buckets (and their state) when the quotas and tokens did not change.
@@ -209,6 +193,7 @@ fn build_live(
     Ok(Live {
         routers,
         tls,
+        certificate_not_after,
         limits: config.limits.clone(),
         limiter,
         config,
@@ -270,6 +255,7 @@ impl Gateway {
         });
         let live = build_live(config, &directory, &metrics, &addresses, None)?;
         metrics.process.last_reload_success.set(unix_now());
+        export_certificate_expiry(&metrics, &live);
         let draining = Arc::new(AtomicBool::new(false));
         let server = Arc::new(Server {
             live: RwLock::new(Arc::new(live)),
@@ -385,11 +371,7 @@ impl Gateway {
             .reconfigure(&live.config.audit)
             .map_err(ServeError::Audit)?;
         s.directory.set_allowed_bases(allowed_bases(&live.config));
-        let live = Arc::new(live);
-        match s.live.write() {
-            Ok(mut l) => *l = live,
-            Err(poisoned) => *poisoned.into_inner() = live,
-        }
+        s.install(live);
         Ok(())
     }
 

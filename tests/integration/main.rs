@@ -5,6 +5,7 @@
 mod active_directory;
 mod bulk;
 mod check_command;
+mod deploy_assets;
 mod directory_faults;
 mod ds389;
 mod ds389_gateway;

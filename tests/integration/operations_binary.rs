@@ -25,13 +25,20 @@ struct ServerCert {
     der: Vec<u8>,
 }
 
-fn write_server_cert(dir: &Path) -> ServerCert {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    std::fs::write(dir.join("gw.crt"), ck.cert.pem()).unwrap();
-    std::fs::write(dir.join("gw.key"), ck.key_pair.serialize_pem()).unwrap();
+/// notAfter of the certificate `ServeProcess::start` writes (2096-10-02T07:06:40Z).
+const FIRST_NOT_AFTER: u64 = 4_000_000_000;
+
+/// Write a certificate valid until `not_after` (Unix seconds) and its key.
+fn write_server_cert(dir: &Path, not_after: u64) -> ServerCert {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(not_after);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("gw.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("gw.key"), key.serialize_pem()).unwrap();
     ServerCert {
-        pem: ck.cert.pem(),
-        der: ck.cert.der().to_vec(),
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
     }
 }
 
@@ -125,7 +132,7 @@ impl ServeProcess {
         edit: impl FnOnce(String) -> String,
         env: &[(&str, &str)],
     ) -> ServeProcess {
-        let cert = write_server_cert(dir.path());
+        let cert = write_server_cert(dir.path(), FIRST_NOT_AFTER);
         let (scim_port, admin_port) = free_ports();
         let text = edit(set_ports(
             &demo_config_text(slapd, dir.path()),
@@ -202,6 +209,19 @@ impl ServeProcess {
 
     fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// The stdout log once it contains `needle` (or after 5 s). The reload metric moves before
+    /// the log line is written, so a test that saw the metric polls for the line.
+    async fn stdout_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.stdout();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     fn stderr(&self) -> String {
@@ -1011,7 +1031,10 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
     assert_eq!(m.value("scim_gateway_http_connections_open", &[]), 1.0);
 
     // Certificate rotation: a new pair in the same files, SIGHUP.
-    let second = write_server_cert(gw.dir.path());
+    const EXPIRY: &str = "scim_gateway_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(m.value(EXPIRY, &[]), FIRST_NOT_AFTER as f64);
+    let second_not_after = FIRST_NOT_AFTER + 86_400;
+    let second = write_server_cert(gw.dir.path(), second_not_after);
     gw.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut fresh = loop {
@@ -1037,12 +1060,15 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
     // The connection opened before the rotation keeps its session and keeps working.
     let (status, body) = kept.get(USERS, NEW_TOKEN).await;
     assert_eq!(status, 200, "{body}");
-    gw.metrics_until(
-        "two reloads",
-        Duration::from_secs(5),
-        reloads("success", 2.0),
-    )
-    .await;
+    let m = gw
+        .metrics_until(
+            "two reloads",
+            Duration::from_secs(5),
+            reloads("success", 2.0),
+        )
+        .await;
+    // The expiry alert follows the certificate now served.
+    assert_eq!(m.value(EXPIRY, &[]), second_not_after as f64);
 
     // Files that must be refused: the running config stays in force.
     let valid = std::fs::read_to_string(&gw.config).unwrap();
@@ -1056,7 +1082,8 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
         reloads("failure", 1.0),
     )
     .await;
-    let log = gw.stdout();
+    // The error's last line: stdout is line-buffered, so the message arrives line by line.
+    let log = gw.stdout_containing("expected `.`, `]`").await;
     assert!(log.contains("configuration reload refused"), "{log}");
     assert!(log.contains("TOML parse error"), "{log}");
     assert!(
@@ -1084,7 +1111,9 @@ async fn reload_rotates_tokens_and_certificates_without_dropping_connections() {
         reloads("failure", 2.0),
     )
     .await;
-    let log = gw.stdout();
+    let log = gw
+        .stdout_containing("unknown field `shutdown_grace_seconds`")
+        .await;
     assert!(
         log.contains("unknown field `shutdown_grace_seconds`"),
         "{log}"
