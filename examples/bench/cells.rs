@@ -72,12 +72,7 @@ pub async fn run_cell(
     }
     let mut totals = [SideTotals::default(), SideTotals::default()];
     for round in 0..s.rounds {
-        let order = if round % 2 == 0 {
-            [Side::Direct, Side::Gateway]
-        } else {
-            [Side::Gateway, Side::Direct]
-        };
-        for side in order {
+        for side in Side::order(round) {
             let t = &mut totals[side as usize];
             measured(b, scenario, side, conns(side), s.seconds, Some(t)).await?;
         }

@@ -12,12 +12,13 @@
 use crate::cells::Snapshot;
 use crate::entra::{
     add_members_body, add_members_mods, group_dn, group_filter_path, manager_body, manager_mods,
-    probe_guid, user_dn, user_filter_path, EntraGroup, EntraUser, GROUPS, PEOPLE,
+    probe_guid, user_dn, user_filter_path, Attrs, EntraGroup, EntraUser, GROUPS, PEOPLE,
 };
 use crate::process::status_kib;
 use crate::report::{per_request, CycleReport, CycleSide, SideTotals};
 use crate::runner::{run_pool, search_expecting, Conn, LdapOutcome, OpFuture, Side, Workload};
 use crate::Bench;
+use ldap3::Ldap;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -126,8 +127,8 @@ impl Cycle {
         match phase {
             Phase::Users => {
                 let user = self.user(k);
-                http.find(&user_filter_path(&user.user_name), 0).await?;
-                let id = http.create("/Users", &user.body()).await?;
+                let lookup = user_filter_path(&user.user_name);
+                let id = http.create_absent(&lookup, "/Users", &user.body()).await?;
                 let _ = self.user_ids[k].set(id);
             }
             Phase::Managers => {
@@ -138,8 +139,10 @@ impl Cycle {
             }
             Phase::Groups => {
                 let group = self.group(k);
-                http.find(&group_filter_path(&group.name), 0).await?;
-                let id = http.create("/Groups", &group.body()).await?;
+                let lookup = group_filter_path(&group.name);
+                let id = http
+                    .create_absent(&lookup, "/Groups", &group.body())
+                    .await?;
                 let _ = self.group_ids[k].set(id);
             }
             Phase::Members => {
@@ -157,16 +160,11 @@ impl Cycle {
 
     async fn direct(&self, phase: Phase, conn: &mut Conn, k: usize) -> Result<(), String> {
         let ldap = conn.ldap()?;
-        let none = ["1.1".to_string()];
         match phase {
             Phase::Users => {
                 let user = self.user(k);
-                let filter = format!("(uid={})", ldap3::ldap_escape(&user.user_name));
-                search_expecting(ldap, PEOPLE, &filter, &none, 0).await?;
                 let dn = user_dn(&user.user_name);
-                ldap.add(&dn, user.entry())
-                    .await
-                    .named(|| format!("add {dn}"))
+                add_absent(ldap, PEOPLE, ("uid", &user.user_name), &dn, user.entry()).await
             }
             Phase::Managers => {
                 let (i, manager) = (k + 1, k / REPORTS);
@@ -178,12 +176,8 @@ impl Cycle {
             }
             Phase::Groups => {
                 let group = self.group(k);
-                let filter = format!("(cn={})", ldap3::ldap_escape(&group.name));
-                search_expecting(ldap, GROUPS, &filter, &none, 0).await?;
                 let dn = group_dn(&group.name);
-                ldap.add(&dn, group.entry())
-                    .await
-                    .named(|| format!("add {dn}"))
+                add_absent(ldap, GROUPS, ("cn", &group.name), &dn, group.entry()).await
             }
             Phase::Members => {
                 let (g, members) = &self.batches[k];
@@ -195,6 +189,20 @@ impl Cycle {
             }
         }
     }
+}
+
+/// What a hand-written sync does for a new entry: check by its naming attribute that it is not
+/// there yet (asking for no attributes), then add it.
+async fn add_absent(
+    ldap: &mut Ldap,
+    base: &str,
+    (attr, value): (&str, &str),
+    dn: &str,
+    entry: Attrs,
+) -> Result<(), String> {
+    let filter = format!("({attr}={})", ldap3::ldap_escape(value));
+    search_expecting(ldap, base, &filter, &["1.1".to_string()], 0).await?;
+    ldap.add(dn, entry).await.named(|| format!("add {dn}"))
 }
 
 struct PhaseRun {
@@ -226,12 +234,7 @@ struct SideRecord {
 pub async fn run_cycle(b: &Bench, s: &CycleSettings) -> Result<CycleReport, String> {
     let mut record = [SideRecord::default(), SideRecord::default()];
     for round in 0..s.rounds {
-        let order = if round % 2 == 0 {
-            [Side::Direct, Side::Gateway]
-        } else {
-            [Side::Gateway, Side::Direct]
-        };
-        for side in order {
+        for side in Side::order(round) {
             eprintln!(
                 "  entra-cycle round {} of {}: {side:?}",
                 round + 1,

@@ -17,6 +17,14 @@ pub const GROUPS: &str = "ou=groups,dc=example,dc=org";
 /// What ppolicy reads as "locked for good": the gateway's disable strategy in the demo config.
 pub const LOCKED: &str = "000001010000Z";
 
+/// `[mapping.users] object_classes` of the demo config.
+const CLASSES: &[&str] = &[
+    "top",
+    "person",
+    "organizationalPerson",
+    "inetOrgPerson",
+    "scimUser",
+];
 const GIVEN: &str = "Given";
 const FAMILY: &str = "Family";
 const DEPARTMENT: &str = "R&D";
@@ -95,16 +103,7 @@ impl EntraUser {
     /// The entry the gateway adds for [`EntraUser::body`].
     pub fn entry(&self) -> Attrs {
         let mut out = attrs(&[
-            (
-                "objectClass",
-                &[
-                    "top",
-                    "person",
-                    "organizationalPerson",
-                    "inetOrgPerson",
-                    "scimUser",
-                ],
-            ),
+            ("objectClass", CLASSES),
             ("cn", &[&format!("{GIVEN} {FAMILY}")]),
             ("sn", &[FAMILY]),
         ]);

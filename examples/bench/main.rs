@@ -83,7 +83,8 @@ struct Args {
     /// Workers of the Entra cycle, on each side. Default: 8.
     #[arg(long)]
     cycle_concurrency: Option<usize>,
-    /// Rounds of the Entra cycle (each runs both sides, alternating which goes first). Default: 1.
+    /// Rounds of the Entra cycle (each runs both sides, alternating which goes first).
+    /// Default: 2 (quick: 1).
     #[arg(long)]
     cycle_rounds: Option<usize>,
     /// Members per member PATCH (and per LDAP modify) in the Entra cycle. Default: 10.
@@ -150,7 +151,7 @@ impl Settings {
             users: a.cycle_users.unwrap_or(if q { 500 } else { 10_000 }),
             groups: a.cycle_groups.unwrap_or(if q { 10 } else { 100 }).max(1),
             concurrency: a.cycle_concurrency.unwrap_or(8).max(1),
-            rounds: a.cycle_rounds.unwrap_or(1).max(1),
+            rounds: a.cycle_rounds.unwrap_or(if q { 1 } else { 2 }).max(1),
             members_per_patch: a.members_per_patch.unwrap_or(10).max(1),
         };
         Ok(Settings {
@@ -220,6 +221,13 @@ impl Bench {
     /// A number no earlier run got: names and values written by a run carry it.
     pub fn next_run(&self) -> usize {
         self.runs.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh gateway process, so that what one part of the benchmark left in its memory does
+    /// not count in the next part's figures.
+    async fn restart_gateway(&mut self, edits: &[Edit]) {
+        self.gw = setup::start_gateway(&self.slapd, edits).await;
+        self.rss.follow(self.gw.pid());
     }
 
     pub async fn connections(&self, side: Side, n: usize) -> Result<Vec<Conn>, String> {
@@ -299,7 +307,8 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let mut cells = Vec::new();
     if !b.settings.scenarios.is_empty() {
-        step("scenarios");
+        step("scenarios, on a gateway started for them");
+        b.restart_gateway(&edits).await;
     }
     for scenario in b.settings.scenarios.clone() {
         for c in b.settings.concurrency.clone() {
@@ -309,8 +318,7 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let cycle = if b.settings.entra_cycle {
         step("Entra initial cycle, on a gateway started for it");
-        b.gw = setup::start_gateway(&b.slapd, &edits).await;
-        b.rss.follow(b.gw.pid());
+        b.restart_gateway(&edits).await;
         Some(cycle::run_cycle(&b, &b.settings.cycle).await?)
     } else {
         None

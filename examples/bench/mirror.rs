@@ -8,10 +8,10 @@ use crate::entra::{
     add_members_body, add_members_mods, disable_body, disable_mods, group_dn, manager_body,
     manager_mods, user_dn, EntraGroup, EntraUser, UserUpdate,
 };
-use crate::runner::{service_connection, Http, LdapOutcome};
+use crate::runner::{search, service_connection, Http, LdapOutcome};
 use crate::scenarios::bulk_name;
 use crate::Bench;
-use ldap3::{Ldap, Scope, SearchEntry};
+use ldap3::{Ldap, Scope};
 use std::collections::{BTreeMap, BTreeSet};
 
 const GATEWAY: &str = "mirror-g";
@@ -88,20 +88,10 @@ async fn normalised(
     admin: &mut Ldap,
     dn: &str,
 ) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
-    let (entries, _) = admin
-        .search(
-            dn,
-            Scope::Base,
-            "(objectClass=*)",
-            vec!["*", "pwdAccountLockedTime"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("read {dn}: {e}"))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .map(SearchEntry::construct)
+    let attrs = ["*", "pwdAccountLockedTime"];
+    let entry = search(admin, dn, Scope::Base, "(objectClass=*)", &attrs)
+        .await?
+        .pop()
         .ok_or_else(|| format!("{dn} is missing"))?;
     Ok(entry
         .attrs

@@ -190,23 +190,26 @@ pub struct Target {
 
 impl Target {
     fn at_least(target: String, measured: f64, limit: f64) -> Target {
-        Target {
-            target,
-            measured,
-            comparison: ">=",
-            limit,
-            pass: measured >= limit,
-            note: None,
-        }
+        Target::new(target, measured, ">=", limit, measured >= limit)
     }
 
     fn at_most(target: String, measured: f64, limit: f64) -> Target {
+        Target::new(target, measured, "<=", limit, measured <= limit)
+    }
+
+    fn new(
+        target: String,
+        measured: f64,
+        comparison: &'static str,
+        limit: f64,
+        pass: bool,
+    ) -> Target {
         Target {
             target,
             measured,
-            comparison: "<=",
+            comparison,
             limit,
-            pass: measured <= limit,
+            pass,
             note: None,
         }
     }
@@ -350,17 +353,9 @@ pub fn markdown(
             line(format!(
                 "| {name} | {:.1} ({}) | {} | {} | {:.1} |",
                 s.seconds,
-                s.round_seconds
-                    .iter()
-                    .map(|r| format!("{r:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                listed(s.round_seconds.iter().map(|r| format!("{r:.1}"))),
                 s.requests_per_round,
-                s.phase_seconds
-                    .iter()
-                    .map(|(p, v)| format!("{p} {v:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                listed(s.phase_seconds.iter().map(|(p, v)| format!("{p} {v:.1}"))),
                 s.slapd_cpu_s,
             ));
         }
@@ -403,8 +398,9 @@ pub fn markdown(
 }
 
 fn ops_list(ops: &BTreeMap<String, f64>) -> String {
-    ops.iter()
-        .map(|(op, n)| format!("{op} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    listed(ops.iter().map(|(op, n)| format!("{op} {n}")))
+}
+
+fn listed(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }

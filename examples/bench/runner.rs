@@ -25,6 +25,16 @@ pub enum Side {
 }
 
 impl Side {
+    /// The order of the sides in round `round`: direct first in even rounds, gateway first in
+    /// odd ones, so that a drift of the machine weighs on both alike.
+    pub fn order(round: usize) -> [Side; 2] {
+        if round % 2 == 0 {
+            [Side::Direct, Side::Gateway]
+        } else {
+            [Side::Gateway, Side::Direct]
+        }
+    }
+
     pub fn letter(self) -> char {
         match self {
             Side::Direct => 'd',
@@ -252,6 +262,18 @@ impl Http {
             .ok_or_else(|| format!("POST {path} answered 201 without an id: {created}"))
     }
 
+    /// What Entra does for a new resource: look it up with `lookup` (nothing may be found), then
+    /// create it; returns its id.
+    pub async fn create_absent(
+        &self,
+        lookup: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<String, String> {
+        self.find(lookup, 0).await?;
+        self.create(path, body).await
+    }
+
     /// PATCH that must succeed (200 with the resource, or 204).
     pub async fn patch(&self, path: &str, body: &Value) -> Result<(), String> {
         self.send(reqwest::Method::PATCH, path, Some(body), &[200, 204])
@@ -289,6 +311,22 @@ impl LdapOutcome<()> for ldap3::result::Result<ldap3::LdapResult> {
     }
 }
 
+/// The entries a search finds; a failed search is an error naming it.
+pub async fn search<S: AsRef<str> + Send + Sync>(
+    ldap: &mut Ldap,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[S],
+) -> Result<Vec<SearchEntry>, String> {
+    let (entries, _) = ldap
+        .search(base, scope, filter, attrs)
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("search {filter} at {base}: {e}"))?;
+    Ok(entries.into_iter().map(SearchEntry::construct).collect())
+}
+
 /// A one-level search below `base` that must find exactly `expected` entries.
 pub async fn search_expecting(
     ldap: &mut Ldap,
@@ -297,18 +335,12 @@ pub async fn search_expecting(
     attrs: &[String],
     expected: usize,
 ) -> Result<Vec<SearchEntry>, String> {
-    let what = || format!("search {filter} below {base}");
-    let (entries, _) = ldap
-        .search(base, Scope::OneLevel, filter, attrs)
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("{}: {e}", what()))?;
+    let entries = search(ldap, base, Scope::OneLevel, filter, attrs).await?;
     if entries.len() != expected {
         return Err(format!(
-            "{} found {} entries (expected {expected})",
-            what(),
+            "search {filter} below {base} found {} entries (expected {expected})",
             entries.len()
         ));
     }
-    Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    Ok(entries)
 }

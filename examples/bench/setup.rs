@@ -5,9 +5,10 @@
 use crate::entra::{user_dn, Attrs, EntraUser, PEOPLE};
 use crate::gateway::{first, repo_file};
 use crate::release_gateway::{set_key, ReleaseGateway};
+use crate::runner::search;
 use crate::scenarios::{bulk_name, pool_name, Directory};
 use crate::slapd::{write_big_group_ldif_with, Slapd, BIG_GROUP_DN, SMALL_GROUP_DN};
-use ldap3::{Scope, SearchEntry};
+use ldap3::Scope;
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::Path;
@@ -84,19 +85,18 @@ pub fn write_ldif(path: &Path, users: usize, pool: usize) -> Result<(), String> 
 /// The ids the scenarios need, read from the running directory.
 pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Directory, String> {
     let mut admin = slapd.admin().await;
-    let (entries, _) = admin
-        .search(
-            PEOPLE,
-            Scope::OneLevel,
-            "(|(uid=bulk*)(uid=pool*))",
-            vec!["uid", "entryUUID"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("reading the users' ids: {e}"))?;
+    let filter = "(|(uid=bulk*)(uid=pool*))";
+    let entries = search(
+        &mut admin,
+        PEOPLE,
+        Scope::OneLevel,
+        filter,
+        &["uid", "entryUUID"],
+    )
+    .await?;
     let mut bulk_ids = vec![String::new(); users];
     let mut pool_ids = vec![String::new(); pool];
-    for e in entries.into_iter().map(SearchEntry::construct) {
+    for e in entries {
         let (Some(uid), Some(id)) = (first(&e, "uid"), first(&e, "entryUUID")) else {
             continue;
         };
