@@ -15,7 +15,7 @@ use crate::entra::{
     probe_guid, user_dn, user_filter_path, Attrs, EntraGroup, EntraUser, GROUPS, PEOPLE,
 };
 use crate::process::status_kib;
-use crate::report::{per_request, CycleReport, CycleSide, SideTotals};
+use crate::report::{idle_percent, per_request, CycleReport, CycleSide, SideTotals};
 use crate::runner::{run_pool, search_expecting, Conn, LdapOutcome, OpFuture, Side, Workload};
 use crate::Bench;
 use ldap3::Ldap;
@@ -265,6 +265,7 @@ pub async fn run_cycle(b: &Bench, s: &CycleSettings) -> Result<CycleReport, Stri
         ratio: gateway.round_seconds.iter().sum::<f64>() / direct.round_seconds.iter().sum::<f64>(),
         gateway_cpu_s,
         gateway_cpu_s_per_1k: gateway_cpu_s / gateway_requests as f64 * 1000.0,
+        gateway_idle_cpu_percent: idle_percent(&direct.totals, tps),
         gateway_rss_max_mib: crate::process::mib(gateway.totals.rss_max_kib),
         gateway_vmhwm_mib: crate::process::mib(status_kib(b.gw.pid(), "VmHWM").unwrap_or(0)),
         gateway_ldap_ops_per_request: per_request(&gateway.totals.directory_ops, gateway_requests),

@@ -81,6 +81,9 @@ pub struct CellReport {
     /// Gateway p50 − direct p50.
     pub added_p50_ms: f64,
     pub gateway_cpu_s_per_1k: f64,
+    /// The gateway's CPU use while the direct side ran (its background work), in % of a core:
+    /// part of `gateway_cpu_s_per_1k` when requests are few.
+    pub gateway_idle_cpu_percent: f64,
     /// Largest `VmRSS` sampled during the cell's gateway rounds.
     pub gateway_rss_max_mib: f64,
     /// `VmHWM` at the end of the cell: the peak since the gateway started.
@@ -107,6 +110,7 @@ impl CellReport {
             concurrency,
             ratio: g.ops_per_sec / d.ops_per_sec,
             added_p50_ms: g.p50_ms - d.p50_ms,
+            gateway_idle_cpu_percent: idle_percent(direct, ticks_per_second),
             gateway_cpu_s_per_1k: per_thousand(
                 gateway.gateway_ticks,
                 ticks_per_second,
@@ -119,6 +123,11 @@ impl CellReport {
             gateway: g,
         }
     }
+}
+
+/// The gateway's CPU use while `direct` ran, in % of a core.
+pub fn idle_percent(direct: &SideTotals, ticks_per_second: f64) -> f64 {
+    round2(direct.gateway_ticks as f64 / ticks_per_second / direct.seconds * 100.0)
 }
 
 pub fn per_request(ops: &BTreeMap<String, f64>, requests: usize) -> BTreeMap<String, f64> {
@@ -158,6 +167,8 @@ pub struct CycleReport {
     pub ratio: f64,
     pub gateway_cpu_s: f64,
     pub gateway_cpu_s_per_1k: f64,
+    /// The gateway's CPU use while the direct side ran, in % of a core.
+    pub gateway_idle_cpu_percent: f64,
     /// Largest `VmRSS` sampled during the gateway's cycles (a gateway started for the cycle).
     pub gateway_rss_max_mib: f64,
     pub gateway_vmhwm_mib: f64,
@@ -336,6 +347,12 @@ pub fn markdown(
                 ops_list(&c.gateway_ldap_ops_per_request),
             ));
         }
+        let idle: Vec<f64> = cells.iter().map(|c| c.gateway_idle_cpu_percent).collect();
+        line(format!(
+            "Gateway CPU while idle (during the direct runs): {:.1}% of a core on average, {:.1}% at most; it is part of the CPU-s per 1k requests.",
+            idle.iter().sum::<f64>() / idle.len() as f64,
+            idle.iter().copied().fold(0.0, f64::max)
+        ));
         line(String::new());
     }
     if let Some(c) = cycle {
