@@ -1084,7 +1084,7 @@ async fn a_thousand_tls_connections_of_mixed_traffic_keep_memory_flat() {
         Err(_) => (LOAD_DURATION, LOAD_SAMPLE_INTERVAL),
     };
     // Each process holds a socket per connection, plus its own files.
-    load::ensure_open_files(LOAD_CONNECTIONS as u64 + 512);
+    release_gateway::ensure_open_files(LOAD_CONNECTIONS as u64 + 512);
     let seed = tempfile::tempdir().unwrap();
     let users = seed.path().join("load-users.ldif");
     load::write_users_ldif(&users, LOAD_CONNECTIONS);

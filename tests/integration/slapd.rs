@@ -761,6 +761,17 @@ fn slapadd(conf: &Path, ldif: &Path) {
 /// values the memberof overlay would have written, since slapadd runs no
 /// overlays. Returns the users' DNs in order. 100,000 users make ~25 MB.
 pub fn write_big_group_ldif(path: &Path, members: usize) -> Vec<String> {
+    write_big_group_ldif_with(path, members, |_| String::new())
+}
+
+/// [`write_big_group_ldif`], with the LDIF lines `extra(i)` (each ending in a newline) added to
+/// user `i` right after its object classes: more object classes first (slapadd wants the values
+/// of an attribute together), then attributes other than uid, cn, sn and memberOf.
+pub fn write_big_group_ldif_with(
+    path: &Path,
+    members: usize,
+    extra: impl Fn(usize) -> String,
+) -> Vec<String> {
     assert!(
         members <= 1_000_000,
         "uid=bulkNNNNNN has room for 10^6 users"
@@ -780,10 +791,12 @@ pub fn write_big_group_ldif(path: &Path, members: usize) -> Vec<String> {
                  objectClass: person\n\
                  objectClass: organizationalPerson\n\
                  objectClass: inetOrgPerson\n\
+                 {}\
                  uid: bulk{i:06}\n\
                  cn: Bulk User {i:06}\n\
                  sn: User{i:06}\n\
-                 memberOf: {BIG_GROUP_DN}\n"
+                 memberOf: {BIG_GROUP_DN}\n",
+                extra(i)
             )?;
             if i < 10 {
                 writeln!(out, "memberOf: {SMALL_GROUP_DN}")?;

@@ -274,34 +274,3 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
-
-/// The soft limit on open files of this process (inherited by the gateway and slapd it starts).
-fn open_files_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next())
-        .map(|soft| soft.parse().unwrap_or(u64::MAX)) // "unlimited"
-        .unwrap_or_else(|| panic!("no open-files limit in /proc/self/limits:\n{limits}"))
-}
-
-/// Makes sure this process (and so the gateway it starts) may open `needed` files, raising the
-/// soft limit towards the hard one with `prlimit(1)` if needed (the crate forbids unsafe code, so
-/// no setrlimit call).
-pub fn ensure_open_files(needed: u64) {
-    if open_files_limit() >= needed {
-        return;
-    }
-    let raised = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!("--nofile={needed}:"))
-        .status();
-    let limit = open_files_limit();
-    assert!(
-        limit >= needed,
-        "this test opens about {needed} files per process but the soft limit is {limit}, and \
-         raising it with prlimit failed ({raised:?}). Run `ulimit -n {needed}` (the hard limit \
-         must allow it) before the tests."
-    );
-}

@@ -16,21 +16,25 @@ const START_ATTEMPTS: u32 = 3;
 
 /// The release binary: the one cargo built for this test run under `cargo test --release`, else
 /// `<target dir>/release/scim-ldap-gateway`, which must exist and be newer than the sources.
+/// (Examples, such as the benchmark, get no `CARGO_BIN_EXE_*` from cargo: they always take the
+/// second path.)
 pub fn release_binary() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_scim-ldap-gateway"));
-    if !cfg!(debug_assertions) {
-        return built;
+    let built = option_env!("CARGO_BIN_EXE_scim-ldap-gateway");
+    if let (Some(built), false) = (built, cfg!(debug_assertions)) {
+        return PathBuf::from(built);
     }
-    let target_dir = built
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected binary path {}", built.display()));
+    // This executable is `<target dir>/<profile>/deps/<test>` or `<target dir>/<profile>/examples/<example>`.
+    let me = std::env::current_exe().unwrap();
+    let target_dir = me
+        .ancestors()
+        .nth(3)
+        .unwrap_or_else(|| panic!("unexpected executable path {}", me.display()));
     let release = target_dir.join("release").join("scim-ldap-gateway");
     let built_at = std::fs::metadata(&release)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| {
             panic!(
-                "the fault and load tests run the release binary, and {} is missing ({e}).\n\
+                "the fault and load tests and the benchmark run the release binary, and {} is missing ({e}).\n\
                  Build it first with `cargo build --release --locked` (deploy/test.sh does), \
                  or run the tests with `cargo test --release`.",
                 release.display()
@@ -263,12 +267,17 @@ impl ReleaseGateway {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {path}: {e}\n{}", self.output()));
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        status_field_kib(&status, field)
             .unwrap_or_else(|| panic!("no {field} in {path}:\n{status}"))
     }
+}
+
+/// The value in KiB of a `Field:   1234 kB` line of a `/proc/<pid>/status` text.
+pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 
 /// `log` if short; else its first and last lines, and the WARN and ERROR lines in between.
@@ -327,4 +336,35 @@ impl Exposition {
         self.get(name)
             .unwrap_or_else(|| panic!("no sample {name} in:\n{}", self.0))
     }
+}
+
+/// The soft limit on open files of this process (inherited by the gateway and slapd it starts).
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|soft| soft.parse().unwrap_or(u64::MAX)) // "unlimited"
+        .unwrap_or_else(|| panic!("no open-files limit in /proc/self/limits:\n{limits}"))
+}
+
+/// Makes sure this process (and so the gateway it starts) may open `needed` files, raising the
+/// soft limit towards the hard one with `prlimit(1)` if needed (the crate forbids unsafe code, so
+/// no setrlimit call).
+pub fn ensure_open_files(needed: u64) {
+    if open_files_limit() >= needed {
+        return;
+    }
+    let raised = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={needed}:"))
+        .status();
+    let limit = open_files_limit();
+    assert!(
+        limit >= needed,
+        "this test opens about {needed} files per process but the soft limit is {limit}, and \
+         raising it with prlimit failed ({raised:?}). Run `ulimit -n {needed}` (the hard limit \
+         must allow it) before the tests."
+    );
 }

@@ -1,0 +1,423 @@
+//! Figures from the raw measurements, the targets of issue 8 checked against them, and the
+//! markdown table and JSON document that carry both.
+
+use crate::process::mib;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Everything one side did in the measured rounds of a cell (or in an Entra cycle).
+#[derive(Default)]
+pub struct SideTotals {
+    pub latencies: Vec<Duration>,
+    pub ops: usize,
+    pub seconds: f64,
+    /// Operations per second of each round.
+    pub round_rates: Vec<f64>,
+    pub gateway_ticks: u64,
+    pub slapd_ticks: u64,
+    /// This process: the load generator.
+    pub client_ticks: u64,
+    pub directory_ops: BTreeMap<String, f64>,
+    /// Largest sampled `VmRSS` of the gateway (gateway side only).
+    pub rss_max_kib: u64,
+}
+
+/// The `q` quantile (0..=1) of `sorted`, nearest rank, in milliseconds.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+/// CPU seconds per 1,000 operations.
+fn per_thousand(ticks: u64, ticks_per_second: f64, ops: usize) -> f64 {
+    ticks as f64 / ticks_per_second / ops as f64 * 1000.0
+}
+
+#[derive(Serialize)]
+pub struct SideSummary {
+    pub operations: usize,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub round_ops_per_sec: Vec<f64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub slapd_cpu_s_per_1k: f64,
+    pub load_generator_cpu_s_per_1k: f64,
+}
+
+impl SideSummary {
+    fn new(t: &SideTotals, ticks_per_second: f64) -> SideSummary {
+        let mut sorted = t.latencies.clone();
+        sorted.sort_unstable();
+        let total: Duration = sorted.iter().sum();
+        SideSummary {
+            operations: t.ops,
+            seconds: t.seconds,
+            ops_per_sec: t.ops as f64 / t.seconds,
+            round_ops_per_sec: t.round_rates.clone(),
+            p50_ms: quantile_ms(&sorted, 0.5),
+            p99_ms: quantile_ms(&sorted, 0.99),
+            mean_ms: total.as_secs_f64() * 1000.0 / sorted.len().max(1) as f64,
+            slapd_cpu_s_per_1k: per_thousand(t.slapd_ticks, ticks_per_second, t.ops),
+            load_generator_cpu_s_per_1k: per_thousand(t.client_ticks, ticks_per_second, t.ops),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct CellReport {
+    pub scenario: String,
+    pub kind: &'static str,
+    pub concurrency: usize,
+    pub direct: SideSummary,
+    pub gateway: SideSummary,
+    /// Gateway throughput / direct throughput.
+    pub ratio: f64,
+    /// Gateway p50 − direct p50.
+    pub added_p50_ms: f64,
+    pub gateway_cpu_s_per_1k: f64,
+    /// The gateway's CPU use while the direct side ran (its background work), in % of a core:
+    /// part of `gateway_cpu_s_per_1k` when requests are few.
+    pub gateway_idle_cpu_percent: f64,
+    /// Largest `VmRSS` sampled during the cell's gateway rounds.
+    pub gateway_rss_max_mib: f64,
+    /// `VmHWM` at the end of the cell: the peak since the gateway started.
+    pub gateway_vmhwm_mib: f64,
+    /// LDAP operations the gateway sent per request, by operation.
+    pub gateway_ldap_ops_per_request: BTreeMap<String, f64>,
+}
+
+impl CellReport {
+    pub fn new(
+        scenario: String,
+        read: bool,
+        concurrency: usize,
+        direct: &SideTotals,
+        gateway: &SideTotals,
+        vmhwm_kib: u64,
+        ticks_per_second: f64,
+    ) -> CellReport {
+        let d = SideSummary::new(direct, ticks_per_second);
+        let g = SideSummary::new(gateway, ticks_per_second);
+        CellReport {
+            scenario,
+            kind: if read { "read" } else { "write" },
+            concurrency,
+            ratio: g.ops_per_sec / d.ops_per_sec,
+            added_p50_ms: g.p50_ms - d.p50_ms,
+            gateway_idle_cpu_percent: idle_percent(direct, ticks_per_second),
+            gateway_cpu_s_per_1k: per_thousand(
+                gateway.gateway_ticks,
+                ticks_per_second,
+                gateway.ops,
+            ),
+            gateway_rss_max_mib: mib(gateway.rss_max_kib),
+            gateway_vmhwm_mib: mib(vmhwm_kib),
+            gateway_ldap_ops_per_request: per_request(&gateway.directory_ops, gateway.ops),
+            direct: d,
+            gateway: g,
+        }
+    }
+}
+
+/// The gateway's CPU use while `direct` ran, in % of a core.
+pub fn idle_percent(direct: &SideTotals, ticks_per_second: f64) -> f64 {
+    round2(direct.gateway_ticks as f64 / ticks_per_second / direct.seconds * 100.0)
+}
+
+pub fn per_request(ops: &BTreeMap<String, f64>, requests: usize) -> BTreeMap<String, f64> {
+    ops.iter()
+        .map(|(op, n)| (op.clone(), round2(n / requests as f64)))
+        .collect()
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// One side of the Entra initial cycle, summed over its rounds.
+#[derive(Serialize)]
+pub struct CycleSide {
+    /// Wall time of each round.
+    pub round_seconds: Vec<f64>,
+    pub seconds: f64,
+    /// Requests (gateway) or LDAP operations (direct) of one round.
+    pub requests_per_round: usize,
+    /// Seconds of each phase, summed over the rounds.
+    pub phase_seconds: BTreeMap<String, f64>,
+    pub slapd_cpu_s: f64,
+    pub load_generator_cpu_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct CycleReport {
+    pub users: usize,
+    pub groups: usize,
+    pub concurrency: usize,
+    pub members_per_patch: usize,
+    pub managers: usize,
+    pub direct: CycleSide,
+    pub gateway: CycleSide,
+    /// Gateway wall time / direct wall time.
+    pub ratio: f64,
+    pub gateway_cpu_s: f64,
+    pub gateway_cpu_s_per_1k: f64,
+    /// The gateway's CPU use while the direct side ran, in % of a core.
+    pub gateway_idle_cpu_percent: f64,
+    /// Largest `VmRSS` sampled during the gateway's cycles (a gateway started for the cycle).
+    pub gateway_rss_max_mib: f64,
+    pub gateway_vmhwm_mib: f64,
+    pub gateway_ldap_ops_per_request: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize)]
+pub struct IdleReport {
+    pub connections: usize,
+    /// The gateway's `scim_gateway_http_connections_open` while they idled.
+    pub connections_open: f64,
+    pub rss_before_mib: f64,
+    /// Largest `VmRSS` sampled while they idled.
+    pub rss_idle_mib: f64,
+    pub seconds_to_open: f64,
+}
+
+/// A target of issue 8 and whether this run meets it.
+#[derive(Serialize)]
+pub struct Target {
+    pub target: String,
+    pub measured: f64,
+    /// `>=` or `<=`
+    pub comparison: &'static str,
+    pub limit: f64,
+    pub pass: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Target {
+    fn at_least(target: String, measured: f64, limit: f64) -> Target {
+        Target::new(target, measured, ">=", limit, measured >= limit)
+    }
+
+    fn at_most(target: String, measured: f64, limit: f64) -> Target {
+        Target::new(target, measured, "<=", limit, measured <= limit)
+    }
+
+    fn new(
+        target: String,
+        measured: f64,
+        comparison: &'static str,
+        limit: f64,
+        pass: bool,
+    ) -> Target {
+        Target {
+            target,
+            measured,
+            comparison,
+            limit,
+            pass,
+            note: None,
+        }
+    }
+
+    fn noting(mut self, note: String) -> Target {
+        self.note = Some(note);
+        self
+    }
+}
+
+/// The targets this run can check, from what it measured.
+pub fn targets(
+    cells: &[CellReport],
+    cycle: Option<&CycleReport>,
+    idle: Option<&IdleReport>,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    for c in cells
+        .iter()
+        .filter(|c| c.concurrency == 8 || c.concurrency == 64)
+    {
+        let (limit, what) = match c.kind {
+            "read" => (0.75, "reads"),
+            _ => (0.90, "writes"),
+        };
+        out.push(Target::at_least(
+            format!(
+                "{what}: {} gateway/direct throughput at concurrency {}",
+                c.scenario, c.concurrency
+            ),
+            c.ratio,
+            limit,
+        ));
+    }
+    for c in cells.iter().filter(|c| c.concurrency == 1) {
+        out.push(Target::at_most(
+            format!("{}: added p50 latency at concurrency 1 (ms)", c.scenario),
+            c.added_p50_ms,
+            0.3,
+        ));
+    }
+    let membership: Vec<&CellReport> = cells
+        .iter()
+        .filter(|c| c.concurrency == 1 && c.scenario.starts_with("membership"))
+        .collect();
+    if let [small, big] = membership[..] {
+        out.push(
+            Target::at_most(
+                format!(
+                    "{} / {} gateway p50 latency at concurrency 1",
+                    big.scenario, small.scenario
+                ),
+                big.gateway.p50_ms / small.gateway.p50_ms,
+                1.5,
+            )
+            .noting(format!(
+                "slapd's own ratio (direct ldap3 p50): {:.2}",
+                big.direct.p50_ms / small.direct.p50_ms
+            )),
+        );
+    }
+    if let Some(c) = cycle {
+        out.push(Target::at_most(
+            format!("entra-cycle of {} users: gateway/direct wall time", c.users),
+            c.ratio,
+            1.15,
+        ));
+        out.push(Target::at_most(
+            "gateway RSS during entra-cycle (MiB)".to_string(),
+            c.gateway_rss_max_mib,
+            128.0,
+        ));
+    }
+    if let Some(i) = idle {
+        out.push(Target::at_most(
+            format!(
+                "gateway RSS with {} idle keep-alive TLS connections (MiB)",
+                i.connections
+            ),
+            i.rss_idle_mib,
+            64.0,
+        ));
+    }
+    out
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// The report as markdown.
+pub fn markdown(
+    cells: &[CellReport],
+    cycle: Option<&CycleReport>,
+    idle: Option<&IdleReport>,
+    targets: &[Target],
+) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    if !cells.is_empty() {
+        line("| scenario | concurrency | direct ops/s | gateway ops/s | ratio | direct p50/p99 ms | gateway p50/p99 ms | gateway CPU-s/1k req | gateway peak RSS MiB | gateway LDAP ops/req |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|".into());
+        for c in cells {
+            line(format!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} | {} |",
+                c.scenario,
+                c.concurrency,
+                c.direct.ops_per_sec,
+                c.gateway.ops_per_sec,
+                c.ratio,
+                c.direct.p50_ms,
+                c.direct.p99_ms,
+                c.gateway.p50_ms,
+                c.gateway.p99_ms,
+                c.gateway_cpu_s_per_1k,
+                c.gateway_rss_max_mib,
+                ops_list(&c.gateway_ldap_ops_per_request),
+            ));
+        }
+        let idle: Vec<f64> = cells.iter().map(|c| c.gateway_idle_cpu_percent).collect();
+        line(format!(
+            "Gateway CPU while idle (during the direct runs): {:.1}% of a core on average, {:.1}% at most; it is part of the CPU-s per 1k requests.",
+            idle.iter().sum::<f64>() / idle.len() as f64,
+            idle.iter().copied().fold(0.0, f64::max)
+        ));
+        line(String::new());
+    }
+    if let Some(c) = cycle {
+        line(format!(
+            "Entra initial cycle: {} users, {} groups, {} manager PATCHes, {} members per member PATCH, concurrency {}:",
+            c.users, c.groups, c.managers, c.members_per_patch, c.concurrency
+        ));
+        line(String::new());
+        line("| side | wall s (per round) | requests or LDAP ops per round | phases s | slapd CPU-s |".into());
+        line("|---|---|---:|---|---:|".into());
+        for (name, s) in [
+            ("direct (ldap3)", &c.direct),
+            ("gateway (SCIM)", &c.gateway),
+        ] {
+            line(format!(
+                "| {name} | {:.1} ({}) | {} | {} | {:.1} |",
+                s.seconds,
+                listed(s.round_seconds.iter().map(|r| format!("{r:.1}"))),
+                s.requests_per_round,
+                listed(s.phase_seconds.iter().map(|(p, v)| format!("{p} {v:.1}"))),
+                s.slapd_cpu_s,
+            ));
+        }
+        line(String::new());
+        line(format!(
+            "Gateway: {:.1} CPU-s ({:.3} per 1k requests), peak RSS {:.1} MiB (VmHWM {:.1} MiB), LDAP ops/request {}.",
+            c.gateway_cpu_s,
+            c.gateway_cpu_s_per_1k,
+            c.gateway_rss_max_mib,
+            c.gateway_vmhwm_mib,
+            ops_list(&c.gateway_ldap_ops_per_request)
+        ));
+        line(String::new());
+    }
+    if let Some(i) = idle {
+        line(format!(
+            "Idle keep-alive: {} TLS connections opened in {:.1} s, {} open at the gateway; gateway VmRSS {:.1} MiB before, {:.1} MiB while they idle.",
+            i.connections, i.seconds_to_open, i.connections_open, i.rss_before_mib, i.rss_idle_mib
+        ));
+        line(String::new());
+    }
+    line("| target | measured | limit | result |".into());
+    line("|---|---:|---:|---|".into());
+    for t in targets {
+        let note = t
+            .note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        line(format!(
+            "| {}{note} | {:.2} | {} {} | {} |",
+            t.target,
+            t.measured,
+            t.comparison,
+            t.limit,
+            verdict(t.pass)
+        ));
+    }
+    out
+}
+
+fn ops_list(ops: &BTreeMap<String, f64>) -> String {
+    listed(ops.iter().map(|(op, n)| format!("{op} {n}")))
+}
+
+fn listed(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,268 @@
+//! The measured operations, each once through the gateway and once as the equivalent LDAP
+//! operation: find a user, create one, update three attributes, disable one, add a member to a
+//! 10-member and to a huge group. Every operation gets data of its own (a new user name, a new
+//! value, a user not yet disabled, a user not yet a member), so no operation is a no-op on either
+//! side; what a run changed that would make the next one a no-op is undone after it, untimed.
+
+use crate::entra::{
+    add_members_body, add_members_mods, disable_body, disable_mods, mix, user_dn, user_filter_path,
+    EntraUser, UserUpdate, PEOPLE,
+};
+use crate::runner::{run_pool, search_expecting, Conn, LdapOutcome, OpFuture, Side, Workload};
+use crate::slapd::{BIG_GROUP_DN, SMALL_GROUP_DN};
+use ldap3::{Ldap, Mod};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The directory the scenarios run on, as built by `directory::build`.
+pub struct Directory {
+    /// Users `bulk000000`…: all in the big group, the first 10 in the small one.
+    pub users: usize,
+    /// Users `pool000000`…, in no group: members to add to the big group.
+    pub pool: usize,
+    /// SCIM ids (entryUUID) of the bulk users, by number.
+    pub bulk_ids: Vec<String>,
+    pub pool_ids: Vec<String>,
+    pub small_group_id: String,
+    pub big_group_id: String,
+    /// The attributes the gateway reads for a user list (from the demo config's mapping).
+    pub user_read_attrs: Vec<String>,
+    /// The demo config's `[mapping.users] filter`.
+    pub user_filter: String,
+}
+
+pub fn bulk_name(i: usize) -> String {
+    format!("bulk{i:06}")
+}
+
+pub fn pool_name(i: usize) -> String {
+    format!("pool{i:06}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Match,
+    Create,
+    Update,
+    Disable,
+    MemberSmall,
+    MemberBig,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Match,
+        Scenario::Create,
+        Scenario::Update,
+        Scenario::Disable,
+        Scenario::MemberSmall,
+        Scenario::MemberBig,
+    ];
+
+    /// The name on the command line (`membership` selects both group sizes).
+    pub fn option(self) -> &'static str {
+        match self {
+            Scenario::Match => "match",
+            Scenario::Create => "create",
+            Scenario::Update => "update",
+            Scenario::Disable => "disable",
+            Scenario::MemberSmall | Scenario::MemberBig => "membership",
+        }
+    }
+
+    /// The name in the report.
+    pub fn label(self, dir: &Directory) -> String {
+        match self {
+            Scenario::MemberSmall => "membership (10)".to_string(),
+            Scenario::MemberBig => format!("membership ({})", dir.users),
+            other => other.option().to_string(),
+        }
+    }
+
+    pub fn is_read(self) -> bool {
+        self == Scenario::Match
+    }
+
+    /// How many operations one run may do before it runs out of fresh data.
+    pub fn capacity(self, dir: &Directory) -> usize {
+        match self {
+            Scenario::Match | Scenario::Create | Scenario::Update => usize::MAX,
+            Scenario::Disable => dir.users - dir.users / 2,
+            Scenario::MemberSmall => dir.users - 10,
+            Scenario::MemberBig => dir.pool,
+        }
+    }
+}
+
+/// One run of a scenario on one side. `run` is unique per run, so the names and values a run
+/// writes are its own.
+pub struct ScenarioRun {
+    pub scenario: Scenario,
+    pub side: Side,
+    pub run: usize,
+    pub dir: Arc<Directory>,
+}
+
+impl Workload for ScenarioRun {
+    fn op<'a>(&'a self, conn: &'a mut Conn, k: usize) -> OpFuture<'a> {
+        Box::pin(async move {
+            match self.side {
+                Side::Direct => self.direct(conn.ldap()?, k).await,
+                Side::Gateway => self.gateway(conn, k).await,
+            }
+        })
+    }
+}
+
+impl ScenarioRun {
+    fn tag(&self, k: usize) -> String {
+        format!("{}{}-{k}", self.side.letter(), self.run)
+    }
+
+    /// The user operation `k` of a match (spread over the whole directory, the same sequence on
+    /// both sides), update (the first half of the users, round robin) or disable (the second
+    /// half, each once per run).
+    fn user(&self, k: usize) -> usize {
+        let users = self.dir.users;
+        match self.scenario {
+            Scenario::Match => (mix(k as u64) % users as u64) as usize,
+            Scenario::Update => k % (users / 2),
+            Scenario::Disable => users / 2 + k,
+            // The small group holds bulk000000..bulk000009 already.
+            Scenario::MemberSmall => 10 + k,
+            Scenario::Create | Scenario::MemberBig => k,
+        }
+    }
+
+    async fn gateway(&self, conn: &Conn, k: usize) -> Result<(), String> {
+        let http = conn.http()?;
+        let dir = &self.dir;
+        let i = self.user(k);
+        match self.scenario {
+            Scenario::Match => http
+                .find(&user_filter_path(&bulk_name(i)), 1)
+                .await
+                .map(drop),
+            Scenario::Create => {
+                let user = EntraUser::new(format!("create-{}", self.tag(k)), k);
+                http.create("/Users", &user.body()).await.map(drop)
+            }
+            Scenario::Update => {
+                let update = UserUpdate::new(&bulk_name(i), &self.tag(k));
+                let path = format!("/Users/{}", dir.bulk_ids[i]);
+                http.patch(&path, &update.body()).await
+            }
+            Scenario::Disable => {
+                let path = format!("/Users/{}", dir.bulk_ids[i]);
+                http.patch(&path, &disable_body()).await
+            }
+            Scenario::MemberSmall => {
+                let path = format!("/Groups/{}", dir.small_group_id);
+                let body = add_members_body([dir.bulk_ids[i].as_str()]);
+                http.patch(&path, &body).await
+            }
+            Scenario::MemberBig => {
+                let path = format!("/Groups/{}", dir.big_group_id);
+                http.patch(&path, &add_members_body([dir.pool_ids[i].as_str()]))
+                    .await
+            }
+        }
+    }
+
+    async fn direct(&self, ldap: &mut Ldap, k: usize) -> Result<(), String> {
+        let dir = &self.dir;
+        let i = self.user(k);
+        match self.scenario {
+            Scenario::Match => {
+                let filter = format!("(&{}(uid={}))", dir.user_filter, bulk_name(i));
+                search_expecting(ldap, PEOPLE, &filter, &dir.user_read_attrs, 1)
+                    .await
+                    .map(drop)
+            }
+            Scenario::Create => {
+                let user = EntraUser::new(format!("create-{}", self.tag(k)), k);
+                let dn = user_dn(&user.user_name);
+                ldap.add(&dn, user.entry())
+                    .await
+                    .named(|| format!("add {dn}"))
+            }
+            Scenario::Update => {
+                let dn = user_dn(&bulk_name(i));
+                let mods = UserUpdate::new(&bulk_name(i), &self.tag(k)).mods();
+                ldap.modify(&dn, mods)
+                    .await
+                    .named(|| format!("modify {dn}"))
+            }
+            Scenario::Disable => {
+                let dn = user_dn(&bulk_name(i));
+                ldap.modify(&dn, disable_mods())
+                    .await
+                    .named(|| format!("modify {dn}"))
+            }
+            Scenario::MemberSmall => {
+                let mods = add_members_mods([user_dn(&bulk_name(i))]);
+                ldap.modify(SMALL_GROUP_DN, mods)
+                    .await
+                    .named(|| format!("modify {SMALL_GROUP_DN}"))
+            }
+            Scenario::MemberBig => {
+                let mods = add_members_mods([user_dn(&pool_name(i))]);
+                ldap.modify(BIG_GROUP_DN, mods)
+                    .await
+                    .named(|| format!("modify {BIG_GROUP_DN}"))
+            }
+        }
+    }
+
+    /// Undoes what the first `done` operations changed that would turn later ones into no-ops
+    /// (disabled users, added members), with the rootdn connections `admins`.
+    pub async fn undo(&self, admins: &[Conn], done: usize) -> Result<(), String> {
+        let (group, members): (&str, Vec<String>) = match self.scenario {
+            Scenario::Match | Scenario::Create | Scenario::Update => return Ok(()),
+            Scenario::Disable => {
+                let enable = Arc::new(Enable {
+                    first: self.user(0),
+                });
+                return run_pool(admins, enable, done, None).await.map(drop);
+            }
+            Scenario::MemberSmall => (
+                SMALL_GROUP_DN,
+                (0..done)
+                    .map(|k| user_dn(&bulk_name(self.user(k))))
+                    .collect(),
+            ),
+            Scenario::MemberBig => (
+                BIG_GROUP_DN,
+                (0..done).map(|k| user_dn(&pool_name(k))).collect(),
+            ),
+        };
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut admin = admins[0].clone();
+        let members: HashSet<String> = members.into_iter().collect();
+        admin
+            .ldap()?
+            .modify(group, vec![Mod::Delete("member".to_string(), members)])
+            .await
+            .named(|| format!("removing the added members from {group}"))
+    }
+}
+
+/// Enables `bulk<first + k>` again.
+struct Enable {
+    first: usize,
+}
+
+impl Workload for Enable {
+    fn op<'a>(&'a self, conn: &'a mut Conn, k: usize) -> OpFuture<'a> {
+        Box::pin(async move {
+            let dn = user_dn(&bulk_name(self.first + k));
+            let unlock = Mod::Delete("pwdAccountLockedTime".to_string(), HashSet::new());
+            conn.ldap()?
+                .modify(&dn, vec![unlock])
+                .await
+                .named(|| format!("enabling {dn} again"))
+        })
+    }
+}
