@@ -25,7 +25,7 @@ RUN_DIR=$PWD/.run
 SLAPD_DIR=$RUN_DIR/slapd
 TLS_DIR=$RUN_DIR/tls
 CONFIG=config/gateway.toml
-GATEWAY_BIN=./target/release/scim-ldap-gateway
+GATEWAY_BIN=${CARGO_TARGET_DIR:-./target}/release/scim-ldap-gateway
 
 gateway_pid=""
 # shellcheck disable=SC2317  # invoked from the traps below
