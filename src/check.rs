@@ -232,12 +232,13 @@ pub async fn check_directory(config: &Config) -> CheckReport {
                 message: format!("{url} does not announce the Password Modify extended operation"),
             });
         }
+        let subschema = caps.subschema.clone();
         report.servers.push(ServerReport {
             url: url.clone(),
             capabilities: caps,
         });
         if n == 0 {
-            let (problems, member_of) = check_schema_and_bases(config, &mut ldap).await;
+            let (problems, member_of) = check_schema_and_bases(config, &mut ldap, subschema).await;
             report.problems.extend(problems);
             report.member_of = member_of;
         }
@@ -251,34 +252,12 @@ pub async fn check_directory(config: &Config) -> CheckReport {
 async fn check_schema_and_bases(
     config: &Config,
     ldap: &mut ldap3::Ldap,
+    subschema: Option<String>,
 ) -> (Vec<ConfigProblem>, Option<bool>) {
     let mut problems = Vec::new();
     let mut member_of = None;
     let d: &DirectorySettings = &config.directory;
-    ldap.with_timeout(d.operation_timeout);
-    let root = ldap
-        .search(
-            "",
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["subschemaSubentry"],
-        )
-        .await
-        .and_then(|r| r.success());
-    let subschema_dn = match root {
-        Ok((entries, _)) => entries
-            .into_iter()
-            .next()
-            .map(ldap3::SearchEntry::construct)
-            .and_then(|e| {
-                e.attrs
-                    .into_iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))
-            })
-            .and_then(|(_, v)| v.into_iter().next())
-            .unwrap_or_else(|| "cn=Subschema".to_string()),
-        Err(_) => "cn=Subschema".to_string(),
-    };
+    let subschema_dn = subschema.unwrap_or_else(|| "cn=Subschema".to_string());
     ldap.with_timeout(d.operation_timeout);
     let schema = ldap
         .search(

@@ -22,6 +22,7 @@ pub const ROOT_DSE_ATTRIBUTES: &[&str] = &[
     "forestFunctionality",
     "domainControllerFunctionality",
     "namingContexts",
+    "subschemaSubentry",
 ];
 
 /// The kind of server, as far as the root DSE tells.
@@ -60,6 +61,8 @@ pub struct Capabilities {
     pub permissive_modify: bool,
     pub matched_values: bool,
     pub password_modify: bool,
+    /// The DN of the subschema entry (`subschemaSubentry`), when the root DSE names it.
+    pub subschema: Option<String>,
 }
 
 impl Capabilities {
@@ -75,6 +78,7 @@ impl Capabilities {
             permissive_modify: true,
             matched_values: true,
             password_modify: true,
+            subschema: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl Capabilities {
                 .values("supportedExtension")
                 .iter()
                 .any(|v| v == PASSWORD_MODIFY),
+            subschema: e.first("subschemaSubentry").map(str::to_string),
         }
     }
 
@@ -215,8 +220,10 @@ mod tests {
                 ],
             ),
             ("supportedExtension", &[PASSWORD_MODIFY]),
+            ("subschemaSubentry", &["cn=Subschema"]),
         ]));
         assert_eq!(c.kind, ServerKind::OpenLdap);
+        assert_eq!(c.subschema.as_deref(), Some("cn=Subschema"));
         assert!(c.paged_results && c.assertion && c.post_read && c.matched_values);
         assert!(c.password_modify && c.server_side_sort);
         assert!(!c.permissive_modify);
@@ -237,6 +244,10 @@ mod tests {
             ),
         ]));
         assert_eq!(samba.kind, ServerKind::Samba);
+        assert_eq!(
+            samba.subschema, None,
+            "not named: the schema checks fall back"
+        );
         assert!(!samba.assertion && !samba.post_read && !samba.password_modify);
         let ad = Capabilities::from_root_dse(&dse(&[
             ("forestFunctionality", &["7"]),

@@ -2,7 +2,7 @@
 //! the Entra-style user and group lifecycle, objectGUID ids, sAMAccountName and CN rules,
 //! userAccountControl compare-and-swap, and unicodePwd passwords over LDAPS.
 
-use crate::gateway::{repo_file, RunningGateway, TOKEN};
+use crate::gateway::{localized_preset, preset_env, RunningGateway};
 use crate::samba::SambaDc;
 use ldap3::{Mod, SearchEntry};
 use scim_ldap_gateway::config::FixedEnv;
@@ -62,25 +62,7 @@ async fn start_with(edit: impl FnOnce(String) -> String) -> Ad {
 
 /// The AD preset pointed at `dc`, certificate files in `dir`, bound as Administrator.
 fn preset_text(dc: &SambaDc, dir: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(repo_file("config/active-directory.toml")).unwrap();
-    text.replace("0.0.0.0:8443", "127.0.0.1:0")
-        .replace("127.0.0.1:9464", "127.0.0.1:0")
-        .replace(
-            "/etc/scim-ldap-gateway/tls/gateway.crt",
-            &dir.join("gw.crt").display().to_string(),
-        )
-        .replace(
-            "/etc/scim-ldap-gateway/tls/gateway.key",
-            &dir.join("gw.key").display().to_string(),
-        )
-        .replace(
-            r#"secret = { file = "/etc/scim-ldap-gateway/secrets/entra-token" }"#,
-            r#"secret = { env = "SCIM_TOKEN" }"#,
-        )
-        .replace(
-            r#"bind_password = { file = "/etc/scim-ldap-gateway/secrets/bind-password" }"#,
-            r#"bind_password = { env = "AD_PASSWORD" }"#,
-        )
+    localized_preset("active-directory.toml", dir, "AD_PASSWORD")
         .replace("ldaps://dc1.example.com:636", &dc.ldaps_url())
         .replace(
             "/etc/scim-ldap-gateway/tls/ad-ca.pem",
@@ -90,22 +72,11 @@ fn preset_text(dc: &SambaDc, dir: &std::path::Path) -> String {
             "CN=scim-gateway,OU=Service Accounts,DC=example,DC=com",
             &dc.admin_dn(),
         )
-        .replace(
-            "output = \"file\"\nfile = \"/var/log/scim-ldap-gateway/audit.jsonl\"",
-            "output = \"log\"",
-        )
         .replace("DC=example,DC=com", dc.base_dn())
 }
 
 fn ad_env(dc: &SambaDc) -> FixedEnv {
-    FixedEnv {
-        vars: [
-            ("SCIM_TOKEN".to_string(), TOKEN.to_string()),
-            ("AD_PASSWORD".to_string(), dc.admin_password().to_string()),
-        ]
-        .into(),
-        files: Default::default(),
-    }
+    preset_env("AD_PASSWORD", dc.admin_password())
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@
 //! account that has only the ACI the preset documents.
 
 use crate::ds389::Ds389;
-use crate::gateway::{first, repo_file, url_encode, values, RunningGateway, TOKEN};
+use crate::gateway::{
+    first, localized_preset, preset_env, repo_file, url_encode, values, RunningGateway,
+};
 use ldap3::{LdapConnAsync, Mod};
-use scim_ldap_gateway::config::FixedEnv;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -59,30 +60,11 @@ async fn start_as(ds: Ds389, bind_dn: &str, bind_password: &str, ou_aci: Option<
         wait_until_readable(&ds, bind_dn, bind_password, &[&people, &groups]).await;
     }
 
-    let text = preset_text();
     let url = ds.ldapi_url();
     let gw = RunningGateway::from_config(
         |dir| {
-            let mut text = text;
+            let mut text = localized_preset("389ds.toml", dir, "DS_PASSWORD");
             for (from, to) in [
-                ("0.0.0.0:8443", "127.0.0.1:0".to_string()),
-                ("127.0.0.1:9464", "127.0.0.1:0".to_string()),
-                (
-                    "/etc/scim-ldap-gateway/tls/gateway.crt",
-                    dir.join("gw.crt").display().to_string(),
-                ),
-                (
-                    "/etc/scim-ldap-gateway/tls/gateway.key",
-                    dir.join("gw.key").display().to_string(),
-                ),
-                (
-                    r#"secret = { file = "/etc/scim-ldap-gateway/secrets/entra-token" }"#,
-                    r#"secret = { env = "SCIM_TOKEN" }"#.to_string(),
-                ),
-                (
-                    r#"bind_password = { file = "/etc/scim-ldap-gateway/secrets/bind-password" }"#,
-                    r#"bind_password = { env = "DS_PASSWORD" }"#.to_string(),
-                ),
                 (
                     r#"url = "ldaps://ldap.example.org:636""#,
                     format!("url = {url:?}"),
@@ -96,24 +78,13 @@ async fn start_as(ds: Ds389, bind_dn: &str, bind_password: &str, ou_aci: Option<
                     r#"bind_dn = "uid=scim-gateway,ou=services,dc=example,dc=org""#,
                     format!("bind_dn = {bind_dn:?}"),
                 ),
-                (
-                    "output = \"file\"\nfile = \"/var/log/scim-ldap-gateway/audit.jsonl\"",
-                    "output = \"log\"".to_string(),
-                ),
             ] {
                 assert!(text.contains(from), "the preset no longer has {from:?}");
                 text = text.replace(from, &to);
             }
             text
         },
-        &FixedEnv {
-            vars: [
-                ("SCIM_TOKEN".to_string(), TOKEN.to_string()),
-                ("DS_PASSWORD".to_string(), bind_password.to_string()),
-            ]
-            .into(),
-            files: Default::default(),
-        },
+        &preset_env("DS_PASSWORD", bind_password),
     )
     .await;
     Ds {

@@ -114,6 +114,49 @@ pub fn demo_config_text(slapd: &Slapd, dir: &std::path::Path) -> String {
         )
 }
 
+/// A production preset (`config/<name>`) made runnable in a test: free loopback ports, the
+/// certificate pair in `dir`, the token from `SCIM_TOKEN`, the bind password from
+/// `password_env`, audit records to the log. Every replaced line must be in the preset.
+pub fn localized_preset(name: &str, dir: &std::path::Path, password_env: &str) -> String {
+    let mut text = std::fs::read_to_string(repo_file(&format!("config/{name}"))).unwrap();
+    for (from, to) in [
+        ("0.0.0.0:8443", "127.0.0.1:0".to_string()),
+        ("127.0.0.1:9464", "127.0.0.1:0".to_string()),
+        (
+            "/etc/scim-ldap-gateway/tls/gateway.crt",
+            dir.join("gw.crt").display().to_string(),
+        ),
+        (
+            "/etc/scim-ldap-gateway/tls/gateway.key",
+            dir.join("gw.key").display().to_string(),
+        ),
+        (
+            r#"secret = { file = "/etc/scim-ldap-gateway/secrets/entra-token" }"#,
+            r#"secret = { env = "SCIM_TOKEN" }"#.to_string(),
+        ),
+        (
+            r#"bind_password = { file = "/etc/scim-ldap-gateway/secrets/bind-password" }"#,
+            format!(r#"bind_password = {{ env = "{password_env}" }}"#),
+        ),
+        (
+            "output = \"file\"\nfile = \"/var/log/scim-ldap-gateway/audit.jsonl\"",
+            "output = \"log\"".to_string(),
+        ),
+    ] {
+        assert!(text.contains(from), "config/{name} no longer has {from:?}");
+        text = text.replace(from, &to);
+    }
+    text
+}
+
+/// `SCIM_TOKEN` and the bind password in `password_env`, for a localized preset.
+pub fn preset_env(password_env: &str, password: &str) -> FixedEnv {
+    let mut env = FixedEnv::default();
+    env.vars.insert("SCIM_TOKEN".into(), TOKEN.into());
+    env.vars.insert(password_env.into(), password.into());
+    env
+}
+
 pub fn env_for(slapd: &Slapd) -> FixedEnv {
     let mut env = FixedEnv::default();
     env.vars.insert("SCIM_TOKEN".into(), TOKEN.into());

@@ -746,33 +746,13 @@ impl EntryReader for LdapDirectory {
     async fn orderable_attributes(
         &self,
     ) -> Result<Option<std::collections::HashSet<String>>, DirectoryError> {
-        // The subschema is public and outside the data subtrees: read it without the base check.
-        let mut ldap = self.read_handle().await?;
-        let root = self
-            .timed(
-                "search",
-                ldap.search(
-                    "",
-                    ldap3::Scope::Base,
-                    "(objectClass=*)",
-                    vec!["subschemaSubentry"],
-                ),
-            )
-            .await?;
-        let subschema = root
-            .success()
-            .ok()
-            .and_then(|(entries, _)| entries.into_iter().next())
-            .map(SearchEntry::construct)
-            .and_then(|e| {
-                e.attrs
-                    .into_iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))
-            })
-            .and_then(|(_, v)| v.into_iter().next());
+        // The root DSE, read once, names the subschema entry.
+        let subschema = self.capabilities().await?.subschema.clone();
         let Some(subschema) = subschema else {
             return Ok(None);
         };
+        // The subschema is public and outside the data subtrees: read it without the base check.
+        let mut ldap = self.read_handle().await?;
         ldap.with_timeout(self.op_timeout);
         let res = self
             .timed(
