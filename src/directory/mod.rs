@@ -228,6 +228,12 @@ pub trait EntryWriter: Send + Sync {
         guard: Option<String>,
     ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
 
+    /// Whether a guarded `modify` is checked and read back inside the write itself (assertion
+    /// and post-read controls), so a write that needs no earlier read is one atomic operation.
+    fn atomic_writes(&self) -> impl std::future::Future<Output = bool> + Send {
+        async { true }
+    }
+
     /// Set an entry's password with the LDAP Password Modify extended operation (RFC 3062), so
     /// the server hashes it under its own policy. A policy refusal is `Rejected`.
     fn set_password(

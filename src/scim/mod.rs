@@ -2,9 +2,11 @@
 //!
 //! Nothing here knows HTTP; handlers in `http` call the services and map `ScimError`.
 
+pub mod blind;
 pub mod discovery;
 pub mod filter;
 pub mod groups;
+pub mod id_cache;
 pub mod members;
 pub mod patch;
 pub mod projection;

@@ -1,6 +1,8 @@
 //! The `/Users` resource: every RFC 7644 operation over the directory traits.
 
+use super::blind;
 use super::filter::{parse_filter, parse_path, AttrPath, Filter};
+use super::id_cache::IdCache;
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::projection::Projection;
@@ -174,6 +176,10 @@ pub struct UserService<D> {
     groups: Option<Arc<GroupMapping>>,
     /// Attributes with an ordering rule, read from the subschema on first need.
     orderable: Arc<tokio::sync::OnceCell<Option<std::collections::HashSet<String>>>>,
+    /// Where each id was last seen (a hint checked by every use; see `id_cache`).
+    ids: Arc<IdCache>,
+    /// PATCHes that need no read go as one modify (`blind`); off only to test the general path.
+    blind: bool,
 }
 
 impl<D> Clone for UserService<D> {
@@ -184,6 +190,8 @@ impl<D> Clone for UserService<D> {
             settings: self.settings.clone(),
             groups: self.groups.clone(),
             orderable: self.orderable.clone(),
+            ids: self.ids.clone(),
+            blind: self.blind,
         }
     }
 }
@@ -211,7 +219,16 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             settings,
             groups: None,
             orderable: Arc::default(),
+            ids: Arc::default(),
+            blind: true,
         }
+    }
+
+    /// Every PATCH through the read-apply-write path, for tests of that path.
+    #[cfg(test)]
+    pub(crate) fn general_path_only(mut self) -> Self {
+        self.blind = false;
+        self
     }
 
     /// Serve `groups` on users and keep memberships right on delete and rename.
@@ -394,14 +411,27 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.find_reading(id, self.read_attributes()).await
     }
 
+    /// With the id's DN remembered, a base search there (the filter names the id, so a stale
+    /// DN finds nothing); otherwise, or then, a search of the subtree.
     async fn find_reading(&self, id: &str, attrs: Vec<String>) -> Result<Option<Entry>, ScimError> {
         let m = &self.mapping;
-        let filter = format!(
-            "(&{}({}={}))",
-            m.object_filter,
-            m.id_attribute,
-            ldap3::ldap_escape(id)
-        );
+        let filter = self.id_filter(id);
+        if let Some(dn) = self.ids.get(id) {
+            let found = self
+                .dir
+                .search(SearchRequest {
+                    base: dn,
+                    scope: Scope::Base,
+                    filter: filter.clone(),
+                    attrs: attrs.clone(),
+                })
+                .await;
+            match found {
+                Ok(mut found) if found.len() == 1 => return Ok(found.pop()),
+                Ok(_) | Err(DirectoryError::NoSuchObject) => self.ids.remove(id),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut found = self
             .dir
             .search(SearchRequest {
@@ -411,7 +441,36 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 attrs,
             })
             .await?;
-        Ok(if found.len() == 1 { found.pop() } else { None })
+        Ok(if found.len() == 1 {
+            let entry = found.pop();
+            if let Some(e) = &entry {
+                self.ids.insert(id, &e.dn);
+            }
+            entry
+        } else {
+            None
+        })
+    }
+
+    /// `(&<object filter>(<id attribute>=<id>))`: this user and nothing else.
+    fn id_filter(&self, id: &str) -> String {
+        let m = &self.mapping;
+        format!(
+            "(&{}({}={}))",
+            m.object_filter,
+            m.id_attribute,
+            ldap3::ldap_escape(id)
+        )
+    }
+
+    /// Remember where the rendered entries are, for requests by id that follow (Entra looks a
+    /// user up by userName, then patches it by id).
+    fn remember(&self, entries: &[Entry]) {
+        for e in entries {
+            if let Some(id) = e.first(&self.mapping.id_attribute) {
+                self.ids.insert(id, &e.dn);
+            }
+        }
     }
 
     /// One user, with its read-only `groups` when groups are configured.
@@ -489,6 +548,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 self.sort_key(q)?,
             )
             .await?;
+        self.remember(&page.entries);
         let mut cache = HashMap::new();
         let mut resources = Vec::with_capacity(page.entries.len());
         for e in &page.entries {
@@ -593,6 +653,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 Ok(entry) => break (new_dn, entry),
             }
         };
+        self.remember(std::slice::from_ref(&entry));
         if let (PasswordMethod::PasswordModify, Some(pw)) = (m.password, &password) {
             if let Err(e) = self.dir.set_password(&new_dn, pw).await {
                 // Nothing half-done: the account goes again, and the client learns why.
@@ -660,6 +721,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         if_match: Option<&IfMatch>,
     ) -> Result<Value, ScimError> {
         let ops = patch::parse_request_limited(body, self.settings.max_patch_operations)?;
+        if self.blind && if_match.is_none() {
+            if let Some(done) = self.patch_blind(id, &ops, base_url).await? {
+                return Ok(done);
+            }
+        }
         let mut attempt = 0;
         loop {
             let entry = self.find(id).await?.ok_or_else(|| Self::not_found(id))?;
@@ -689,6 +755,68 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 }
                 other => return other.map_err(|e| lost_race(e, if_match)),
             }
+        }
+    }
+
+    /// A PATCH whose result does not depend on the entry (`blind`): one modify at the id's DN,
+    /// asserting that the entry there is still this user, and reading the result back in the
+    /// same operation. `None` when the PATCH needs the general path: it needs a read, the
+    /// directory cannot assert atomically, the id is unknown, or the assertion failed (the entry
+    /// moved, or an attribute the plan needs present is not); nothing was written then.
+    async fn patch_blind(
+        &self,
+        id: &str,
+        ops: &[patch::PatchOperation],
+        base_url: &str,
+    ) -> Result<Option<Value>, ScimError> {
+        let Some(plan) = blind::plan(&self.mapping, ops) else {
+            return Ok(None);
+        };
+        if !self.dir.atomic_writes().await {
+            return Ok(None);
+        }
+        let m = &self.mapping;
+        let dn = match self.ids.get(id) {
+            Some(dn) => dn,
+            None => {
+                // Only the DN: the assertion checks the object filter on the entry itself.
+                let found = self
+                    .dir
+                    .search(SearchRequest {
+                        base: m.base.clone(),
+                        scope: m.scope,
+                        filter: format!("({}={})", m.id_attribute, ldap3::ldap_escape(id)),
+                        attrs: vec!["1.1".into()],
+                    })
+                    .await?;
+                match &found[..] {
+                    [e] => e.dn.clone(),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let present: String = plan.present.iter().map(|a| format!("({a}=*)")).collect();
+        let guard = format!(
+            "(&{}({}={}){present})",
+            m.object_filter,
+            m.id_attribute,
+            ldap3::ldap_escape(id)
+        );
+        match self
+            .dir
+            .modify(&dn, plan.mods, Some(guard), &self.read_attributes())
+            .await
+        {
+            Ok(entry) => {
+                self.ids.insert(id, &entry.dn);
+                let mut cache = HashMap::new();
+                Ok(Some(self.render(&entry, base_url, &mut cache).await?))
+            }
+            Err(DirectoryError::Conflict | DirectoryError::NoSuchObject) => {
+                self.ids.remove(id);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -727,6 +855,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.check_precondition(&entry, if_match)?;
         let member_value = self.member_value(&entry.dn, &self.mapping.values_from_entry(&entry));
         let guard = if_match.and_then(|_| self.guard(&entry));
+        self.ids.remove(id);
         self.delete_entry(id, &entry, guard)
             .await
             .map_err(|e| lost_race(e, if_match))?;
@@ -852,6 +981,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 });
             }
             let id = entry.first(&m.id_attribute).unwrap_or_default().to_string();
+            self.ids.remove(&id);
             let new_dn = parent
                 .clone()
                 .map(|p| format!("{new_rdn},{p}"))

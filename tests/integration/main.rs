@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod active_directory;
+mod blind_writes;
 mod bulk;
 mod check_command;
 mod deploy_assets;

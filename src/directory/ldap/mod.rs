@@ -1190,6 +1190,12 @@ impl LdapDirectory {
 }
 
 impl EntryWriter for LdapDirectory {
+    async fn atomic_writes(&self) -> bool {
+        self.capabilities()
+            .await
+            .is_ok_and(|c| c.assertion && c.post_read)
+    }
+
     async fn add(
         &self,
         target: &str,

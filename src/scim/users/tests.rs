@@ -124,6 +124,19 @@ fn service(dir: &Arc<FakeDir>) -> UserService<FakeDir> {
     service_with(dir, demo_mapping(), Some("entryCSN"))
 }
 
+/// The service with every PATCH read, applied and written under the version guard.
+fn general(dir: &Arc<FakeDir>) -> UserService<FakeDir> {
+    service(dir).general_path_only()
+}
+
+/// The guard of a PATCH that needs no read: this user, with the listed attributes present.
+fn blind_guard(id: &str, present: &[&str]) -> Option<&'static str> {
+    let present: String = present.iter().map(|a| format!("({a}=*)")).collect();
+    Some(Box::leak(
+        format!("(&{OC}(entryUUID={id}){present})").into_boxed_str(),
+    ))
+}
+
 fn patch_body(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
@@ -428,7 +441,9 @@ async fn patch_sends_exactly_one_guarded_modify_with_every_change() {
                 replace("mobile", &["+1 555 0100"]),
                 replace("departmentNumber", &["Sales"]),
             ],
-            Some("(entryCSN=csn-0)")
+            // No read: the write asserts it is still alice, and that cn is there (the general
+            // path would fill an empty cn from userName).
+            blind_guard("alice-uuid", &["cn"])
         )]
     );
     assert_eq!(out["name"]["familyName"], json!("Updated"));
@@ -451,6 +466,7 @@ async fn patch_sends_exactly_one_guarded_modify_with_every_change() {
 async fn patch_without_version_attribute_sends_no_guard() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
     service_with(&dir, demo_mapping(), None)
+        .general_path_only()
         .patch(
             "alice-uuid",
             &patch_body(
@@ -521,9 +537,41 @@ async fn patch_of_unknown_user_is_not_found() {
 }
 
 #[tokio::test]
-async fn disabling_twice_writes_once() {
+async fn disabling_twice_stays_disabled_with_one_idempotent_write_each() {
+    // Without a read, each disable writes the fixed lock value: a repeat stays disabled.
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
     let svc = service(&dir);
+    let disable = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    for _ in 0..2 {
+        let out = svc.patch("alice-uuid", &disable, BASE_URL).await.unwrap();
+        assert_eq!(out["active"], json!(false));
+        assert_eq!(
+            dir.entry(ALICE_DN).unwrap().values(LOCK),
+            strings(&[PPOLICY_LOCKED_FOREVER])
+        );
+    }
+    let write = modify(
+        ALICE_DN,
+        vec![replace(LOCK, &[PPOLICY_LOCKED_FOREVER])],
+        blind_guard("alice-uuid", &["sn", "cn"]),
+    );
+    assert_eq!(dir.writes(), vec![write.clone(), write]);
+    // The first found the DN with a search for the id only; the second remembered it. (The
+    // other searches turn the manager's DN into its id for the answers.)
+    let lookups: Vec<String> = dir.searches().into_iter().map(|s| s.filter).collect();
+    assert_eq!(
+        lookups
+            .iter()
+            .filter(|f| f.contains("alice-uuid"))
+            .collect::<Vec<_>>(),
+        vec!["(entryUUID=alice-uuid)"]
+    );
+}
+
+#[tokio::test]
+async fn disabling_twice_writes_once() {
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = general(&dir);
     let disable = patch_body(json!([{"op": "Replace", "path": "active", "value": "False"}]));
     let out = svc.patch("alice-uuid", &disable, BASE_URL).await.unwrap();
     assert_eq!(out["active"], json!(false));
@@ -713,7 +761,7 @@ async fn scripted_rename_failure_is_reverted_and_surfaced() {
 async fn conflict_is_retried_then_succeeds() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
     dir.fail_next_modify(DirectoryError::Conflict);
-    let out = service(&dir)
+    let out = general(&dir)
         .patch(
             "alice-uuid",
             &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
@@ -734,7 +782,7 @@ async fn conflict_is_retried_then_succeeds() {
 async fn concurrent_change_fails_the_guard_and_the_retry_rereads() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
     dir.change_concurrently(1);
-    service(&dir)
+    general(&dir)
         .patch(
             "alice-uuid",
             &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
@@ -763,7 +811,7 @@ async fn concurrent_change_fails_the_guard_and_the_retry_rereads() {
 async fn persistent_conflict_gives_up_after_three_retries() {
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
     dir.change_concurrently(100);
-    let err = service(&dir)
+    let err = general(&dir)
         .patch(
             "alice-uuid",
             &patch_body(json!([{"op": "replace", "path": "title", "value": "CTO"}])),
@@ -846,7 +894,7 @@ async fn patch_of_an_unrelated_attribute_keeps_extra_ldap_values() {
         vec![modify(
             ALICE_DN,
             vec![replace("title", &["CTO"])],
-            Some("(entryCSN=csn-0)")
+            blind_guard("alice-uuid", &["sn", "cn"])
         )]
     );
     assert_eq!(
@@ -872,7 +920,7 @@ async fn patch_of_an_unrelated_attribute_keeps_a_manager_outside_the_subtree() {
         vec![modify(
             ALICE_DN,
             vec![replace("title", &["CTO"])],
-            Some("(entryCSN=csn-0)")
+            blind_guard("alice-uuid", &["sn", "cn"])
         )]
     );
     assert_eq!(
@@ -1791,7 +1839,8 @@ fn patch_fails_without_writing_or_matches_the_hand_model() {
         let dir = FakeDir::with(vec![before.clone(), boss()]);
         let mut ops: Vec<Value> = steps.iter().map(Step::json).collect();
         ops.extend(unstorable.clone());
-        let svc = UserService::new(dir.clone(), mapping.clone(), settings(Some("entryCSN")));
+        let svc = UserService::new(dir.clone(), mapping.clone(), settings(Some("entryCSN")))
+            .general_path_only();
         let result = runtime.block_on(svc.patch(
             "alice-uuid",
             &patch_body(Value::Array(ops.clone())),
