@@ -2,6 +2,7 @@
 //! Permissive Modify control, so they never read the member list and cost the same for any group size.
 
 use super::filter::{parse_path, CompValue, CompareOp, Filter, PatchPath};
+use super::id_cache::IdCache;
 use super::members::{Member, Members};
 use super::patch::{parse_request_limited, OpKind, PatchOperation};
 use super::time::generalized_to_rfc3339;
@@ -27,6 +28,8 @@ pub struct GroupService<D> {
     settings: UserServiceSettings,
     /// Attributes with an ordering rule, read from the subschema on first need.
     orderable: Arc<tokio::sync::OnceCell<Option<std::collections::HashSet<String>>>>,
+    /// Where each group id was last seen (a hint checked by every use; see `id_cache`).
+    ids: Arc<IdCache>,
 }
 
 impl<D> Clone for GroupService<D> {
@@ -37,6 +40,7 @@ impl<D> Clone for GroupService<D> {
             groups: self.groups.clone(),
             settings: self.settings.clone(),
             orderable: self.orderable.clone(),
+            ids: self.ids.clone(),
         }
     }
 }
@@ -311,6 +315,27 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             groups,
             settings,
             orderable: Arc::default(),
+            ids: Arc::default(),
+        }
+    }
+
+    /// `(&<object filter>(<id attribute>=<id>))`: this group and nothing else.
+    fn id_filter(&self, id: &str) -> String {
+        let g = &self.groups;
+        format!(
+            "(&{}({}={}))",
+            g.object_filter,
+            g.id_attribute,
+            ldap3::ldap_escape(id)
+        )
+    }
+
+    /// Remember where these groups are, for requests by id that follow.
+    fn remember(&self, entries: &[Entry]) {
+        for e in entries {
+            if let Some(id) = e.first(&self.groups.id_attribute) {
+                self.ids.insert(id, &e.dn);
+            }
         }
     }
 
@@ -384,23 +409,40 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         })
     }
 
+    /// With the id's DN remembered, a base search there (the filter names the id, so a stale
+    /// DN finds nothing); otherwise, or then, a search of the subtree.
     async fn find(&self, id: &str, with_members: bool) -> Result<Option<Entry>, ScimError> {
         let g = &self.groups;
+        if let Some(dn) = self.ids.get(id) {
+            let found = self
+                .dir
+                .search(SearchRequest {
+                    base: dn,
+                    scope: Scope::Base,
+                    filter: self.id_filter(id),
+                    attrs: g.read_attributes(with_members),
+                })
+                .await;
+            match found {
+                Ok(mut found) if found.len() == 1 => return Ok(found.pop()),
+                Ok(_) | Err(DirectoryError::NoSuchObject) => self.ids.remove(id),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut found = self
             .dir
             .search(SearchRequest {
                 base: g.base.clone(),
                 scope: g.scope,
-                filter: format!(
-                    "(&{}({}={}))",
-                    g.object_filter,
-                    g.id_attribute,
-                    ldap3::ldap_escape(id)
-                ),
+                filter: self.id_filter(id),
                 attrs: g.read_attributes(with_members),
             })
             .await?;
-        Ok(if found.len() == 1 { found.pop() } else { None })
+        if found.len() != 1 {
+            return Ok(None);
+        }
+        self.remember(&found);
+        Ok(found.pop())
     }
 
     pub async fn get(
@@ -462,6 +504,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 self.sort_key(q)?,
             )
             .await?;
+        self.remember(&page.entries);
         let mut resources = Vec::with_capacity(page.entries.len());
         for e in &page.entries {
             resources.push(self.render(e, base_url, with_members).await?);
@@ -515,6 +558,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             }
             other => other?,
         };
+        self.remember(std::slice::from_ref(&entry));
         self.render(&entry, base_url, true).await
     }
 
@@ -580,6 +624,11 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             .await?
             .ok_or_else(|| Self::not_found(id))?;
         let guard = self.precondition(&entry, if_match)?;
+        let guard = match self.members().overlay_safe_guard(&entry.dn, guard).await {
+            Err(ScimError::Directory(DirectoryError::Conflict)) => return Err(precondition_lost()),
+            other => other?,
+        };
+        self.ids.remove(id);
         match self.dir.delete(&entry.dn, guard).await {
             Err(DirectoryError::NoSuchObject) => return Err(Self::not_found(id)),
             Err(DirectoryError::Conflict) => return Err(precondition_lost()),
@@ -636,14 +685,13 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             })
     }
 
-    async fn write_guarded(
+    /// The member and externalId modifications of `c` (a rename is the caller's).
+    fn modifications(
         &self,
-        entry: &Entry,
         c: &GroupChanges,
-        guard: Option<String>,
-    ) -> Result<(), ScimError> {
+        resolved: &HashMap<String, Member>,
+    ) -> Result<Vec<Modification>, ScimError> {
         let g = &self.groups;
-        let resolved = self.resolve(c).await?;
         let value_of = |ids: &Vec<String>| -> Vec<String> {
             let mut v: Vec<String> = ids
                 .iter()
@@ -691,6 +739,20 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 (None, None) => {}
             }
         }
+        mods.retain(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()));
+        Ok(mods)
+    }
+
+    async fn write_guarded(
+        &self,
+        entry: &Entry,
+        c: &GroupChanges,
+        guard: Option<String>,
+    ) -> Result<(), ScimError> {
+        let g = &self.groups;
+        let resolved = self.resolve(c).await?;
+        let mut mods = self.modifications(c, &resolved)?;
+        let guard = self.members().overlay_safe_guard(&entry.dn, guard).await?;
         let old_name = entry
             .first(&g.name_attribute)
             .unwrap_or_default()
@@ -709,6 +771,11 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             }
         }
         mods.retain(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()));
+        if rename.is_some() {
+            if let Some(id) = entry.first(&g.id_attribute) {
+                self.ids.remove(id);
+            }
+        }
         // Rename first: a modrdn is cleanly reversible, a permissive member change is not
         // (re-deleting an added value could drop a membership that existed before).
         let mut target = entry.dn.clone();

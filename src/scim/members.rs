@@ -61,6 +61,42 @@ fn or_filter(attr: &str, values: &[&str]) -> String {
 }
 
 impl<D: EntryReader + EntryWriter> Members<'_, D> {
+    /// The guard a write that membership upkeep follows may carry as an assertion. slapd's
+    /// memberof and refint overlays update the other entries (the members' memberOf, the groups'
+    /// member values) with internal operations that inherit the triggering operation's
+    /// assertion, which then fails on those entries and the update is silently skipped. So when
+    /// the directory keeps memberships, the guard is checked by a base search just before the
+    /// write instead (not atomic; the one way that leaves memberships right), and the write
+    /// carries none. A failed check is `Conflict`, as a failed assertion is.
+    pub async fn overlay_safe_guard(
+        &self,
+        target: &str,
+        guard: Option<String>,
+    ) -> Result<Option<String>, ScimError> {
+        let Some(g) = guard else {
+            return Ok(None);
+        };
+        if self.groups.integrity != crate::mapping::groups::MembershipIntegrity::Directory {
+            return Ok(Some(g));
+        }
+        let found = self
+            .dir
+            .search(SearchRequest {
+                base: target.to_string(),
+                scope: crate::directory::Scope::Base,
+                filter: g,
+                attrs: vec!["1.1".into()],
+            })
+            .await;
+        match found {
+            Ok(found) if !found.is_empty() => Ok(None),
+            Ok(_) | Err(crate::directory::DirectoryError::NoSuchObject) => {
+                Err(crate::directory::DirectoryError::Conflict.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn search(
         &self,
         base: &str,

@@ -855,6 +855,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.check_precondition(&entry, if_match)?;
         let member_value = self.member_value(&entry.dn, &self.mapping.values_from_entry(&entry));
         let guard = if_match.and_then(|_| self.guard(&entry));
+        let guard = match self.members() {
+            Some(members) => members
+                .overlay_safe_guard(&entry.dn, guard)
+                .await
+                .map_err(|e| lost_race(e, if_match))?,
+            None => guard,
+        };
         self.ids.remove(id);
         self.delete_entry(id, &entry, guard)
             .await

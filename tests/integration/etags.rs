@@ -204,3 +204,95 @@ async fn group_versions_and_preconditions() {
     let spc = gw.get("/ServiceProviderConfig").await.expect(200).body;
     assert_eq!(spc["etag"]["supported"], true);
 }
+
+#[tokio::test]
+async fn a_conditional_member_change_keeps_member_of_right() {
+    // The assertion of an If-Match applies to the group; the memberof overlay's own updates of
+    // the members' memberOf must still happen.
+    let gw = TestGateway::start().await;
+    let alice = gw.seeded_id("alice").await;
+    let r = gw
+        .post(
+            "/Groups",
+            &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Etagged"}),
+        )
+        .await
+        .expect(201);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let url = format!("{}/Groups/{id}", gw.base);
+    let tag = gw.get(&format!("/Groups/{id}")).await.expect(200).headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let add = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations":[{"op":"Add","path":"members","value":[{"value": alice}]}]});
+    gw.send_with(
+        gw.client
+            .patch(&url)
+            .header("if-match", &tag)
+            .header("content-type", "application/scim+json")
+            .body(add.to_string()),
+        None,
+    )
+    .await
+    .expect(204);
+    let group_dn = "cn=Etagged,ou=groups,dc=example,dc=org";
+    let member_of = values(
+        &gw.slapd
+            .entry(&crate::gateway::people_dn("alice"))
+            .await
+            .unwrap(),
+        "memberOf",
+    );
+    assert!(
+        member_of.iter().any(|m| m.eq_ignore_ascii_case(group_dn)),
+        "{member_of:?}"
+    );
+    let r = gw.get(&format!("/Groups/{id}")).await.expect(200);
+    assert_eq!(r.body["members"][0]["value"], alice.as_str(), "{}", r.body);
+
+    // A conditional DELETE of a member user: the refint overlay takes it out of the group.
+    let bob = gw.create_user("etag-member@contoso.com").await;
+    gw.patch(
+        &format!("/Groups/{id}"),
+        &json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations":[{"op":"Add","path":"members","value":[{"value": bob}]}]}),
+    )
+    .await
+    .expect(204);
+    let bob_dn = crate::gateway::people_dn("etag-member@contoso.com");
+    let members = |e: &ldap3::SearchEntry| values(e, "member");
+    assert!(members(&gw.slapd.entry(group_dn).await.unwrap()).contains(&bob_dn));
+    let bob_url = format!("{}/Users/{bob}", gw.base);
+    let bob_tag = gw.get(&format!("/Users/{bob}")).await.expect(200).headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    gw.send_with(
+        gw.client.delete(&bob_url).header("if-match", &bob_tag),
+        None,
+    )
+    .await
+    .expect(204);
+    assert!(!members(&gw.slapd.entry(group_dn).await.unwrap()).contains(&bob_dn));
+
+    // A conditional DELETE of the group: the memberof overlay clears alice's memberOf.
+    let tag = gw.get(&format!("/Groups/{id}")).await.expect(200).headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    gw.send_with(gw.client.delete(&url).header("if-match", &tag), None)
+        .await
+        .expect(204);
+    let member_of = values(
+        &gw.slapd
+            .entry(&crate::gateway::people_dn("alice"))
+            .await
+            .unwrap(),
+        "memberOf",
+    );
+    assert!(
+        !member_of.iter().any(|m| m.eq_ignore_ascii_case(group_dn)),
+        "{member_of:?}"
+    );
+}

@@ -1502,3 +1502,44 @@ async fn two_spellings_of_one_id_resolve_to_the_same_member() {
         vec![modify(SALES_DN, vec![add("member", &[BOB_DN])])]
     );
 }
+
+#[tokio::test]
+async fn a_remembered_group_is_read_at_its_dn_and_forgotten_when_renamed() {
+    let dir = directory();
+    let svc = service(&dir);
+    svc.get("sales-uuid", BASE_URL, false).await.unwrap();
+    svc.get("sales-uuid", BASE_URL, false).await.unwrap();
+    let base_read = SearchRequest {
+        base: SALES_DN.into(),
+        scope: Scope::Base,
+        filter: format!("(&{GON}(entryUUID=sales-uuid))"),
+        attrs: demo_groups().read_attributes(false),
+    };
+    assert_eq!(
+        dir.searches(),
+        vec![group_lookup("sales-uuid", false), base_read.clone()]
+    );
+    // A rename forgets the DN; the next read finds the group in the subtree, then at its new DN.
+    svc.patch(
+        "sales-uuid",
+        &patch_body(json!([{"op": "replace", "path": "displayName", "value": "Vente"}])),
+    )
+    .await
+    .unwrap();
+    let renamed = "cn=Vente,ou=groups,dc=example,dc=org";
+    let out = svc.get("sales-uuid", BASE_URL, false).await.unwrap();
+    assert_eq!(out["displayName"], "Vente");
+    assert_eq!(
+        dir.searches().last(),
+        Some(&group_lookup("sales-uuid", false)),
+        "forgotten at the rename, found again in the subtree"
+    );
+    svc.get("sales-uuid", BASE_URL, false).await.unwrap();
+    assert_eq!(
+        dir.searches().last(),
+        Some(&SearchRequest {
+            base: renamed.into(),
+            ..base_read
+        })
+    );
+}
