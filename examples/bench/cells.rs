@@ -5,7 +5,7 @@
 use crate::process::{cpu_ticks, difference, directory_operations, status_kib};
 use crate::report::{CellReport, SideTotals};
 use crate::runner::{run_pool, Conn, Run, Side};
-use crate::scenarios::{Scenario, ScenarioRun};
+use crate::scenarios::{Answer, Scenario, ScenarioRun};
 use crate::Bench;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +21,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    pub fn slapd_ticks(&self) -> u64 {
+        self.slapd_ticks
+    }
+
     pub async fn take(b: &Bench, side: Side) -> Result<Snapshot, String> {
         let directory_ops = match side {
             Side::Gateway => directory_operations(&b.gw.metrics().await.0),
@@ -105,6 +109,7 @@ async fn measured(
         side,
         run: b.next_run(),
         dir: b.dir.clone(),
+        answer: Answer::Plain,
     });
     let before = Snapshot::take(b, side).await?;
     b.rss.take_max();

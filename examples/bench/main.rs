@@ -20,6 +20,7 @@ mod gateway;
 mod release_gateway;
 
 mod cells;
+mod controls;
 mod cycle;
 mod entra;
 mod idle;
@@ -54,8 +55,8 @@ struct Args {
     /// A small smoke run: a 1,000-user directory, a 500-user Entra cycle, short cells.
     #[arg(long)]
     quick: bool,
-    /// What to run, comma-separated: match, create, update, disable, membership, idle,
-    /// entra-cycle. Default: all.
+    /// What to run, comma-separated: match, create, update, disable, membership, controls,
+    /// idle, entra-cycle. Default: all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Concurrencies of the scenario cells. Default: 1,8,64.
@@ -108,6 +109,8 @@ pub struct Settings {
     quick: bool,
     scenarios: Vec<Scenario>,
     idle: bool,
+    /// The direct writes with and without the answer's controls (`controls`).
+    controls: bool,
     entra_cycle: bool,
     concurrency: Vec<usize>,
     pub seconds: Duration,
@@ -133,6 +136,7 @@ impl Settings {
             "update",
             "disable",
             "membership",
+            "controls",
             "idle",
             "entra-cycle",
         ];
@@ -161,6 +165,7 @@ impl Settings {
                 .filter(|s| wanted.iter().any(|w| w == s.option()))
                 .collect(),
             idle: wanted.iter().any(|w| w == "idle"),
+            controls: wanted.iter().any(|w| w == "controls"),
             entra_cycle: wanted.iter().any(|w| w == "entra-cycle"),
             concurrency: a.concurrency.unwrap_or(vec![1, 8, 64]),
             seconds: Duration::from_secs_f64(a.seconds.unwrap_or(pick(3.0, 0.5))),
@@ -183,6 +188,7 @@ impl Settings {
             "quick": self.quick,
             "scenarios": self.scenarios.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
             "idle": self.idle,
+            "controls": self.controls,
             "entra_cycle": self.entra_cycle,
             "concurrency": self.concurrency,
             "seconds_per_run": self.seconds.as_secs_f64(),
@@ -316,6 +322,20 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
     }
 
+    let mut controls = Vec::new();
+    if b.settings.controls {
+        step("the writes' controls, directly (no gateway)");
+        for c in b
+            .settings
+            .concurrency
+            .clone()
+            .into_iter()
+            .filter(|&c| c > 1)
+        {
+            controls.extend(controls::measure(&b, c).await?);
+        }
+    }
+
     let cycle = if b.settings.entra_cycle {
         step("Entra initial cycle, on a gateway started for it");
         b.restart_gateway(&edits).await;
@@ -326,7 +346,7 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let targets = report::targets(&cells, cycle.as_ref(), idle.as_ref());
     let wall = started.elapsed().as_secs_f64();
-    let table = report::markdown(&cells, cycle.as_ref(), idle.as_ref(), &targets);
+    let table = report::markdown(&cells, &controls, cycle.as_ref(), idle.as_ref(), &targets);
     println!();
     println!("{table}");
     for e in &edits {
@@ -347,6 +367,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         "metadata": metadata(&b, &edits, load_at_start, wall, setup_seconds),
         "settings": b.settings.to_json(),
         "cells": cells,
+        "controls": controls,
         "entra_cycle": cycle,
         "idle": idle,
         "targets": targets,

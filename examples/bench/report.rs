@@ -186,6 +186,18 @@ pub struct IdleReport {
     pub seconds_to_open: f64,
 }
 
+/// One write shape sent directly, plain and with the answer's controls (`controls`).
+#[derive(Serialize)]
+pub struct ControlsReport {
+    pub scenario: String,
+    pub concurrency: usize,
+    pub ops_per_sec: Vec<(crate::scenarios::Answer, f64)>,
+    pub slapd_cpu_ms_per_op: Vec<(crate::scenarios::Answer, f64)>,
+    /// Throughput with both controls / plain: the bound for a gateway answering with the
+    /// resource, against the plain write.
+    pub both_over_plain: f64,
+}
+
 /// A target of issue 8 and whether this run meets it.
 #[derive(Serialize)]
 pub struct Target {
@@ -318,6 +330,7 @@ fn verdict(pass: bool) -> &'static str {
 /// The report as markdown.
 pub fn markdown(
     cells: &[CellReport],
+    controls: &[ControlsReport],
     cycle: Option<&CycleReport>,
     idle: Option<&IdleReport>,
     targets: &[Target],
@@ -353,6 +366,28 @@ pub fn markdown(
             idle.iter().sum::<f64>() / idle.len() as f64,
             idle.iter().copied().fold(0.0, f64::max)
         ));
+        line(String::new());
+    }
+    if !controls.is_empty() {
+        line("What slapd charges for the answer: the same writes sent directly, plain, with the assertion, with the post-read, and with both (what the gateway's PATCH carries):".into());
+        line(String::new());
+        line("| write | concurrency | plain ops/s | + assertion | + post-read | + both | both / plain | slapd CPU ms/op plain → both |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+        for c in controls {
+            let rate = |i: usize| c.ops_per_sec[i].1;
+            line(format!(
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.3} → {:.3} |",
+                c.scenario,
+                c.concurrency,
+                rate(0),
+                rate(1),
+                rate(2),
+                rate(3),
+                c.both_over_plain,
+                c.slapd_cpu_ms_per_op[0].1,
+                c.slapd_cpu_ms_per_op[3].1,
+            ));
+        }
         line(String::new());
     }
     if let Some(c) = cycle {

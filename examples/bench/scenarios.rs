@@ -10,6 +10,7 @@ use crate::entra::{
 };
 use crate::runner::{run_pool, search_expecting, Conn, LdapOutcome, OpFuture, Side, Workload};
 use crate::slapd::{BIG_GROUP_DN, SMALL_GROUP_DN};
+use ldap3::controls::{Assertion, PostRead, RawControl};
 use ldap3::{Ldap, Mod};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -101,6 +102,50 @@ pub struct ScenarioRun {
     pub side: Side,
     pub run: usize,
     pub dir: Arc<Directory>,
+    /// Controls the direct side adds to its write (`controls` only; the cells send none).
+    pub answer: Answer,
+}
+
+/// Which of the controls that the gateway's one-operation PATCH carries a direct write adds:
+/// the assertion that the entry is still the user with that id, and the post-read that returns
+/// the entry for the SCIM answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Answer {
+    Plain,
+    Assertion,
+    PostRead,
+    Both,
+}
+
+impl Answer {
+    pub const ALL: [Answer; 4] = [
+        Answer::Plain,
+        Answer::Assertion,
+        Answer::PostRead,
+        Answer::Both,
+    ];
+
+    /// Sets the controls on the next operation of `ldap`; a plain write gets none at all.
+    fn attach(self, ldap: &mut Ldap, dir: &Directory, id: &str) {
+        let controls = self.controls(dir, id);
+        if !controls.is_empty() {
+            ldap.with_controls(controls);
+        }
+    }
+
+    fn controls(self, dir: &Directory, id: &str) -> Vec<RawControl> {
+        let mut out = Vec::new();
+        if matches!(self, Answer::Assertion | Answer::Both) {
+            // As the gateway builds it: the users filter, the id, the attributes the general
+            // path would fill when empty.
+            let filter = format!("(&{}(entryUUID={id})(sn=*)(cn=*))", dir.user_filter);
+            out.push(Assertion::new(&filter));
+        }
+        if matches!(self, Answer::PostRead | Answer::Both) {
+            out.push(PostRead::new(dir.user_read_attrs.clone()));
+        }
+        out
+    }
 }
 
 impl Workload for ScenarioRun {
@@ -189,12 +234,14 @@ impl ScenarioRun {
             Scenario::Update => {
                 let dn = user_dn(&bulk_name(i));
                 let mods = UserUpdate::new(&bulk_name(i), &self.tag(k)).mods();
+                self.answer.attach(ldap, dir, &dir.bulk_ids[i]);
                 ldap.modify(&dn, mods)
                     .await
                     .named(|| format!("modify {dn}"))
             }
             Scenario::Disable => {
                 let dn = user_dn(&bulk_name(i));
+                self.answer.attach(ldap, dir, &dir.bulk_ids[i]);
                 ldap.modify(&dn, disable_mods())
                     .await
                     .named(|| format!("modify {dn}"))

@@ -978,7 +978,11 @@ impl LdapDirectory {
         let swap = list.iter().any(|m| matches!(m, Modification::Swap(..)));
         let mut controls: Vec<RawControl> = Vec::new();
         // Never with a swap: it would turn the delete of a vanished old value into success.
-        if caps.permissive_modify && !swap {
+        // Only where it changes something: a replace never fails on present or absent values.
+        let adds_or_deletes = list
+            .iter()
+            .any(|m| matches!(m, Modification::Add(..) | Modification::Delete(..)));
+        if caps.permissive_modify && !swap && adds_or_deletes {
             controls.push(RawControl {
                 ctype: capabilities::PERMISSIVE_MODIFY.to_string(),
                 crit: false,
