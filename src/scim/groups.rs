@@ -2,7 +2,7 @@
 //! Permissive Modify control, so they never read the member list and cost the same for any group size.
 
 use super::filter::{parse_path, CompValue, CompareOp, Filter, PatchPath};
-use super::id_cache::IdCache;
+use super::id_cache::{IdCache, Subtree};
 use super::members::{Member, Members};
 use super::patch::{parse_request_limited, OpKind, PatchOperation};
 use super::time::generalized_to_rfc3339;
@@ -319,24 +319,20 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         }
     }
 
-    /// `(&<object filter>(<id attribute>=<id>))`: this group and nothing else.
-    fn id_filter(&self, id: &str) -> String {
+    /// Where groups live and how they are told apart, for `id_cache`.
+    fn subtree(&self) -> Subtree<'_> {
         let g = &self.groups;
-        format!(
-            "(&{}({}={}))",
-            g.object_filter,
-            g.id_attribute,
-            ldap3::ldap_escape(id)
-        )
+        Subtree {
+            base: &g.base,
+            scope: g.scope,
+            object_filter: &g.object_filter,
+            id_attribute: &g.id_attribute,
+        }
     }
 
     /// Remember where these groups are, for requests by id that follow.
     fn remember(&self, entries: &[Entry]) {
-        for e in entries {
-            if let Some(id) = e.first(&self.groups.id_attribute) {
-                self.ids.insert(id, &e.dn);
-            }
-        }
+        self.ids.remember(&self.groups.id_attribute, entries);
     }
 
     pub fn mapping(&self) -> &GroupMapping {
@@ -409,40 +405,12 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         })
     }
 
-    /// With the id's DN remembered, a base search there (the filter names the id, so a stale
-    /// DN finds nothing); otherwise, or then, a search of the subtree.
     async fn find(&self, id: &str, with_members: bool) -> Result<Option<Entry>, ScimError> {
-        let g = &self.groups;
-        if let Some(dn) = self.ids.get(id) {
-            let found = self
-                .dir
-                .search(SearchRequest {
-                    base: dn,
-                    scope: Scope::Base,
-                    filter: self.id_filter(id),
-                    attrs: g.read_attributes(with_members),
-                })
-                .await;
-            match found {
-                Ok(mut found) if found.len() == 1 => return Ok(found.pop()),
-                Ok(_) | Err(DirectoryError::NoSuchObject) => self.ids.remove(id),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut found = self
-            .dir
-            .search(SearchRequest {
-                base: g.base.clone(),
-                scope: g.scope,
-                filter: self.id_filter(id),
-                attrs: g.read_attributes(with_members),
-            })
-            .await?;
-        if found.len() != 1 {
-            return Ok(None);
-        }
-        self.remember(&found);
-        Ok(found.pop())
+        let attrs = self.groups.read_attributes(with_members);
+        Ok(self
+            .subtree()
+            .find(self.dir.as_ref(), &self.ids, id, attrs)
+            .await?)
     }
 
     pub async fn get(

@@ -10,6 +10,7 @@
 //! rename holds another id, so it never matches. Remembered DNs come from searches and writes
 //! below the configured base; the directory layer refuses any DN outside the subtrees anyway.
 
+use crate::directory::{DirectoryError, Entry, EntryReader, Scope, SearchRequest};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -71,6 +72,106 @@ impl IdCache {
         // A panic while holding the lock cannot leave the map half-updated in a way that
         // matters: every entry is only a hint.
         self.dns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Where the entries of one resource type live and how they are told apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Subtree<'a> {
+    pub base: &'a str,
+    pub scope: Scope,
+    /// The resource type's LDAP filter, parenthesised.
+    pub object_filter: &'a str,
+    pub id_attribute: &'a str,
+}
+
+impl Subtree<'_> {
+    /// `(&<object filter>(<id attribute>=<id>)<extra>)`: this entry and nothing else.
+    pub fn id_filter(&self, id: &str, extra: &str) -> String {
+        format!(
+            "(&{}({}={}){extra})",
+            self.object_filter,
+            self.id_attribute,
+            ldap3::ldap_escape(id)
+        )
+    }
+
+    /// The entry with this id: a base search at the remembered DN (its filter names the id, so
+    /// a stale DN finds nothing and is forgotten), else a search of the subtree, whose find is
+    /// remembered.
+    pub async fn find<D: EntryReader>(
+        &self,
+        dir: &D,
+        ids: &IdCache,
+        id: &str,
+        attrs: Vec<String>,
+    ) -> Result<Option<Entry>, DirectoryError> {
+        let filter = self.id_filter(id, "");
+        if let Some(dn) = ids.get(id) {
+            let found = dir
+                .search(SearchRequest {
+                    base: dn,
+                    scope: Scope::Base,
+                    filter: filter.clone(),
+                    attrs: attrs.clone(),
+                })
+                .await;
+            match found {
+                Ok(mut found) if found.len() == 1 => return Ok(found.pop()),
+                Ok(_) | Err(DirectoryError::NoSuchObject) => ids.remove(id),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut found = dir
+            .search(SearchRequest {
+                base: self.base.to_string(),
+                scope: self.scope,
+                filter,
+                attrs,
+            })
+            .await?;
+        if found.len() != 1 {
+            return Ok(None);
+        }
+        ids.remember(self.id_attribute, &found);
+        Ok(found.pop())
+    }
+
+    /// The DN for an id, for a write that asserts the rest: the remembered one, else a search
+    /// for the id alone (the object filter is left to the write's assertion, where it costs
+    /// nothing, instead of an index walk).
+    pub async fn locate<D: EntryReader>(
+        &self,
+        dir: &D,
+        ids: &IdCache,
+        id: &str,
+    ) -> Result<Option<String>, DirectoryError> {
+        if let Some(dn) = ids.get(id) {
+            return Ok(Some(dn));
+        }
+        let found = dir
+            .search(SearchRequest {
+                base: self.base.to_string(),
+                scope: self.scope,
+                filter: format!("({}={})", self.id_attribute, ldap3::ldap_escape(id)),
+                attrs: vec!["1.1".into()],
+            })
+            .await?;
+        Ok(match &found[..] {
+            [e] => Some(e.dn.clone()),
+            _ => None,
+        })
+    }
+}
+
+impl IdCache {
+    /// Remember where these entries are, keyed by their `id_attribute`.
+    pub fn remember(&self, id_attribute: &str, entries: &[Entry]) {
+        for e in entries {
+            if let Some(id) = e.first(id_attribute) {
+                self.insert(id, &e.dn);
+            }
+        }
     }
 }
 

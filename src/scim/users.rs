@@ -2,7 +2,7 @@
 
 use super::blind;
 use super::filter::{parse_filter, parse_path, AttrPath, Filter};
-use super::id_cache::IdCache;
+use super::id_cache::{IdCache, Subtree};
 use super::members::Members;
 use super::patch::{self, SchemaLookup};
 use super::projection::Projection;
@@ -411,66 +411,28 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.find_reading(id, self.read_attributes()).await
     }
 
-    /// With the id's DN remembered, a base search there (the filter names the id, so a stale
-    /// DN finds nothing); otherwise, or then, a search of the subtree.
     async fn find_reading(&self, id: &str, attrs: Vec<String>) -> Result<Option<Entry>, ScimError> {
-        let m = &self.mapping;
-        let filter = self.id_filter(id);
-        if let Some(dn) = self.ids.get(id) {
-            let found = self
-                .dir
-                .search(SearchRequest {
-                    base: dn,
-                    scope: Scope::Base,
-                    filter: filter.clone(),
-                    attrs: attrs.clone(),
-                })
-                .await;
-            match found {
-                Ok(mut found) if found.len() == 1 => return Ok(found.pop()),
-                Ok(_) | Err(DirectoryError::NoSuchObject) => self.ids.remove(id),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut found = self
-            .dir
-            .search(SearchRequest {
-                base: m.base.clone(),
-                scope: m.scope,
-                filter,
-                attrs,
-            })
-            .await?;
-        Ok(if found.len() == 1 {
-            let entry = found.pop();
-            if let Some(e) = &entry {
-                self.ids.insert(id, &e.dn);
-            }
-            entry
-        } else {
-            None
-        })
+        Ok(self
+            .subtree()
+            .find(self.dir.as_ref(), &self.ids, id, attrs)
+            .await?)
     }
 
-    /// `(&<object filter>(<id attribute>=<id>))`: this user and nothing else.
-    fn id_filter(&self, id: &str) -> String {
+    /// Where users live and how they are told apart, for `id_cache`.
+    fn subtree(&self) -> Subtree<'_> {
         let m = &self.mapping;
-        format!(
-            "(&{}({}={}))",
-            m.object_filter,
-            m.id_attribute,
-            ldap3::ldap_escape(id)
-        )
+        Subtree {
+            base: &m.base,
+            scope: m.scope,
+            object_filter: &m.object_filter,
+            id_attribute: &m.id_attribute,
+        }
     }
 
     /// Remember where the rendered entries are, for requests by id that follow (Entra looks a
     /// user up by userName, then patches it by id).
     fn remember(&self, entries: &[Entry]) {
-        for e in entries {
-            if let Some(id) = e.first(&self.mapping.id_attribute) {
-                self.ids.insert(id, &e.dn);
-            }
-        }
+        self.ids.remember(&self.mapping.id_attribute, entries);
     }
 
     /// One user, with its read-only `groups` when groups are configured.
@@ -775,33 +737,15 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         if !self.dir.atomic_writes().await {
             return Ok(None);
         }
-        let m = &self.mapping;
-        let dn = match self.ids.get(id) {
-            Some(dn) => dn,
-            None => {
-                // Only the DN: the assertion checks the object filter on the entry itself.
-                let found = self
-                    .dir
-                    .search(SearchRequest {
-                        base: m.base.clone(),
-                        scope: m.scope,
-                        filter: format!("({}={})", m.id_attribute, ldap3::ldap_escape(id)),
-                        attrs: vec!["1.1".into()],
-                    })
-                    .await?;
-                match &found[..] {
-                    [e] => e.dn.clone(),
-                    _ => return Ok(None),
-                }
-            }
+        let Some(dn) = self
+            .subtree()
+            .locate(self.dir.as_ref(), &self.ids, id)
+            .await?
+        else {
+            return Ok(None);
         };
         let present: String = plan.present.iter().map(|a| format!("({a}=*)")).collect();
-        let guard = format!(
-            "(&{}({}={}){present})",
-            m.object_filter,
-            m.id_attribute,
-            ldap3::ldap_escape(id)
-        );
+        let guard = self.subtree().id_filter(id, &present);
         match self
             .dir
             .modify(&dn, plan.mods, Some(guard), &self.read_attributes())

@@ -220,22 +220,16 @@ async fn a_conditional_member_change_keeps_member_of_right() {
         .expect(201);
     let id = r.body["id"].as_str().unwrap().to_string();
     let url = format!("{}/Groups/{id}", gw.base);
-    let tag = gw.get(&format!("/Groups/{id}")).await.expect(200).headers["etag"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let tag = etag_of(&gw, &format!("/Groups/{id}")).await;
     let add = json!({"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations":[{"op":"Add","path":"members","value":[{"value": alice}]}]});
-    gw.send_with(
-        gw.client
-            .patch(&url)
-            .header("if-match", &tag)
-            .header("content-type", "application/scim+json")
-            .body(add.to_string()),
-        None,
-    )
-    .await
-    .expect(204);
+    let patch = gw
+        .client
+        .patch(&url)
+        .header("content-type", "application/scim+json");
+    gw.send_with(patch.header("if-match", &tag).body(add.to_string()), None)
+        .await
+        .expect(204);
     let group_dn = "cn=Etagged,ou=groups,dc=example,dc=org";
     let member_of = values(
         &gw.slapd
@@ -264,10 +258,7 @@ async fn a_conditional_member_change_keeps_member_of_right() {
     let members = |e: &ldap3::SearchEntry| values(e, "member");
     assert!(members(&gw.slapd.entry(group_dn).await.unwrap()).contains(&bob_dn));
     let bob_url = format!("{}/Users/{bob}", gw.base);
-    let bob_tag = gw.get(&format!("/Users/{bob}")).await.expect(200).headers["etag"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let bob_tag = etag_of(&gw, &format!("/Users/{bob}")).await;
     gw.send_with(
         gw.client.delete(&bob_url).header("if-match", &bob_tag),
         None,
@@ -277,10 +268,7 @@ async fn a_conditional_member_change_keeps_member_of_right() {
     assert!(!members(&gw.slapd.entry(group_dn).await.unwrap()).contains(&bob_dn));
 
     // A conditional DELETE of the group: the memberof overlay clears alice's memberOf.
-    let tag = gw.get(&format!("/Groups/{id}")).await.expect(200).headers["etag"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let tag = etag_of(&gw, &format!("/Groups/{id}")).await;
     gw.send_with(gw.client.delete(&url).header("if-match", &tag), None)
         .await
         .expect(204);
@@ -295,4 +283,11 @@ async fn a_conditional_member_change_keeps_member_of_right() {
         !member_of.iter().any(|m| m.eq_ignore_ascii_case(group_dn)),
         "{member_of:?}"
     );
+}
+
+async fn etag_of(gw: &TestGateway, path: &str) -> String {
+    gw.get(path).await.expect(200).headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
