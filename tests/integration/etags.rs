@@ -231,17 +231,7 @@ async fn a_conditional_member_change_keeps_member_of_right() {
         .await
         .expect(204);
     let group_dn = "cn=Etagged,ou=groups,dc=example,dc=org";
-    let member_of = values(
-        &gw.slapd
-            .entry(&crate::gateway::people_dn("alice"))
-            .await
-            .unwrap(),
-        "memberOf",
-    );
-    assert!(
-        member_of.iter().any(|m| m.eq_ignore_ascii_case(group_dn)),
-        "{member_of:?}"
-    );
+    assert!(alice_is_member_of(&gw, group_dn).await);
     let r = gw.get(&format!("/Groups/{id}")).await.expect(200);
     assert_eq!(r.body["members"][0]["value"], alice.as_str(), "{}", r.body);
 
@@ -272,17 +262,7 @@ async fn a_conditional_member_change_keeps_member_of_right() {
     gw.send_with(gw.client.delete(&url).header("if-match", &tag), None)
         .await
         .expect(204);
-    let member_of = values(
-        &gw.slapd
-            .entry(&crate::gateway::people_dn("alice"))
-            .await
-            .unwrap(),
-        "memberOf",
-    );
-    assert!(
-        !member_of.iter().any(|m| m.eq_ignore_ascii_case(group_dn)),
-        "{member_of:?}"
-    );
+    assert!(!alice_is_member_of(&gw, group_dn).await);
 }
 
 async fn etag_of(gw: &TestGateway, path: &str) -> String {
@@ -290,4 +270,12 @@ async fn etag_of(gw: &TestGateway, path: &str) -> String {
         .to_str()
         .unwrap()
         .to_string()
+}
+
+/// Whether alice's `memberOf`, as slapd holds it, names `group_dn`.
+async fn alice_is_member_of(gw: &TestGateway, group_dn: &str) -> bool {
+    let alice = gw.slapd.entry(&crate::gateway::people_dn("alice")).await;
+    values(&alice.unwrap(), "memberOf")
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(group_dn))
 }
