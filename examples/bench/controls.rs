@@ -6,7 +6,7 @@
 //! reach against the plain write on this directory.
 
 use crate::cells::Snapshot;
-use crate::report::ControlsReport;
+use crate::report::{quantile_ms, ControlsReport, FloorReport};
 use crate::runner::{run_pool, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
 use crate::Bench;
@@ -25,6 +25,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         let mut ops = [0usize; 4];
         let mut seconds = [0f64; 4];
         let mut slapd_ticks = [0u64; 4];
+        let mut latencies: [Vec<Duration>; 4] = Default::default();
         for round in 0..=s.rounds {
             let warmup = round == 0;
             for n in 0..Answer::ALL.len() {
@@ -47,6 +48,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     ops[v] += run.latencies.len();
                     seconds[v] += run.elapsed.as_secs_f64();
                     slapd_ticks[v] += after.slapd_ticks() - before.slapd_ticks();
+                    latencies[v].extend(&run.latencies);
                 }
                 work.undo(&b.admins, run.latencies.len()).await?;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -67,8 +69,45 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 .enumerate()
                 .map(|(v, a)| (*a, cpu(v)))
                 .collect(),
+            p50_ms: Answer::ALL
+                .iter()
+                .enumerate()
+                .map(|(v, a)| {
+                    latencies[v].sort();
+                    (*a, quantile_ms(&latencies[v], 0.5))
+                })
+                .collect(),
             both_over_plain: rate(3) / rate(0),
         });
     }
     Ok(out)
+}
+
+/// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection for the
+/// measured time: the gateway's round trip without any directory work.
+pub async fn https_floor(b: &Bench) -> Result<FloorReport, String> {
+    let conns = b.connections(Side::Gateway, 1).await?;
+    let http = conns[0].http()?;
+    let mut latencies = Vec::new();
+    for measured in [false, true] {
+        let limit = if measured {
+            b.settings.seconds * b.settings.rounds as u32
+        } else {
+            b.settings.warmup
+        };
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let t = std::time::Instant::now();
+            http.get("/ServiceProviderConfig", 200).await?;
+            if measured {
+                latencies.push(t.elapsed());
+            }
+        }
+    }
+    latencies.sort();
+    Ok(FloorReport {
+        requests: latencies.len(),
+        p50_ms: quantile_ms(&latencies, 0.5),
+        p99_ms: quantile_ms(&latencies, 0.99),
+    })
 }

@@ -323,17 +323,13 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
 
     let mut controls = Vec::new();
+    let mut floor = None;
     if b.settings.controls {
-        step("the writes' controls, directly (no gateway)");
-        for c in b
-            .settings
-            .concurrency
-            .clone()
-            .into_iter()
-            .filter(|&c| c > 1)
-        {
+        step("the writes' controls, directly (no gateway), and the gateway's HTTPS floor");
+        for c in b.settings.concurrency.clone() {
             controls.extend(controls::measure(&b, c).await?);
         }
+        floor = Some(controls::https_floor(&b).await?);
     }
 
     let cycle = if b.settings.entra_cycle {
@@ -346,7 +342,14 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let targets = report::targets(&cells, cycle.as_ref(), idle.as_ref());
     let wall = started.elapsed().as_secs_f64();
-    let table = report::markdown(&cells, &controls, cycle.as_ref(), idle.as_ref(), &targets);
+    let table = report::markdown(
+        &cells,
+        &controls,
+        floor.as_ref(),
+        cycle.as_ref(),
+        idle.as_ref(),
+        &targets,
+    );
     println!();
     println!("{table}");
     for e in &edits {
@@ -368,6 +371,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         "settings": b.settings.to_json(),
         "cells": cells,
         "controls": controls,
+        "https_floor": floor,
         "entra_cycle": cycle,
         "idle": idle,
         "targets": targets,

@@ -24,7 +24,7 @@ pub struct SideTotals {
 }
 
 /// The `q` quantile (0..=1) of `sorted`, nearest rank, in milliseconds.
-fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -193,9 +193,19 @@ pub struct ControlsReport {
     pub concurrency: usize,
     pub ops_per_sec: Vec<(crate::scenarios::Answer, f64)>,
     pub slapd_cpu_ms_per_op: Vec<(crate::scenarios::Answer, f64)>,
+    pub p50_ms: Vec<(crate::scenarios::Answer, f64)>,
     /// Throughput with both controls / plain: the bound for a gateway answering with the
     /// resource, against the plain write.
     pub both_over_plain: f64,
+}
+
+/// The gateway's HTTPS round trip with no directory work (`GET /ServiceProviderConfig` on a
+/// keep-alive connection, one at a time): the floor of any request's added latency.
+#[derive(Serialize)]
+pub struct FloorReport {
+    pub requests: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// A target of issue 8 and whether this run meets it.
@@ -331,6 +341,7 @@ fn verdict(pass: bool) -> &'static str {
 pub fn markdown(
     cells: &[CellReport],
     controls: &[ControlsReport],
+    floor: Option<&FloorReport>,
     cycle: Option<&CycleReport>,
     idle: Option<&IdleReport>,
     targets: &[Target],
@@ -371,12 +382,12 @@ pub fn markdown(
     if !controls.is_empty() {
         line("What slapd charges for the answer: the same writes sent directly, plain, with the assertion, with the post-read, and with both (what the gateway's PATCH carries):".into());
         line(String::new());
-        line("| write | concurrency | plain ops/s | + assertion | + post-read | + both | both / plain | slapd CPU ms/op plain → both |".into());
-        line("|---|---:|---:|---:|---:|---:|---:|---:|".into());
+        line("| write | concurrency | plain ops/s | + assertion | + post-read | + both | both / plain | p50 ms plain → both | slapd CPU ms/op plain → both |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|---:|".into());
         for c in controls {
             let rate = |i: usize| c.ops_per_sec[i].1;
             line(format!(
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.3} → {:.3} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} → {:.2} | {:.3} → {:.3} |",
                 c.scenario,
                 c.concurrency,
                 rate(0),
@@ -384,10 +395,19 @@ pub fn markdown(
                 rate(2),
                 rate(3),
                 c.both_over_plain,
+                c.p50_ms[0].1,
+                c.p50_ms[3].1,
                 c.slapd_cpu_ms_per_op[0].1,
                 c.slapd_cpu_ms_per_op[3].1,
             ));
         }
+        line(String::new());
+    }
+    if let Some(f) = floor {
+        line(format!(
+            "The gateway's HTTPS round trip with no directory work (`GET /ServiceProviderConfig`, one at a time, {} requests): p50 {:.2} ms, p99 {:.2} ms.",
+            f.requests, f.p50_ms, f.p99_ms
+        ));
         line(String::new());
     }
     if let Some(c) = cycle {
