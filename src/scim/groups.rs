@@ -738,7 +738,6 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 ));
             }
         }
-        mods.retain(|m| !matches!(m, Modification::Add(_, v) if v.is_empty()));
         if rename.is_some() {
             if let Some(id) = entry.first(&g.id_attribute) {
                 self.ids.remove(id);
