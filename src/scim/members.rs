@@ -61,10 +61,10 @@ fn or_filter(attr: &str, values: &[&str]) -> String {
 }
 
 impl<D: EntryReader + EntryWriter> Members<'_, D> {
-    /// The guard a write that membership upkeep follows may carry as an assertion. slapd's
-    /// memberof and refint overlays update the other entries (the members' memberOf, the groups'
-    /// member values) with internal operations that inherit the triggering operation's
-    /// assertion, which then fails on those entries and the update is silently skipped. So when
+    /// The guard a group write may carry as an assertion. slapd's memberof overlay updates the
+    /// members' memberOf with internal operations that inherit the group write's assertion,
+    /// which then fails on those entries and the update is silently skipped (a user delete's
+    /// assertion does not reach the overlays' updates of the groups: tested). So when
     /// the directory keeps memberships, the guard is checked by a base search just before the
     /// write instead (not atomic; the one way that leaves memberships right), and the write
     /// carries none. A failed check is `Conflict`, as a failed assertion is.

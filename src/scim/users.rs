@@ -160,6 +160,19 @@ impl ListQuery {
     }
 }
 
+#[cfg(test)]
+impl UserServiceSettings {
+    /// The settings the unit tests use: pages of 100 (at most 200), 1,000 PATCH operations.
+    pub(crate) fn for_tests(version_attribute: Option<&str>) -> Self {
+        UserServiceSettings {
+            default_page_size: 100,
+            max_page_size: 200,
+            version_attribute: version_attribute.map(str::to_string),
+            max_patch_operations: 1000,
+        }
+    }
+}
+
 /// One page of users.
 #[derive(Debug, Clone)]
 pub struct ListPage {
@@ -799,13 +812,6 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.check_precondition(&entry, if_match)?;
         let member_value = self.member_value(&entry.dn, &self.mapping.values_from_entry(&entry));
         let guard = if_match.and_then(|_| self.guard(&entry));
-        let guard = match self.members() {
-            Some(members) => members
-                .overlay_safe_guard(&entry.dn, guard)
-                .await
-                .map_err(|e| lost_race(e, if_match))?,
-            None => guard,
-        };
         self.ids.remove(id);
         self.delete_entry(id, &entry, guard)
             .await

@@ -235,7 +235,8 @@ async fn a_conditional_member_change_keeps_member_of_right() {
     let r = gw.get(&format!("/Groups/{id}")).await.expect(200);
     assert_eq!(r.body["members"][0]["value"], alice.as_str(), "{}", r.body);
 
-    // A conditional DELETE of a member user: the refint overlay takes it out of the group.
+    // A conditional DELETE of a member user: the overlays take it out of the group (their update
+    // of the group does not carry the user's assertion, so the delete keeps its assertion).
     let bob = gw.create_user("etag-member@contoso.com").await;
     gw.patch(
         &format!("/Groups/{id}"),

@@ -139,12 +139,7 @@ fn strategies_that_read_the_old_state_go_the_general_way() {
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
 
 fn settings() -> UserServiceSettings {
-    UserServiceSettings {
-        default_page_size: 100,
-        max_page_size: 200,
-        version_attribute: Some("entryCSN".into()),
-        max_patch_operations: 1000,
-    }
+    UserServiceSettings::for_tests(Some("entryCSN"))
 }
 
 fn alice(extra: &[(&str, &[&str])]) -> Entry {

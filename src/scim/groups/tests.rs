@@ -189,12 +189,7 @@ fn posix_directory() -> Arc<FakeDir> {
 }
 
 fn settings() -> UserServiceSettings {
-    UserServiceSettings {
-        default_page_size: 100,
-        max_page_size: 200,
-        version_attribute: Some("entryCSN".into()),
-        max_patch_operations: 1000,
-    }
+    UserServiceSettings::for_tests(Some("entryCSN"))
 }
 
 fn service_with(dir: &Arc<FakeDir>, groups: GroupMapping) -> GroupService<FakeDir> {

@@ -104,12 +104,7 @@ fn boss() -> Entry {
 }
 
 fn settings(version_attribute: Option<&str>) -> UserServiceSettings {
-    UserServiceSettings {
-        default_page_size: 100,
-        max_page_size: 200,
-        version_attribute: version_attribute.map(str::to_string),
-        max_patch_operations: 1000,
-    }
+    UserServiceSettings::for_tests(version_attribute)
 }
 
 fn service_with(
