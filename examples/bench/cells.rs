@@ -2,7 +2,7 @@
 //! (direct first in even rounds, gateway first in odd ones) after a warm-up of each, so that a
 //! drift of the machine weighs on both sides alike.
 
-use crate::process::{cpu_ticks, difference, directory_operations, status_kib};
+use crate::process::{cpu_ticks, difference, directory_operations, histogram_seconds, status_kib};
 use crate::report::{CellReport, SideTotals};
 use crate::runner::{run_pool, Conn, Run, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
@@ -18,6 +18,10 @@ pub struct Snapshot {
     client_ticks: u64,
     /// The gateway's LDAP operations so far, by operation (gateway runs only).
     directory_ops: BTreeMap<String, f64>,
+    /// Seconds the gateway spent in requests (its own HTTP histogram) and in LDAP operations
+    /// (its directory histogram), so far (gateway runs only).
+    request_seconds: f64,
+    directory_seconds: f64,
 }
 
 impl Snapshot {
@@ -26,15 +30,23 @@ impl Snapshot {
     }
 
     pub async fn take(b: &Bench, side: Side) -> Result<Snapshot, String> {
-        let directory_ops = match side {
-            Side::Gateway => directory_operations(&b.gw.metrics().await.0),
-            Side::Direct => BTreeMap::new(),
+        let exposition = match side {
+            Side::Gateway => b.gw.metrics().await.0,
+            Side::Direct => String::new(),
         };
         Ok(Snapshot {
             gateway_ticks: cpu_ticks(b.gw.pid())?,
             slapd_ticks: cpu_ticks(b.slapd.pid())?,
             client_ticks: cpu_ticks(std::process::id())?,
-            directory_ops,
+            directory_ops: directory_operations(&exposition),
+            request_seconds: histogram_seconds(
+                &exposition,
+                "scim_gateway_http_request_duration_seconds",
+            ),
+            directory_seconds: histogram_seconds(
+                &exposition,
+                "scim_gateway_directory_operation_duration_seconds",
+            ),
         })
     }
 }
@@ -54,6 +66,8 @@ impl SideTotals {
             *self.directory_ops.entry(op).or_insert(0.0) += n;
         }
         self.rss_max_kib = self.rss_max_kib.max(rss_max_kib);
+        self.request_seconds += after.request_seconds - before.request_seconds;
+        self.directory_seconds += after.directory_seconds - before.directory_seconds;
     }
 }
 

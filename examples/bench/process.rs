@@ -107,6 +107,17 @@ pub fn directory_operations(exposition: &str) -> BTreeMap<String, f64> {
     out
 }
 
+/// The sum of every series of the histogram `name` (its `_sum` lines), in seconds.
+pub fn histogram_seconds(exposition: &str, name: &str) -> f64 {
+    let prefix = format!("{name}_sum");
+    exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .filter(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        .filter_map(|rest| rest.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// `after - before`, per key.
 pub fn difference(
     after: &BTreeMap<String, f64>,

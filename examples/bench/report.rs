@@ -21,6 +21,10 @@ pub struct SideTotals {
     pub directory_ops: BTreeMap<String, f64>,
     /// Largest sampled `VmRSS` of the gateway (gateway side only).
     pub rss_max_kib: u64,
+    /// Seconds inside the gateway's request handling, and inside its LDAP operations, by its
+    /// own histograms (gateway side only).
+    pub request_seconds: f64,
+    pub directory_seconds: f64,
 }
 
 /// The `q` quantile (0..=1) of `sorted`, nearest rank, in milliseconds.
@@ -90,6 +94,11 @@ pub struct CellReport {
     pub gateway_vmhwm_mib: f64,
     /// LDAP operations the gateway sent per request, by operation.
     pub gateway_ldap_ops_per_request: BTreeMap<String, f64>,
+    /// Mean time per request inside the gateway's request handling (its HTTP histogram: from
+    /// the parsed request to the response handed to hyper), in ms.
+    pub gateway_inside_ms: f64,
+    /// Mean time per request waiting for LDAP operations (its directory histogram), in ms.
+    pub gateway_ldap_ms: f64,
 }
 
 impl CellReport {
@@ -119,6 +128,8 @@ impl CellReport {
             gateway_rss_max_mib: mib(gateway.rss_max_kib),
             gateway_vmhwm_mib: mib(vmhwm_kib),
             gateway_ldap_ops_per_request: per_request(&gateway.directory_ops, gateway.ops),
+            gateway_inside_ms: gateway.request_seconds * 1000.0 / gateway.ops.max(1) as f64,
+            gateway_ldap_ms: gateway.directory_seconds * 1000.0 / gateway.ops.max(1) as f64,
             direct: d,
             gateway: g,
         }
@@ -378,6 +389,26 @@ pub fn markdown(
             idle.iter().copied().fold(0.0, f64::max)
         ));
         line(String::new());
+        let singles: Vec<&CellReport> = cells.iter().filter(|c| c.concurrency == 1).collect();
+        if !singles.is_empty() {
+            line("Where a request's time goes at concurrency 1 (means, ms): the gateway's own histograms split the client's time into the HTTPS transport (client, TLS, hyper), the gateway's handling, and its LDAP operations:".into());
+            line(String::new());
+            line("| scenario | direct mean | gateway mean | HTTPS transport | gateway handling | gateway LDAP | LDAP − direct |".into());
+            line("|---|---:|---:|---:|---:|---:|---:|".into());
+            for c in singles {
+                line(format!(
+                    "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:+.3} |",
+                    c.scenario,
+                    c.direct.mean_ms,
+                    c.gateway.mean_ms,
+                    c.gateway.mean_ms - c.gateway_inside_ms,
+                    c.gateway_inside_ms - c.gateway_ldap_ms,
+                    c.gateway_ldap_ms,
+                    c.gateway_ldap_ms - c.direct.mean_ms,
+                ));
+            }
+            line(String::new());
+        }
     }
     if !controls.is_empty() {
         line("What slapd charges for the answer: the same writes sent directly, plain, with the assertion, with the post-read, and with both (what the gateway's PATCH carries):".into());

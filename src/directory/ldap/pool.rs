@@ -207,10 +207,16 @@ pub async fn connect(
     url: &str,
 ) -> Result<(Ldap, JoinHandle<()>), ConnectError> {
     let timeout = settings.connect_timeout;
-    let (conn, mut ldap) = tokio::time::timeout(timeout, LdapConnAsync::with_settings(cs, url))
-        .await
-        .map_err(|_| ConnectError::Timeout(timeout))?
-        .map_err(ConnectError::Connect)?;
+    let (conn, mut ldap) = tokio::time::timeout(timeout, async {
+        let cs = match tcp_address(url) {
+            Some(address) => cs.set_std_stream(no_delay_stream(&address).await?),
+            None => cs,
+        };
+        LdapConnAsync::with_settings(cs, url).await
+    })
+    .await
+    .map_err(|_| ConnectError::Timeout(timeout))?
+    .map_err(ConnectError::Connect)?;
     let driver = tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
             tracing::debug!(error = %e, "directory connection ended with an error");
@@ -233,6 +239,32 @@ pub async fn connect(
             Err(e)
         }
     }
+}
+
+/// `host:port` of an `ldap://` or `ldaps://` URL (default ports 389 and 636); None for `ldapi://`
+/// and anything ldap3 should judge itself.
+fn tcp_address(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let default_port = match u.scheme() {
+        "ldap" => 389,
+        "ldaps" => 636,
+        _ => return None,
+    };
+    let host = match u.host_str().unwrap_or("") {
+        "" => "localhost",
+        h => h,
+    };
+    Some(format!("{host}:{}", u.port().unwrap_or(default_port)))
+}
+
+/// A TCP connection with Nagle's algorithm off. Requests are multiplexed on a pooled connection:
+/// with Nagle on, a request written while an earlier one's bytes are unacknowledged waits for
+/// that acknowledgement, which the directory sends with its answer to the earlier request, so
+/// a search would wait for a slow write queued before it. ldap3 leaves the option alone.
+async fn no_delay_stream(address: &str) -> Result<ldap3::StdStream, ldap3::LdapError> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(ldap3::StdStream::Tcp(stream.into_std()?))
 }
 
 impl Pool {
@@ -504,5 +536,39 @@ mod tests {
         assert_eq!(seq, vec![100, 200, 400, 500, 500]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn tcp_addresses_of_directory_urls() {
+        let cases = [
+            (
+                "ldap://ldap.example.com:1389",
+                Some("ldap.example.com:1389"),
+            ),
+            ("ldap://ldap.example.com", Some("ldap.example.com:389")),
+            ("ldaps://ldap.example.com", Some("ldap.example.com:636")),
+            (
+                "ldaps://ldap.example.com:10636",
+                Some("ldap.example.com:10636"),
+            ),
+            ("ldap://[::1]:10389", Some("[::1]:10389")),
+            ("ldap:///", Some("localhost:389")),
+            ("ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi", None),
+            ("not a url", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(tcp_address(url).as_deref(), want, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pooled_connections_turn_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let stream = no_delay_stream(&address).await.unwrap();
+        match stream {
+            ldap3::StdStream::Tcp(s) => assert!(s.nodelay().unwrap()),
+            _ => panic!("not a TCP stream"),
+        }
     }
 }
