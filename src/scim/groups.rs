@@ -549,17 +549,12 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
     ) -> Result<Value, ScimError> {
         super::ensure_same_id(body, id)?;
         let changes = GroupChanges::from_resource(body)?;
-        let entry = self
-            .find(id, false)
-            .await?
-            .ok_or_else(|| Self::not_found(id))?;
-        self.write(&entry, &changes, self.precondition(&entry, if_match)?)
-            .await?;
+        self.write(id, &changes, if_match).await?;
         self.get(id, base_url, true).await
     }
 
-    /// PATCH: one search for the group (without its members), one batched search for the member
-    /// ids, one modify (and a modrdn for a rename). Answers 204.
+    /// PATCH: one search for the group (without its members) and one batched search for the member
+    /// ids, side by side, then one modify (and a modrdn for a rename). Answers 204.
     pub async fn patch(&self, id: &str, body: &Value) -> Result<(), ScimError> {
         self.patch_if(id, body, None).await
     }
@@ -573,12 +568,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
     ) -> Result<(), ScimError> {
         let ops = parse_request_limited(body, self.settings.max_patch_operations)?;
         let changes = GroupChanges::from_patch(&ops)?;
-        let entry = self
-            .find(id, false)
-            .await?
-            .ok_or_else(|| Self::not_found(id))?;
-        self.write(&entry, &changes, self.precondition(&entry, if_match)?)
-            .await
+        self.write(id, &changes, if_match).await
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), ScimError> {
@@ -633,17 +623,23 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         Ok(resolved)
     }
 
-    /// Apply changes to a group: one modify for members and attributes, then a modrdn for a rename
-    /// (reverted if the modrdn fails).
-    /// `guard`, from an `If-Match`, makes the first write conditional on the version read.
+    /// Apply changes to group `id`: the group and the member ids the changes name are read side
+    /// by side (two searches in flight, one round trip of latency), then one modify for members
+    /// and attributes, then a modrdn for a rename (reverted if the modrdn fails).
+    /// An `If-Match` makes the first write conditional on the version read.
     async fn write(
         &self,
-        entry: &Entry,
+        id: &str,
         c: &GroupChanges,
-        guard: Option<String>,
+        if_match: Option<&IfMatch>,
     ) -> Result<(), ScimError> {
+        let (entry, resolved) = tokio::join!(self.find(id, false), self.resolve(c));
+        // In the order of a sequential read: the group, its precondition, then the members.
+        let entry = entry?.ok_or_else(|| Self::not_found(id))?;
+        let guard = self.precondition(&entry, if_match)?;
+        let resolved = resolved?;
         let conditional = guard.is_some();
-        self.write_guarded(entry, c, guard)
+        self.write_guarded(&entry, c, &resolved, guard)
             .await
             .map_err(|e| match e {
                 ScimError::Directory(DirectoryError::Conflict) if conditional => {
@@ -715,11 +711,11 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         &self,
         entry: &Entry,
         c: &GroupChanges,
+        resolved: &HashMap<String, Member>,
         guard: Option<String>,
     ) -> Result<(), ScimError> {
         let g = &self.groups;
-        let resolved = self.resolve(c).await?;
-        let mut mods = self.modifications(c, &resolved)?;
+        let mut mods = self.modifications(c, resolved)?;
         let guard = self.members().overlay_safe_guard(&entry.dn, guard).await?;
         let old_name = entry
             .first(&g.name_attribute)

@@ -870,6 +870,21 @@ async fn patch_of_an_unknown_group_is_not_found() {
     assert_eq!(dir.writes(), vec![]);
 }
 
+#[tokio::test]
+async fn an_unknown_group_is_not_found_before_its_unknown_members_are_refused() {
+    // The group and the member ids are read side by side; the answer is still the one of a
+    // sequential read: no such group.
+    let dir = directory();
+    let r = service(&dir)
+        .patch(
+            "nope",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}])),
+        )
+        .await;
+    assert!(matches!(r, Err(ScimError::NotFound(_))), "{r:?}");
+    assert_eq!(dir.writes(), vec![]);
+}
+
 // ---------------------------------------------------------------------------
 // Scale: what a membership change costs, whatever the group's size
 
