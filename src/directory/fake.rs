@@ -70,6 +70,8 @@ pub(crate) struct FakeDir {
     concurrent_changes: AtomicUsize,
     /// Numbers new entryUUID and entryCSN values.
     counter: AtomicUsize,
+    /// When set, every search waits until as many searches as the barrier counts are in flight.
+    search_rendezvous: Mutex<Option<Arc<tokio::sync::Barrier>>>,
 }
 
 impl FakeDir {
@@ -115,6 +117,13 @@ impl FakeDir {
             .iter()
             .find(|e| same_dn(&e.dn, target))
             .cloned()
+    }
+
+    /// From now on a search waits (up to a second, then fails as unreachable) until `n` searches
+    /// are in flight at once: reads meant to go side by side pass, reads made one after the
+    /// other fail.
+    pub(crate) fn searches_meet_in(&self, n: usize) {
+        *self.search_rendezvous.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(n)));
     }
 
     /// The next modify call fails with `err` (after being recorded); queued errors are used in order.
@@ -163,6 +172,15 @@ impl FakeDir {
 impl EntryReader for FakeDir {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.searches.lock().unwrap().push(req.clone());
+        let rendezvous = self.search_rendezvous.lock().unwrap().clone();
+        if let Some(barrier) = rendezvous {
+            let wait = std::time::Duration::from_secs(1);
+            if tokio::time::timeout(wait, barrier.wait()).await.is_err() {
+                return Err(DirectoryError::Unavailable(
+                    "no other search came alongside this one".into(),
+                ));
+            }
+        }
         Ok(self.matching(&req))
     }
 

@@ -918,6 +918,27 @@ async fn one_member_add_is_one_group_search_one_id_search_and_one_modify() {
 }
 
 #[tokio::test]
+async fn the_group_and_the_member_ids_are_read_side_by_side() {
+    // Each search waits for a second one in flight: one after the other, the first would fail.
+    let dir = directory();
+    dir.searches_meet_in(2);
+    service(&dir)
+        .patch(
+            "sales-uuid",
+            &patch_body(
+                json!([{"op": "Add", "path": "members", "value": [{"value": "bob-uuid"}]}]),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dir.searches().len(), 2);
+    assert_eq!(
+        dir.writes(),
+        vec![modify(SALES_DN, vec![add("member", &[BOB_DN])])]
+    );
+}
+
+#[tokio::test]
 async fn several_member_ids_are_resolved_in_one_search() {
     let dir = directory();
     service(&dir)
