@@ -86,14 +86,14 @@ pub struct Subtree<'a> {
 }
 
 impl Subtree<'_> {
+    /// `(<id attribute>=<id>)`, the value escaped.
+    fn id_term(&self, id: &str) -> String {
+        format!("({}={})", self.id_attribute, ldap3::ldap_escape(id))
+    }
+
     /// `(&<object filter>(<id attribute>=<id>)<extra>)`: this entry and nothing else.
     pub fn id_filter(&self, id: &str, extra: &str) -> String {
-        format!(
-            "(&{}({}={}){extra})",
-            self.object_filter,
-            self.id_attribute,
-            ldap3::ldap_escape(id)
-        )
+        format!("(&{}{}{extra})", self.object_filter, self.id_term(id))
     }
 
     /// The entry with this id: a base search at the remembered DN (its filter names the id, so
@@ -153,7 +153,7 @@ impl Subtree<'_> {
             .search(SearchRequest {
                 base: self.base.to_string(),
                 scope: self.scope,
-                filter: format!("({}={})", self.id_attribute, ldap3::ldap_escape(id)),
+                filter: self.id_term(id),
                 attrs: vec!["1.1".into()],
             })
             .await?;

@@ -367,6 +367,25 @@ pub fn values(e: &ldap3::SearchEntry, attr: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Polls `check` every 20 ms until it holds or `within` has passed; whether it held. For what
+/// the directory does after answering (refint updates groups in a background task).
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -541,21 +541,15 @@ async fn users_show_their_groups_read_only() {
     assert_eq!(r.body["groups"].as_array().unwrap().len(), 2);
 }
 
-/// The stored members of group `cn` once they equal `want`: refint, when the directory keeps the
-/// groups, updates them in a background task after answering the delete or rename, so they may
-/// lag for a moment. Fails with what is stored if they do not settle within 5 s.
+/// The stored members of group `cn` equal `want`, at once or within 5 s: refint, when the
+/// directory keeps the groups, updates them in a background task after answering the delete or
+/// rename.
 async fn members_settle_to(gw: &TestGateway, cn: &str, attr: &str, want: Vec<String>) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let stored = stored_members(gw, cn, attr).await;
-        if stored == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{cn}: {stored:?}, expected {want:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let settled = crate::gateway::eventually(std::time::Duration::from_secs(5), || async {
+        stored_members(gw, cn, attr).await == want
+    });
+    if !settled.await {
+        assert_eq!(stored_members(gw, cn, attr).await, want, "{cn}");
     }
 }
 
