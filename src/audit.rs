@@ -10,7 +10,7 @@
 
 use crate::config::{AuditOutput, AuditSettings};
 use crate::metrics::ProcessMetrics;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -116,22 +116,13 @@ impl Auditor {
         Ok(())
     }
 
-    /// Write the record of one LDAP write.
+    /// Write the record of one LDAP write. The record is serialized once, straight into its
+    /// output (the log line, the file): no intermediate JSON tree or string.
     pub fn record(&self, w: &AuditWrite<'_>) {
-        let Ok(mut sink) = self.sink.lock() else {
-            return;
-        };
-        let ctx = current();
-        let line = render(w, ctx.as_ref(), &sink.redact, now_rfc3339()).to_string();
-        let written = match &mut sink.output {
-            Output::Log => {
-                tracing::info!(target: "audit", record = %line, "directory write");
-                Ok(())
-            }
-            Output::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
-            Output::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
-            Output::File(f) => f.write_all(format!("{line}\n").as_bytes()),
-        };
+        let time = now_rfc3339();
+        let written = CONTEXT
+            .try_with(|ctx| self.write(w, Some(ctx), &time))
+            .unwrap_or_else(|_| self.write(w, None, &time));
         let outcome = match written {
             Ok(()) => "written",
             Err(e) => {
@@ -143,50 +134,145 @@ impl Auditor {
             m.audit_records.with_label_values(&[outcome]).inc();
         }
     }
+
+    fn write(
+        &self,
+        w: &AuditWrite<'_>,
+        ctx: Option<&RequestContext>,
+        time: &str,
+    ) -> std::io::Result<()> {
+        let Ok(mut sink) = self.sink.lock() else {
+            return Ok(());
+        };
+        let sink = &mut *sink;
+        let record = render(w, ctx, &sink.redact, time);
+        match &mut sink.output {
+            Output::Log => {
+                tracing::info!(target: "audit", record = %record, "directory write");
+                Ok(())
+            }
+            Output::Stdout => record.write_line(&mut std::io::stdout().lock()),
+            Output::Stderr => record.write_line(&mut std::io::stderr().lock()),
+            // One write per record, so appends from several processes never interleave.
+            Output::File(f) => {
+                let mut line = Vec::with_capacity(512);
+                record.write_line(&mut line)?;
+                f.write_all(&line)
+            }
+        }
+    }
 }
 
-/// The JSON record; pure, so the redaction rules are unit-tested.
-pub fn render(
-    w: &AuditWrite<'_>,
-    ctx: Option<&RequestContext>,
+/// One audit record, borrowing everything it shows; serializes as one JSON object.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    time: &'a str,
+    request_id: Option<&'a str>,
+    token: Option<&'a str>,
+    scim_operation: Option<&'a str>,
+    ldap_operation: &'a str,
+    dn: &'a str,
+    changes: Vec<ChangeRecord<'a>>,
+    result: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_dn: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChangeRecord<'a> {
+    op: &'a str,
+    attribute: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values: Option<Values<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values_omitted: Option<usize>,
+}
+
+/// The values a change shows: the first [`MAX_VALUES`], or one `[redacted]` for secrets.
+#[derive(Debug)]
+enum Values<'a> {
+    Shown(&'a [String]),
+    Redacted,
+}
+
+impl Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Values::Shown(v) => v.serialize(s),
+            Values::Redacted => ["[redacted]"].serialize(s),
+        }
+    }
+}
+
+impl Record<'_> {
+    /// The record and a newline.
+    fn write_line(&self, out: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// The JSON text, written straight into the formatter (the log line).
+impl std::fmt::Display for Record<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Adapter<'f, 'g>(&'f mut std::fmt::Formatter<'g>);
+        impl std::io::Write for Adapter<'_, '_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                // serde_json writes whole UTF-8 tokens: each piece is valid on its own.
+                let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+                self.0.write_str(text).map_err(std::io::Error::other)?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        serde_json::to_writer(Adapter(f), self).map_err(|_| std::fmt::Error)
+    }
+}
+
+/// The record of `w`; pure, so the redaction rules are unit-tested.
+pub fn render<'a>(
+    w: &'a AuditWrite<'a>,
+    ctx: Option<&'a RequestContext>,
     redact: &[String],
-    time: String,
-) -> Value {
-    let changes: Vec<Value> = w
+    time: &'a str,
+) -> Record<'a> {
+    let changes = w
         .changes
         .iter()
         .map(|c| {
-            let lower = c.attribute.to_ascii_lowercase();
-            let secret = ALWAYS_REDACTED.contains(&lower.as_str()) || redact.contains(&lower);
-            let mut change = json!({"op": c.op, "attribute": c.attribute});
-            if secret {
-                if !c.values.is_empty() {
-                    change["values"] = json!(["[redacted]"]);
-                }
+            let secret = ALWAYS_REDACTED
+                .iter()
+                .copied()
+                .chain(redact.iter().map(String::as_str))
+                .any(|r| c.attribute.eq_ignore_ascii_case(r));
+            let (values, values_omitted) = if secret {
+                ((!c.values.is_empty()).then_some(Values::Redacted), None)
             } else {
-                let shown: Vec<&String> = c.values.iter().take(MAX_VALUES).collect();
-                change["values"] = json!(shown);
-                if c.values.len() > MAX_VALUES {
-                    change["values_omitted"] = json!(c.values.len() - MAX_VALUES);
-                }
+                let shown = &c.values[..c.values.len().min(MAX_VALUES)];
+                let omitted = (c.values.len() > MAX_VALUES).then(|| c.values.len() - MAX_VALUES);
+                (Some(Values::Shown(shown)), omitted)
+            };
+            ChangeRecord {
+                op: c.op,
+                attribute: c.attribute,
+                values,
+                values_omitted,
             }
-            change
         })
         .collect();
-    let mut record = json!({
-        "time": time,
-        "request_id": ctx.map(|c| c.request_id.as_str()),
-        "token": ctx.map(|c| c.token.as_str()),
-        "scim_operation": ctx.map(|c| c.operation.as_str()),
-        "ldap_operation": w.operation,
-        "dn": w.dn,
-        "changes": changes,
-        "result": w.result,
-    });
-    if let Some(n) = w.new_dn {
-        record["new_dn"] = json!(n);
+    Record {
+        time,
+        request_id: ctx.map(|c| c.request_id.as_str()),
+        token: ctx.map(|c| c.token.as_str()),
+        scim_operation: ctx.map(|c| c.operation.as_str()),
+        ldap_operation: w.operation,
+        dn: w.dn,
+        changes,
+        result: w.result,
+        new_dn: w.new_dn,
     }
-    record
 }
 
 /// The current time as RFC 3339 UTC with milliseconds.
@@ -200,6 +286,7 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     fn ctx() -> RequestContext {
         RequestContext {
@@ -237,8 +324,10 @@ mod tests {
             ],
             result: "success",
         };
-        let r = render(&w, Some(&ctx()), &["employeepin".into()], "t".into());
-        let text = r.to_string();
+        let c = ctx();
+        let record = render(&w, Some(&c), &["employeepin".into()], "t");
+        let text = record.to_string();
+        let r: Value = serde_json::from_str(&text).unwrap();
         assert!(!text.contains("Sup3rSecret!"), "{text}");
         assert!(!text.contains("1234"), "{text}");
         assert_eq!(r["request_id"], "req-1");
@@ -266,10 +355,59 @@ mod tests {
             }],
             result: "success",
         };
-        let r = render(&w, None, &[], "t".into());
+        let r = serde_json::to_value(render(&w, None, &[], "t")).unwrap();
         assert_eq!(r["changes"][0]["values"].as_array().unwrap().len(), 20);
         assert_eq!(r["changes"][0]["values_omitted"], 5);
         assert!(r["request_id"].is_null());
+    }
+
+    #[test]
+    fn the_log_line_and_the_file_line_are_the_same_json() {
+        let names = vec!["Zoë \"Z\" 東京\\n".to_string()];
+        let w = AuditWrite {
+            operation: "modrdn",
+            dn: "uid=zoe,ou=people",
+            new_dn: Some("uid=zoë,ou=people"),
+            changes: vec![
+                AuditChange {
+                    op: "replace",
+                    attribute: "cn",
+                    values: &names,
+                },
+                AuditChange {
+                    op: "delete",
+                    attribute: "userPassword",
+                    values: &[],
+                },
+            ],
+            result: "success",
+        };
+        let c = ctx();
+        let record = render(&w, Some(&c), &[], "2026-11-23T00:00:00.000Z");
+        let shown = record.to_string();
+        let mut line = Vec::new();
+        record.write_line(&mut line).unwrap();
+        assert_eq!(line, format!("{shown}\n").into_bytes());
+        let r: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(r["changes"][0]["values"], json!(["Zoë \"Z\" 東京\\n"]));
+        assert_eq!(r["new_dn"], "uid=zoë,ou=people");
+        // A secret attribute deleted whole: nothing to redact, no values key.
+        assert!(r["changes"][1].get("values").is_none(), "{shown}");
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "time",
+                "request_id",
+                "token",
+                "scim_operation",
+                "ldap_operation",
+                "dn",
+                "changes",
+                "result",
+                "new_dn"
+            ]
+        );
     }
 
     #[tokio::test]
