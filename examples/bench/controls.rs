@@ -1,15 +1,19 @@
-//! What the directory itself charges for the SCIM answer: the update and disable writes sent
-//! directly with ldap3, plain and with the controls the gateway's one-operation PATCH carries
-//! (an assertion that the entry is still that user, a post-read returning the entry for the
-//! `200 OK` body), in alternating rounds. No gateway runs here; the ratio of the write with
-//! both controls to the plain one bounds what any gateway that answers with the resource can
-//! reach against the plain write on this directory.
+//! What the directory itself charges for the SCIM answer: the create, update and disable writes
+//! sent directly with ldap3, plain and with the controls the gateway's write carries (an
+//! assertion that the entry is still that user, a post-read returning the entry for the
+//! `200 OK` / `201 Created` body), in alternating rounds; and the read of a group that a member
+//! PATCH makes before its write. No gateway runs here; the ratio of the write with the answer's
+//! controls to the plain one bounds what any gateway that answers with the resource can reach
+//! against the plain write on this directory, and these costs plus the gateway's HTTPS round
+//! trip are the floor of its added latency.
 
 use crate::cells::Snapshot;
-use crate::report::{quantile_ms, ControlsReport, FloorReport};
+use crate::report::{quantile_ms, ControlsReport, FloorReport, GroupReadReport};
 use crate::runner::{run_pool, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
+use crate::slapd::{BIG_GROUP_DN, SMALL_GROUP_DN};
 use crate::Bench;
+use ldap3::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,32 +21,37 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
     let s = &b.settings;
     let conns = b.connections(Side::Direct, concurrency).await?;
     let mut out = Vec::new();
-    for scenario in [Scenario::Update, Scenario::Disable] {
+    for (scenario, answers) in [
+        (Scenario::Create, &[Answer::Plain, Answer::PostRead][..]),
+        (Scenario::Update, &Answer::ALL[..]),
+        (Scenario::Disable, &Answer::ALL[..]),
+    ] {
         eprintln!(
             "  {} written directly at concurrency {concurrency}, with and without the answer's controls",
             scenario.option()
         );
-        let mut ops = [0usize; 4];
-        let mut seconds = [0f64; 4];
-        let mut slapd_ticks = [0u64; 4];
-        let mut latencies: [Vec<Duration>; 4] = Default::default();
+        let n_answers = answers.len();
+        let mut ops = vec![0usize; n_answers];
+        let mut seconds = vec![0f64; n_answers];
+        let mut slapd_ticks = vec![0u64; n_answers];
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); n_answers];
         for round in 0..=s.rounds {
             let warmup = round == 0;
-            for n in 0..Answer::ALL.len() {
+            for n in 0..n_answers {
                 // A different variant first in each round.
-                let v = (n + round) % Answer::ALL.len();
+                let v = (n + round) % n_answers;
                 let work = Arc::new(ScenarioRun {
                     scenario,
                     side: Side::Direct,
                     run: b.next_run(),
                     dir: b.dir.clone(),
-                    answer: Answer::ALL[v],
+                    answer: answers[v],
                 });
                 let limit = if warmup { s.warmup } else { s.seconds };
                 let before = Snapshot::take(b, Side::Direct).await?;
                 let run = run_pool(&conns, work.clone(), scenario.capacity(&b.dir), Some(limit))
                     .await
-                    .map_err(|e| format!("{:?} {}: {e}", Answer::ALL[v], scenario.option()))?;
+                    .map_err(|e| format!("{:?} {}: {e}", answers[v], scenario.option()))?;
                 let after = Snapshot::take(b, Side::Direct).await?;
                 if !warmup {
                     ops[v] += run.latencies.len();
@@ -56,20 +65,22 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         }
         let rate = |v: usize| ops[v] as f64 / seconds[v];
         let cpu = |v: usize| slapd_ticks[v] as f64 / b.ticks_per_second * 1000.0 / ops[v] as f64;
+        // The gateway's write carries the last variant: both controls, or a create's post-read.
+        let answer = n_answers - 1;
         out.push(ControlsReport {
             scenario: scenario.option().to_string(),
             concurrency,
-            ops_per_sec: Answer::ALL
+            ops_per_sec: answers
                 .iter()
                 .enumerate()
                 .map(|(v, a)| (*a, rate(v)))
                 .collect(),
-            slapd_cpu_ms_per_op: Answer::ALL
+            slapd_cpu_ms_per_op: answers
                 .iter()
                 .enumerate()
                 .map(|(v, a)| (*a, cpu(v)))
                 .collect(),
-            p50_ms: Answer::ALL
+            p50_ms: answers
                 .iter()
                 .enumerate()
                 .map(|(v, a)| {
@@ -77,7 +88,8 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     (*a, quantile_ms(&latencies[v], 0.5))
                 })
                 .collect(),
-            both_over_plain: rate(3) / rate(0),
+            answer: answers[answer],
+            answer_over_plain: rate(answer) / rate(0),
         });
     }
     Ok(out)
@@ -110,4 +122,52 @@ pub async fn https_floor(b: &Bench) -> Result<FloorReport, String> {
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),
     })
+}
+
+/// The read a member PATCH makes of its group before writing (directory-kept memberships rule
+/// out an assertion on the write), sent directly: a base search at each group's DN for its id
+/// and the attributes the gateway reads without members, one at a time for the measured time.
+pub async fn group_reads(b: &Bench) -> Result<Vec<GroupReadReport>, String> {
+    let conns = b.connections(Side::Direct, 1).await?;
+    let mut ldap = conns[0].clone();
+    let dir = &b.dir;
+    let mut out = Vec::new();
+    for (scenario, dn, id) in [
+        (Scenario::MemberSmall, SMALL_GROUP_DN, &dir.small_group_id),
+        (Scenario::MemberBig, BIG_GROUP_DN, &dir.big_group_id),
+    ] {
+        let filter = format!("(&{}(entryUUID={id}))", dir.group_filter);
+        let mut latencies = Vec::new();
+        for measured in [false, true] {
+            let limit = if measured {
+                b.settings.seconds
+            } else {
+                b.settings.warmup
+            };
+            let started = std::time::Instant::now();
+            while started.elapsed() < limit {
+                let t = std::time::Instant::now();
+                let (found, _) = ldap
+                    .ldap()?
+                    .search(dn, Scope::Base, &filter, dir.group_read_attrs.clone())
+                    .await
+                    .and_then(|r| r.success())
+                    .map_err(|e| format!("reading {dn}: {e}"))?;
+                if found.len() != 1 {
+                    return Err(format!("reading {dn}: {} entries, not 1", found.len()));
+                }
+                if measured {
+                    latencies.push(t.elapsed());
+                }
+            }
+        }
+        latencies.sort();
+        out.push(GroupReadReport {
+            scenario: scenario.label(dir),
+            reads: latencies.len(),
+            p50_ms: quantile_ms(&latencies, 0.5),
+            p99_ms: quantile_ms(&latencies, 0.99),
+        });
+    }
+    Ok(out)
 }

@@ -30,6 +30,10 @@ pub struct Directory {
     pub user_read_attrs: Vec<String>,
     /// The demo config's `[mapping.users] filter`.
     pub user_filter: String,
+    /// The attributes the gateway reads for a group without its members.
+    pub group_read_attrs: Vec<String>,
+    /// The demo config's `[mapping.groups] filter`.
+    pub group_filter: String,
 }
 
 pub fn bulk_name(i: usize) -> String {
@@ -108,7 +112,8 @@ pub struct ScenarioRun {
 
 /// Which of the controls that the gateway's one-operation PATCH carries a direct write adds:
 /// the assertion that the entry is still the user with that id, and the post-read that returns
-/// the entry for the SCIM answer.
+/// the entry for the SCIM answer (a create carries the post-read only: its answer has the id
+/// the directory gave the entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Answer {
     Plain,
@@ -227,6 +232,7 @@ impl ScenarioRun {
             Scenario::Create => {
                 let user = EntraUser::new(format!("create-{}", self.tag(k)), k);
                 let dn = user_dn(&user.user_name);
+                self.answer.attach(ldap, dir, "");
                 ldap.add(&dn, user.entry())
                     .await
                     .named(|| format!("add {dn}"))

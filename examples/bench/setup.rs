@@ -122,6 +122,7 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
             .ok_or_else(|| format!("{dn} is missing"))
     };
     let (user_filter, user_read_attrs) = user_reads()?;
+    let (group_filter, group_read_attrs) = group_reads()?;
     Ok(Directory {
         users,
         pool,
@@ -131,17 +132,62 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
         big_group_id: group_id(BIG_GROUP_DN).await?,
         user_read_attrs,
         user_filter,
+        group_read_attrs,
+        group_filter,
     })
+}
+
+/// The demo config's groups filter, and the attributes the gateway reads for a group without
+/// its members (as a member PATCH reads it), as `GroupMapping::read_attributes(false)` lists them.
+fn group_reads() -> Result<(String, Vec<String>), String> {
+    let config = demo_config()?;
+    let groups = &config["mapping"]["groups"];
+    let text_of = |key: &str, default: &str| {
+        groups
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    let name = text_of("name_attribute", "cn");
+    let rdn = text_of("rdn_attribute", "cn");
+    let mut attrs = vec![
+        text_of("id_attribute", "entryUUID"),
+        name.clone(),
+        text_of("created_attribute", "createTimestamp"),
+        text_of("modified_attribute", "modifyTimestamp"),
+    ];
+    if rdn != name {
+        attrs.push(rdn);
+    }
+    if let Some(a) = groups
+        .get("external_id_attribute")
+        .and_then(toml::Value::as_str)
+    {
+        attrs.push(a.to_string());
+    }
+    attrs.push(
+        config["directory"]
+            .get("version_attribute")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("entryCSN")
+            .to_string(),
+    );
+    Ok((text_of("filter", "(objectClass=groupOfNames)"), attrs))
+}
+
+/// config/gateway.toml, parsed.
+fn demo_config() -> Result<toml::Value, String> {
+    let path = repo_file("config/gateway.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The users filter of the demo config, and the attributes the gateway reads for a user list
 /// with it: the id, the timestamps, every mapped attribute, the disable attribute (ppolicy's
 /// lock) and the version (entryCSN), as `UserService::read_attributes_for` lists them.
 fn user_reads() -> Result<(String, Vec<String>), String> {
-    let path = repo_file("config/gateway.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let config: toml::Value =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = demo_config()?;
     let users = &config["mapping"]["users"];
     let text_of = |v: Option<&toml::Value>, default: &str| {
         v.and_then(toml::Value::as_str)
