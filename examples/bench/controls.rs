@@ -95,20 +95,30 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
     Ok(out)
 }
 
-/// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection for the
-/// measured time: the gateway's round trip without any directory work.
-pub async fn https_floor(b: &Bench) -> Result<FloorReport, String> {
+/// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection for `limit`:
+/// the gateway's round trip without any directory work. With `after` (a concurrency-1 write
+/// cell and its direct p50), each request follows that long a pause in which the gateway has
+/// nothing to do, as it has nothing to do while its own write waits for slapd: on this machine
+/// a process idle for milliseconds answers later than a busy one, and a gateway is one more
+/// process to wake. The pause is spun by the load generator, not slept (a timer would round
+/// it up to the millisecond and the load generator's own wake-up is not the gateway's).
+pub async fn https_floor(
+    b: &Bench,
+    limit: Duration,
+    after: Option<(String, Duration)>,
+) -> Result<FloorReport, String> {
     let conns = b.connections(Side::Gateway, 1).await?;
     let http = conns[0].http()?;
+    let idle = after.as_ref().map(|(_, d)| *d).unwrap_or_default();
     let mut latencies = Vec::new();
     for measured in [false, true] {
-        let limit = if measured {
-            b.settings.seconds * b.settings.rounds as u32
-        } else {
-            b.settings.warmup
-        };
+        let limit = if measured { limit } else { b.settings.warmup };
         let started = std::time::Instant::now();
         while started.elapsed() < limit {
+            let pause = std::time::Instant::now();
+            while pause.elapsed() < idle {
+                std::hint::spin_loop();
+            }
             let t = std::time::Instant::now();
             http.get("/ServiceProviderConfig", 200).await?;
             if measured {
@@ -118,6 +128,8 @@ pub async fn https_floor(b: &Bench) -> Result<FloorReport, String> {
     }
     latencies.sort();
     Ok(FloorReport {
+        after: after.map(|(scenario, _)| scenario),
+        idle_ms: idle.as_secs_f64() * 1000.0,
         requests: latencies.len(),
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),

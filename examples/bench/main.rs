@@ -329,7 +329,18 @@ async fn run(settings: Settings) -> Result<(), String> {
             directly.controls.extend(controls::measure(&b, c).await?);
         }
         directly.group_reads = controls::group_reads(&b).await?;
-        directly.https = Some(controls::https_floor(&b).await?);
+        let s = &b.settings;
+        directly.https = Some(controls::https_floor(&b, s.seconds * s.rounds as u32, None).await?);
+        for c in cells
+            .iter()
+            .filter(|c| c.concurrency == 1 && c.kind == "write")
+        {
+            let idle = Duration::from_secs_f64(c.direct.p50_ms / 1000.0);
+            let after = Some((c.scenario.clone(), idle));
+            directly
+                .https_after_idle
+                .push(controls::https_floor(&b, s.seconds, after).await?);
+        }
     }
 
     let cycle = if b.settings.entra_cycle {
@@ -367,6 +378,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         "controls": directly.controls,
         "group_reads": directly.group_reads,
         "https_floor": directly.https,
+        "https_after_idle": directly.https_after_idle,
         "entra_cycle": cycle,
         "idle": idle,
         "targets": targets,
