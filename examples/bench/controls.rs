@@ -1,19 +1,16 @@
 //! What the directory itself charges for the SCIM answer: the create, update and disable writes
 //! sent directly with ldap3, plain and with the controls the gateway's write carries (an
 //! assertion that the entry is still that user, a post-read returning the entry for the
-//! `200 OK` / `201 Created` body), in alternating rounds; and the read of a group that a member
-//! PATCH makes before its write. No gateway runs here; the ratio of the write with the answer's
+//! `200 OK` / `201 Created` body), in alternating rounds. No gateway runs here; the ratio of the write with the answer's
 //! controls to the plain one bounds what any gateway that answers with the resource can reach
 //! against the plain write on this directory, and these costs plus the gateway's HTTPS round
 //! trip are the floor of its added latency.
 
 use crate::cells::Snapshot;
-use crate::report::{quantile_ms, ControlsReport, FloorReport, GroupReadReport};
+use crate::report::{quantile_ms, ControlsReport, FloorReport};
 use crate::runner::{run_pool, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
-use crate::slapd::{BIG_GROUP_DN, SMALL_GROUP_DN};
 use crate::Bench;
-use ldap3::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,52 +131,4 @@ pub async fn https_floor(
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),
     })
-}
-
-/// The read a member PATCH makes of its group before writing (directory-kept memberships rule
-/// out an assertion on the write), sent directly: a base search at each group's DN for its id
-/// and the attributes the gateway reads without members, one at a time for the measured time.
-pub async fn group_reads(b: &Bench) -> Result<Vec<GroupReadReport>, String> {
-    let conns = b.connections(Side::Direct, 1).await?;
-    let mut ldap = conns[0].clone();
-    let dir = &b.dir;
-    let mut out = Vec::new();
-    for (scenario, dn, id) in [
-        (Scenario::MemberSmall, SMALL_GROUP_DN, &dir.small_group_id),
-        (Scenario::MemberBig, BIG_GROUP_DN, &dir.big_group_id),
-    ] {
-        let filter = format!("(&{}(entryUUID={id}))", dir.group_filter);
-        let mut latencies = Vec::new();
-        for measured in [false, true] {
-            let limit = if measured {
-                b.settings.seconds
-            } else {
-                b.settings.warmup
-            };
-            let started = std::time::Instant::now();
-            while started.elapsed() < limit {
-                let t = std::time::Instant::now();
-                let (found, _) = ldap
-                    .ldap()?
-                    .search(dn, Scope::Base, &filter, dir.group_read_attrs.clone())
-                    .await
-                    .and_then(|r| r.success())
-                    .map_err(|e| format!("reading {dn}: {e}"))?;
-                if found.len() != 1 {
-                    return Err(format!("reading {dn}: {} entries, not 1", found.len()));
-                }
-                if measured {
-                    latencies.push(t.elapsed());
-                }
-            }
-        }
-        latencies.sort();
-        out.push(GroupReadReport {
-            scenario: scenario.label(dir),
-            reads: latencies.len(),
-            p50_ms: quantile_ms(&latencies, 0.5),
-            p99_ms: quantile_ms(&latencies, 0.99),
-        });
-    }
-    Ok(out)
 }

@@ -324,11 +324,10 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let mut directly = report::Directly::default();
     if b.settings.controls {
-        step("the writes' controls and the groups' reads, directly (no gateway), and the gateway's HTTPS floor");
+        step("the writes' controls, directly (no gateway), and the gateway's HTTPS floor");
         for c in b.settings.concurrency.clone() {
             directly.controls.extend(controls::measure(&b, c).await?);
         }
-        directly.group_reads = controls::group_reads(&b).await?;
         let s = &b.settings;
         directly.https = Some(controls::https_floor(&b, s.seconds * s.rounds as u32, None).await?);
         for c in cells
@@ -376,7 +375,6 @@ async fn run(settings: Settings) -> Result<(), String> {
         "settings": b.settings.to_json(),
         "cells": cells,
         "controls": directly.controls,
-        "group_reads": directly.group_reads,
         "https_floor": directly.https,
         "https_after_idle": directly.https_after_idle,
         "entra_cycle": cycle,

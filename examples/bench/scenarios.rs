@@ -30,10 +30,6 @@ pub struct Directory {
     pub user_read_attrs: Vec<String>,
     /// The demo config's `[mapping.users] filter`.
     pub user_filter: String,
-    /// The attributes the gateway reads for a group without its members.
-    pub group_read_attrs: Vec<String>,
-    /// The demo config's `[mapping.groups] filter`.
-    pub group_filter: String,
 }
 
 pub fn bulk_name(i: usize) -> String {

@@ -122,7 +122,6 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
             .ok_or_else(|| format!("{dn} is missing"))
     };
     let (user_filter, user_read_attrs) = user_reads()?;
-    let (group_filter, group_read_attrs) = group_reads()?;
     Ok(Directory {
         users,
         pool,
@@ -132,48 +131,7 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
         big_group_id: group_id(BIG_GROUP_DN).await?,
         user_read_attrs,
         user_filter,
-        group_read_attrs,
-        group_filter,
     })
-}
-
-/// The demo config's groups filter, and the attributes the gateway reads for a group without
-/// its members (as a member PATCH reads it), as `GroupMapping::read_attributes(false)` lists them.
-fn group_reads() -> Result<(String, Vec<String>), String> {
-    let config = demo_config()?;
-    let groups = &config["mapping"]["groups"];
-    let text_of = |key: &str, default: &str| {
-        groups
-            .get(key)
-            .and_then(toml::Value::as_str)
-            .unwrap_or(default)
-            .to_string()
-    };
-    let name = text_of("name_attribute", "cn");
-    let rdn = text_of("rdn_attribute", "cn");
-    let mut attrs = vec![
-        text_of("id_attribute", "entryUUID"),
-        name.clone(),
-        text_of("created_attribute", "createTimestamp"),
-        text_of("modified_attribute", "modifyTimestamp"),
-    ];
-    if rdn != name {
-        attrs.push(rdn);
-    }
-    if let Some(a) = groups
-        .get("external_id_attribute")
-        .and_then(toml::Value::as_str)
-    {
-        attrs.push(a.to_string());
-    }
-    attrs.push(
-        config["directory"]
-            .get("version_attribute")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("entryCSN")
-            .to_string(),
-    );
-    Ok((text_of("filter", "(objectClass=groupOfNames)"), attrs))
 }
 
 /// config/gateway.toml, parsed.

@@ -553,8 +553,11 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         self.get(id, base_url, true).await
     }
 
-    /// PATCH: one search for the group (without its members) and one batched search for the member
-    /// ids, side by side, then one modify (and a modrdn for a rename). Answers 204.
+    /// PATCH. Adding or removing named members (directory-kept memberships, no If-Match): the
+    /// group's DN (remembered, or an id search) and one batched search for the member ids, side
+    /// by side, then one asserted modify, without a read of the group. Anything else: a read of
+    /// the group (without its members) beside the member ids' search, then one modify (and a
+    /// modrdn for a rename). Answers 204.
     pub async fn patch(&self, id: &str, body: &Value) -> Result<(), ScimError> {
         self.patch_if(id, body, None).await
     }
@@ -623,16 +626,31 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         Ok(resolved)
     }
 
-    /// Apply changes to group `id`: the group and the member ids the changes name are read side
-    /// by side (two searches in flight, one round trip of latency), then one modify for members
-    /// and attributes, then a modrdn for a rename (reverted if the modrdn fails).
-    /// An `If-Match` makes the first write conditional on the version read.
+    /// Apply changes to group `id`. A change of named members only goes without a read of the
+    /// group (`write_members_blind`); otherwise, or when that finds the group moved, the group
+    /// and the member ids the changes name are read side by side (two searches in flight, one
+    /// round trip of latency), then one modify for members and attributes, then a modrdn for a
+    /// rename (reverted if the modrdn fails). An `If-Match` makes the first write conditional
+    /// on the version read.
     async fn write(
         &self,
         id: &str,
         c: &GroupChanges,
         if_match: Option<&IfMatch>,
     ) -> Result<(), ScimError> {
+        if if_match.is_none() && self.members_only(c) {
+            let subtree = self.subtree();
+            let (dn, resolved) = tokio::join!(
+                subtree.locate(self.dir.as_ref(), &self.ids, id),
+                self.resolve(c)
+            );
+            // An unknown group or member: the general path reads and answers in its order.
+            if let (Some(dn), Ok(resolved)) = (dn?, resolved) {
+                if self.write_members_blind(id, &dn, c, &resolved).await? {
+                    return Ok(());
+                }
+            }
+        }
         let (entry, resolved) = tokio::join!(self.find(id, false), self.resolve(c));
         // In the order of a sequential read: the group, its precondition, then the members.
         let entry = entry?.ok_or_else(|| Self::not_found(id))?;
@@ -647,6 +665,54 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 }
                 e => e,
             })
+    }
+
+    /// Whether `c` only adds or removes named members of a group whose memberships the directory
+    /// keeps: then the write needs no read of the group (`write_members_blind`). A rename, an
+    /// externalId, or a whole-list replace (which changes members the request does not name)
+    /// take the general path, as do memberships the gateway keeps itself.
+    fn members_only(&self, c: &GroupChanges) -> bool {
+        self.groups.integrity == crate::mapping::groups::MembershipIntegrity::Directory
+            && c.display_name.is_none()
+            && c.external_id.is_none()
+            && !c.members.is_empty()
+            && c.members
+                .iter()
+                .all(|m| matches!(m, MemberChange::Add(_) | MemberChange::Remove(_)))
+    }
+
+    /// A member change written without reading the group: one modify at the group's DN (from
+    /// the id cache, or an id search), guarded by one assertion that holds on that group and on
+    /// the members being changed (`Members::member_tolerant_guard`). `false` when the general
+    /// path must do it: the entry at the DN is not that group any more, or is gone (nothing was
+    /// written then, and the DN is forgotten), or the change names no one the directory holds.
+    async fn write_members_blind(
+        &self,
+        id: &str,
+        dn: &str,
+        c: &GroupChanges,
+        resolved: &HashMap<String, Member>,
+    ) -> Result<bool, ScimError> {
+        let mods = self.modifications(c, resolved)?;
+        if mods.is_empty() {
+            return Ok(false);
+        }
+        let ids = c.ids();
+        let changed: Vec<&Member> = ids.iter().filter_map(|i| resolved.get(i)).collect();
+        let guard = self
+            .members()
+            .member_tolerant_guard(&self.subtree().id_filter(id, ""), &changed);
+        match self.dir.modify(dn, mods, Some(guard), &[]).await {
+            Ok(_) => {
+                self.ids.insert(id, dn);
+                Ok(true)
+            }
+            Err(DirectoryError::Conflict | DirectoryError::NoSuchObject) => {
+                self.ids.remove(id);
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The member and externalId modifications of `c` (a rename is the caller's).

@@ -60,6 +60,50 @@ fn or_filter(attr: &str, values: &[&str]) -> String {
     format!("(|{alternatives})")
 }
 
+impl<D> Members<'_, D> {
+    /// The guard of a write that adds or removes exactly the members `changed` of the group
+    /// that `group_guard` selects, as one assertion that directory-kept memberships survive:
+    /// slapd's memberof overlay applies the write's assertion to its own updates of the changed
+    /// members' `memberOf` (see `overlay_safe_guard`), so the filter admits those members too,
+    /// each by its object filter and id, and no other entry. At the group's DN it holds only
+    /// for that group: a user is never a group, and a group member's id names another group
+    /// (or this one, when it is made a member of itself).
+    pub fn member_tolerant_guard(&self, group_guard: &str, changed: &[&Member]) -> String {
+        // One term per entry: two spellings of one id resolve to the same member.
+        let mut entries: Vec<&Member> = Vec::new();
+        for m in changed {
+            if !entries.iter().any(|e| e.value == m.value) {
+                entries.push(m);
+            }
+        }
+        let branch = |kind: MemberKind, object_filter: &str, id_attribute: &str| {
+            let ids: String = entries
+                .iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| format!("({id_attribute}={})", ldap3::ldap_escape(m.id.as_str())))
+                .collect();
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!("(&{object_filter}(|{ids}))")
+            }
+        };
+        format!(
+            "(|{group_guard}{}{})",
+            branch(
+                MemberKind::User,
+                &self.users.object_filter,
+                &self.users.id_attribute
+            ),
+            branch(
+                MemberKind::Group,
+                &self.groups.object_filter,
+                &self.groups.id_attribute
+            ),
+        )
+    }
+}
+
 impl<D: EntryReader + EntryWriter> Members<'_, D> {
     /// The guard a group write may carry as an assertion. slapd's memberof overlay updates the
     /// members' memberOf with internal operations that inherit the group write's assertion,

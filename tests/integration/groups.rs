@@ -804,3 +804,80 @@ async fn members_outside_the_bases_are_refused() {
         vec![PLACEHOLDER]
     );
 }
+
+/// `memberOf` of user `uid` as slapd holds it, lowercased.
+async fn member_of(gw: &TestGateway, uid: &str) -> Vec<String> {
+    let e = gw.slapd.entry(&people_dn(uid)).await.unwrap();
+    values(&e, "memberOf")
+        .into_iter()
+        .map(|s| s.to_lowercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn member_changes_without_a_group_read_keep_member_of_and_follow_a_moved_group() {
+    // A member PATCH writes without reading the group: one modify asserted on the group and on
+    // the members it changes. slapd's memberof overlay applies that assertion to its own updates
+    // of the members, which must still happen.
+    let gw = TestGateway::start().await;
+    let alice = gw.seeded_id("alice").await;
+    let bob = gw.seeded_id("bob").await;
+    let id = create_group(&gw, "blind").await;
+    let dn = group_dn("blind").to_lowercase();
+    let url = format!("/Groups/{id}");
+    gw.patch(
+        &url,
+        &patch(json!([{"op":"Add","path":"members","value":[{"value":alice},{"value":bob}]}])),
+    )
+    .await
+    .expect(204);
+    assert!(member_of(&gw, "alice").await.contains(&dn));
+    assert!(member_of(&gw, "bob").await.contains(&dn));
+    gw.patch(
+        &url,
+        &patch(json!([{"op":"remove","path":format!("members[value eq \"{bob}\"]")}])),
+    )
+    .await
+    .expect(204);
+    assert!(member_of(&gw, "alice").await.contains(&dn));
+    assert!(!member_of(&gw, "bob").await.contains(&dn));
+    assert_eq!(
+        stored_members(&gw, "blind", "member").await,
+        sorted(vec![PLACEHOLDER.into(), people_dn("alice")])
+    );
+
+    // Behind the gateway's back the group moves, and another group takes its DN: the remembered
+    // DN now holds the wrong group. The asserted write there fails, changes nothing, and the
+    // gateway finds the group where it is now.
+    let mut admin = gw.slapd.admin().await;
+    admin
+        .modifydn(&group_dn("blind"), "cn=blind-moved", true, None)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let impostor = create_group(&gw, "blind").await;
+    assert_ne!(impostor, id);
+    gw.patch(
+        &url,
+        &patch(json!([{"op":"add","path":"members","value":[{"value":bob}]}])),
+    )
+    .await
+    .expect(204);
+    assert_eq!(
+        stored_members(&gw, "blind", "member").await,
+        vec![PLACEHOLDER.to_lowercase()],
+        "the group now at the remembered DN is untouched"
+    );
+    assert_eq!(
+        stored_members(&gw, "blind-moved", "member").await,
+        sorted(vec![
+            PLACEHOLDER.into(),
+            people_dn("alice"),
+            people_dn("bob")
+        ])
+    );
+    let moved = group_dn("blind-moved").to_lowercase();
+    assert!(member_of(&gw, "bob").await.contains(&moved));
+    assert!(!member_of(&gw, "bob").await.contains(&dn));
+}

@@ -1058,6 +1058,13 @@ impl LdapDirectory {
         if caps.assertion {
             return Ok(Some(Assertion::new(&filter)));
         }
+        self.guard_holds(target, g).await?;
+        Ok(None)
+    }
+
+    /// `Conflict` unless the entry at `target` matches the guard filter `guard` (a base search).
+    async fn guard_holds(&self, target: &str, guard: &str) -> Result<(), DirectoryError> {
+        let filter = ad::binary_guid_filter(guard);
         let mut ldap = self.handle().await?;
         let res = self
             .timed(
@@ -1069,7 +1076,7 @@ impl LdapDirectory {
         if entries.is_empty() {
             return Err(DirectoryError::Conflict);
         }
-        Ok(None)
+        Ok(())
     }
 
     /// The modifications without the values that would change nothing: adds of present values and
@@ -1250,6 +1257,11 @@ impl EntryWriter for LdapDirectory {
                 Err(e) if attempt < 2 && is_no_op_refusal(&e, &list) => {
                     let reduced = self.without_no_ops(target, &list).await?;
                     if reduced.is_empty() {
+                        // Nothing to write, but a guarded write still answers for its guard:
+                        // the entry there may no longer be the one the caller meant.
+                        if let Some(g) = guard.as_deref() {
+                            self.guard_holds(target, g).await?;
+                        }
                         return self.read_back(target, &[], read_back).await;
                     }
                     if reduced == list {

@@ -247,6 +247,43 @@ fn group_lookup(id: &str, with_members: bool) -> SearchRequest {
     }
 }
 
+/// The id search that finds a group's DN for a write without a read of the group.
+fn group_locate(id: &str) -> SearchRequest {
+    SearchRequest {
+        base: GROUPS.into(),
+        scope: Scope::OneLevel,
+        filter: format!("(entryUUID={id})"),
+        attrs: strings(&["1.1"]),
+    }
+}
+
+/// A member PATCH's modify without a read of the group: asserted on the group and on the users
+/// and groups being added or removed, so that the memberof overlay's updates of them pass.
+fn member_modify(
+    dn: &str,
+    group_id: &str,
+    mods: Vec<Modification>,
+    users: &[&str],
+    groups: &[&str],
+) -> Write {
+    let branch = |filter: &str, ids: &[&str]| {
+        if ids.is_empty() {
+            return String::new();
+        }
+        let terms: String = ids.iter().map(|i| format!("(entryUUID={i})")).collect();
+        format!("(&{filter}(|{terms}))")
+    };
+    Write::Modify {
+        dn: dn.to_string(),
+        mods,
+        guard: Some(format!(
+            "(|(&{GON}(entryUUID={group_id})){}{})",
+            branch("(objectClass=inetOrgPerson)", users),
+            branch(GON, groups)
+        )),
+    }
+}
+
 /// The batched search that resolves member ids among users.
 fn user_id_lookup(ids: &[&str]) -> SearchRequest {
     let alternatives: String = ids.iter().map(|i| format!("(entryUUID={i})")).collect();
@@ -493,7 +530,13 @@ async fn entra_add_with_a_value_list_is_one_add_modification() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![add("member", &[BOB_DN, CAROL_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![add("member", &[BOB_DN, CAROL_DN])],
+            &["bob-uuid", "carol-uuid"],
+            &[]
+        )]
     );
     assert_eq!(
         dir.entry(SALES_DN).unwrap().values("member"),
@@ -515,7 +558,13 @@ async fn entra_remove_with_a_value_list_removes_only_the_listed_members() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(ENG_DN, vec![del("member", &[BOB_DN])])]
+        vec![member_modify(
+            ENG_DN,
+            "eng-uuid",
+            vec![del("member", &[BOB_DN])],
+            &["bob-uuid"],
+            &[]
+        )]
     );
 }
 
@@ -531,7 +580,13 @@ async fn remove_by_value_filter_deletes_that_member() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![del("member", &[ALICE_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![del("member", &[ALICE_DN])],
+            &["alice-uuid"],
+            &[]
+        )]
     );
     assert_eq!(
         dir.entry(SALES_DN).unwrap().values("member"),
@@ -552,7 +607,13 @@ async fn remove_by_or_filter_deletes_every_named_member() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(ENG_DN, vec![del("member", &[BOB_DN, SALES_DN])])]
+        vec![member_modify(
+            ENG_DN,
+            "eng-uuid",
+            vec![del("member", &[BOB_DN, SALES_DN])],
+            &["bob-uuid"],
+            &["sales-uuid"]
+        )]
     );
 }
 
@@ -571,16 +632,19 @@ async fn okta_mixed_remove_and_add_is_one_modify_in_request_order() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(
+        vec![member_modify(
             SALES_DN,
-            vec![del("member", &[ALICE_DN]), add("member", &[BOB_DN])]
+            "sales-uuid",
+            vec![del("member", &[ALICE_DN]), add("member", &[BOB_DN])],
+            &["alice-uuid", "bob-uuid"],
+            &[]
         )]
     );
     // Both ids resolved in one search.
     assert_eq!(
         dir.searches(),
         vec![
-            group_lookup("sales-uuid", false),
+            group_locate("sales-uuid"),
             user_id_lookup(&["alice-uuid", "bob-uuid"])
         ]
     );
@@ -889,9 +953,9 @@ async fn an_unknown_group_is_not_found_before_its_unknown_members_are_refused() 
 // Scale: what a membership change costs, whatever the group's size
 
 #[tokio::test]
-async fn one_member_add_is_a_group_search_and_an_id_search_side_by_side_then_one_modify() {
+async fn one_member_add_is_a_group_locate_and_an_id_search_side_by_side_then_one_modify() {
     // Each search waits for a second one in flight: made one after the other, the first would
-    // fail and so would the PATCH.
+    // fail and so would the PATCH. (A group remembered from an earlier request needs no search.)
     let dir = directory();
     dir.searches_meet_in(2);
     service(&dir)
@@ -906,17 +970,20 @@ async fn one_member_add_is_a_group_search_and_an_id_search_side_by_side_then_one
     let searches = dir.searches();
     assert_eq!(
         searches,
-        vec![
-            group_lookup("sales-uuid", false),
-            user_id_lookup(&["bob-uuid"])
-        ]
+        vec![group_locate("sales-uuid"), user_id_lookup(&["bob-uuid"])]
     );
     assert!(!searches[0].attrs.iter().any(|a| a == "member"));
     no_search_reads_members(&dir);
     assert!(dir.pages().is_empty());
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![add("member", &[BOB_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![add("member", &[BOB_DN])],
+            &["bob-uuid"],
+            &[]
+        )]
     );
 }
 
@@ -942,9 +1009,12 @@ async fn several_member_ids_are_resolved_in_one_search() {
     // bob is already a member: with permissive modify that is no error, so he is sent too.
     assert_eq!(
         dir.writes(),
-        vec![modify(
+        vec![member_modify(
             ENG_DN,
-            vec![add("member", &[ALICE_DN, BOB_DN, CAROL_DN])]
+            "eng-uuid",
+            vec![add("member", &[ALICE_DN, BOB_DN, CAROL_DN])],
+            &["alice-uuid", "bob-uuid", "carol-uuid"],
+            &[]
         )]
     );
 }
@@ -992,7 +1062,13 @@ async fn removing_an_unknown_id_succeeds_without_deleting_it() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![del("member", &[ALICE_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![del("member", &[ALICE_DN])],
+            &["alice-uuid"],
+            &[]
+        )]
     );
 }
 
@@ -1011,7 +1087,7 @@ async fn adding_a_group_id_nests_the_group_by_its_dn() {
     assert_eq!(
         dir.searches(),
         vec![
-            group_lookup("sales-uuid", false),
+            group_locate("sales-uuid"),
             user_id_lookup(&["eng-uuid"]),
             SearchRequest {
                 base: GROUPS.into(),
@@ -1023,7 +1099,13 @@ async fn adding_a_group_id_nests_the_group_by_its_dn() {
     );
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![add("member", &[ENG_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![add("member", &[ENG_DN])],
+            &[],
+            &["eng-uuid"]
+        )]
     );
 }
 
@@ -1512,7 +1594,13 @@ async fn two_spellings_of_one_id_resolve_to_the_same_member() {
         .unwrap();
     assert_eq!(
         dir.writes(),
-        vec![modify(SALES_DN, vec![add("member", &[BOB_DN])])]
+        vec![member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![add("member", &[BOB_DN])],
+            &["bob-uuid"],
+            &[]
+        )]
     );
 }
 
@@ -1555,4 +1643,163 @@ async fn a_remembered_group_is_read_at_its_dn_and_forgotten_when_renamed() {
             ..base_read
         })
     );
+}
+
+// ---------------------------------------------------------------------------
+// Member changes without a read of the group
+
+fn add_bob() -> Value {
+    patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "bob-uuid"}]}]))
+}
+
+#[tokio::test]
+async fn a_member_change_to_a_remembered_group_sends_no_search_for_the_group() {
+    let dir = directory();
+    let groups = service(&dir);
+    groups.patch("sales-uuid", &add_bob()).await.unwrap();
+    let before = dir.searches().len();
+    let remove_bob =
+        patch_body(json!([{"op": "remove", "path": "members[value eq \"bob-uuid\"]"}]));
+    groups.patch("sales-uuid", &remove_bob).await.unwrap();
+    assert_eq!(dir.searches()[before..], [user_id_lookup(&["bob-uuid"])]);
+    assert_eq!(
+        dir.writes().last(),
+        Some(&member_modify(
+            SALES_DN,
+            "sales-uuid",
+            vec![del("member", &[BOB_DN])],
+            &["bob-uuid"],
+            &[]
+        ))
+    );
+    assert_eq!(
+        dir.entry(SALES_DN).unwrap().values("member"),
+        strings(&[PLACEHOLDER, ALICE_DN])
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_dn_that_holds_another_group_now_is_refused_and_the_group_found() {
+    // Sales is remembered at cn=Sales; then, behind the gateway's back, Sales moves away and
+    // Eng takes its DN. The asserted modify fails at cn=Sales (Eng is not Sales), nothing is
+    // written there, and the general path finds Sales where it is now.
+    let dir = directory();
+    let groups = service(&dir);
+    groups.patch("sales-uuid", &add_bob()).await.unwrap();
+    let moved = "cn=Moved,ou=groups,dc=example,dc=org";
+    dir.rename(SALES_DN, "cn=Moved", None, None).await.unwrap();
+    dir.rename(ENG_DN, "cn=Sales", None, None).await.unwrap();
+    let eng_members = dir.entry(SALES_DN).unwrap().values("member").to_vec();
+    let add_carol =
+        patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "carol-uuid"}]}]));
+    groups.patch("sales-uuid", &add_carol).await.unwrap();
+    let writes = dir.writes();
+    assert_eq!(
+        writes[writes.len() - 2..],
+        [
+            member_modify(
+                SALES_DN,
+                "sales-uuid",
+                vec![add("member", &[CAROL_DN])],
+                &["carol-uuid"],
+                &[]
+            ),
+            modify(moved, vec![add("member", &[CAROL_DN])]),
+        ]
+    );
+    assert_eq!(
+        dir.entry(SALES_DN).unwrap().values("member").to_vec(),
+        eng_members
+    );
+    assert!(dir
+        .entry(moved)
+        .unwrap()
+        .values("member")
+        .contains(&CAROL_DN.to_string()));
+    // And the new place is remembered: the next change goes there without a read.
+    let before = dir.searches().len();
+    groups.patch("sales-uuid", &add_bob()).await.unwrap();
+    assert_eq!(dir.searches()[before..], [user_id_lookup(&["bob-uuid"])]);
+}
+
+#[tokio::test]
+async fn an_unknown_group_is_still_not_found_and_an_unknown_member_still_refused() {
+    let dir = directory();
+    let r = service(&dir).patch("nope", &add_bob()).await;
+    assert!(matches!(r, Err(ScimError::NotFound(_))), "{r:?}");
+    let ghost =
+        patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]));
+    let r = service(&dir).patch("sales-uuid", &ghost).await;
+    assert!(invalid_value(r).contains("ghost"));
+    assert_eq!(dir.writes(), vec![]);
+}
+
+#[tokio::test]
+async fn renames_whole_list_replaces_and_gateway_kept_memberships_read_the_group() {
+    for (groups, body) in [
+        (
+            demo_groups(),
+            patch_body(
+                json!([{"op": "replace", "path": "members", "value": [{"value": "bob-uuid"}]}]),
+            ),
+        ),
+        (
+            demo_groups(),
+            patch_body(json!([
+                {"op": "add", "path": "members", "value": [{"value": "bob-uuid"}]},
+                {"op": "replace", "path": "displayName", "value": "Sales EMEA"}
+            ])),
+        ),
+        (gateway_integrity(), add_bob()),
+    ] {
+        let dir = directory();
+        service_with(&dir, groups)
+            .patch("sales-uuid", &body)
+            .await
+            .unwrap();
+        assert_eq!(
+            dir.searches()[0],
+            group_lookup("sales-uuid", false),
+            "{body}"
+        );
+        assert!(
+            dir.writes()
+                .iter()
+                .all(|w| !matches!(w, Write::Modify { guard: Some(_), .. })),
+            "{:?}",
+            dir.writes()
+        );
+    }
+}
+
+#[test]
+fn the_member_tolerant_guard_names_each_changed_entry_once_and_escapes_ids() {
+    use crate::scim::members::MemberKind::{Group, User};
+    let dir = directory();
+    let users = demo_mapping();
+    let groups = demo_groups();
+    let members = Members {
+        dir: dir.as_ref(),
+        users: &users,
+        groups: &groups,
+    };
+    let member = |id: &str, value: &str, kind| Member {
+        id: id.into(),
+        value: value.into(),
+        kind,
+    };
+    let odd = member("a*)(uid=x", "uid=odd,ou=people", User);
+    let bob = member("bob-uuid", BOB_DN, User);
+    let bob_again = member("BOB-UUID", BOB_DN, User);
+    let eng = member("eng-uuid", ENG_DN, Group);
+    let g = "(&(objectClass=groupOfNames)(entryUUID=sales-uuid))";
+    assert_eq!(
+        members.member_tolerant_guard(g, &[&odd, &bob, &bob_again, &eng]),
+        "(|(&(objectClass=groupOfNames)(entryUUID=sales-uuid))\
+         (&(objectClass=inetOrgPerson)(|(entryUUID=a\\2a\\29\\28uid=x)(entryUUID=bob-uuid)))\
+         (&(objectClass=groupOfNames)(|(entryUUID=eng-uuid))))"
+    );
+    assert!(ldap3::parse_filter(members.member_tolerant_guard(g, &[&odd, &eng])).is_ok());
+    // No member entry changed: the group's own guard, in an `or` of one.
+    assert_eq!(members.member_tolerant_guard(g, &[]), format!("(|{g})"));
 }
