@@ -507,7 +507,7 @@ pub fn markdown(
         line(String::new());
         let singles: Vec<&CellReport> = cells.iter().filter(|c| c.concurrency == 1).collect();
         if !singles.is_empty() {
-            line("Where a request's time goes at concurrency 1 (means, ms): the gateway's own histograms split the client's time into the HTTPS transport (client, TLS, hyper), the gateway's handling, and its LDAP operations (the sum of their durations: a group PATCH reads the group and the member ids side by side, so there the sum exceeds the wall time and the handling comes out negative by the overlap):".into());
+            line("Where a request's time goes at concurrency 1 (means, ms): the gateway's own histograms split the client's time into the HTTPS transport (client, TLS, hyper), the gateway's handling, and its LDAP operations (the sum of their durations: a group PATCH that has to look up the group's DN does so beside the member ids' search, so there the sum can exceed the wall time and the handling come out negative by the overlap):".into());
             line(String::new());
             line("| scenario | direct mean | gateway mean | HTTPS transport | gateway handling | gateway LDAP | LDAP − direct |".into());
             line("|---|---:|---:|---:|---:|---:|---:|".into());
