@@ -38,11 +38,6 @@ pub async fn with_context<F: std::future::Future>(ctx: RequestContext, f: F) -> 
     CONTEXT.scope(ctx, f).await
 }
 
-/// The context of the request being served, if any.
-pub fn current() -> Option<RequestContext> {
-    CONTEXT.try_with(|c| c.clone()).ok()
-}
-
 /// One change of an LDAP write, for the record.
 pub struct AuditChange<'a> {
     /// `add`, `delete` or `replace`.
@@ -408,6 +403,10 @@ mod tests {
                 "new_dn"
             ]
         );
+    }
+
+    fn current() -> Option<RequestContext> {
+        CONTEXT.try_with(|c| c.clone()).ok()
     }
 
     #[tokio::test]

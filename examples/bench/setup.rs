@@ -134,18 +134,14 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
     })
 }
 
-/// config/gateway.toml, parsed.
-fn demo_config() -> Result<toml::Value, String> {
-    let path = repo_file("config/gateway.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The users filter of the demo config, and the attributes the gateway reads for a user list
 /// with it: the id, the timestamps, every mapped attribute, the disable attribute (ppolicy's
 /// lock) and the version (entryCSN), as `UserService::read_attributes_for` lists them.
 fn user_reads() -> Result<(String, Vec<String>), String> {
-    let config = demo_config()?;
+    let path = repo_file("config/gateway.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config: toml::Value =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let users = &config["mapping"]["users"];
     let text_of = |v: Option<&toml::Value>, default: &str| {
         v.and_then(toml::Value::as_str)

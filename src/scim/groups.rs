@@ -284,6 +284,21 @@ impl GroupChanges {
         Ok(c)
     }
 
+    /// Whether the changes only add or remove the members they name (nothing else a memberof
+    /// overlay follows: no whole-list replace).
+    fn names_its_members(&self) -> bool {
+        !self.members.is_empty()
+            && self
+                .members
+                .iter()
+                .all(|m| matches!(m, MemberChange::Add(_) | MemberChange::Remove(_)))
+    }
+
+    /// The members these changes name that the directory holds, from `resolved`.
+    fn changed<'a>(&self, resolved: &'a HashMap<String, Member>) -> Vec<&'a Member> {
+        self.ids().iter().filter_map(|i| resolved.get(i)).collect()
+    }
+
     fn ids(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for m in &self.members {
@@ -585,7 +600,11 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             .await?
             .ok_or_else(|| Self::not_found(id))?;
         let guard = self.precondition(&entry, if_match)?;
-        let guard = match self.members().overlay_safe_guard(&entry.dn, guard).await {
+        let guard = match self
+            .members()
+            .overlay_safe_guard(&entry.dn, guard, None)
+            .await
+        {
             Err(ScimError::Directory(DirectoryError::Conflict)) => return Err(precondition_lost()),
             other => other?,
         };
@@ -638,6 +657,8 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         c: &GroupChanges,
         if_match: Option<&IfMatch>,
     ) -> Result<(), ScimError> {
+        // Member ids already resolved by a write that fell back to the general path.
+        let mut known = None;
         if if_match.is_none() && self.members_only(c) {
             let subtree = self.subtree();
             let (dn, resolved) = tokio::join!(
@@ -649,9 +670,15 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 if self.write_members_blind(id, &dn, c, &resolved).await? {
                     return Ok(());
                 }
+                known = Some(resolved);
             }
         }
-        let (entry, resolved) = tokio::join!(self.find(id, false), self.resolve(c));
+        let (entry, resolved) = tokio::join!(self.find(id, false), async {
+            match known {
+                Some(r) => Ok(r),
+                None => self.resolve(c).await,
+            }
+        });
         // In the order of a sequential read: the group, its precondition, then the members.
         let entry = entry?.ok_or_else(|| Self::not_found(id))?;
         let guard = self.precondition(&entry, if_match)?;
@@ -675,15 +702,12 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         self.groups.integrity == crate::mapping::groups::MembershipIntegrity::Directory
             && c.display_name.is_none()
             && c.external_id.is_none()
-            && !c.members.is_empty()
-            && c.members
-                .iter()
-                .all(|m| matches!(m, MemberChange::Add(_) | MemberChange::Remove(_)))
+            && c.names_its_members()
     }
 
     /// A member change written without reading the group: one modify at the group's DN (from
     /// the id cache, or an id search), guarded by one assertion that holds on that group and on
-    /// the members being changed (`Members::member_tolerant_guard`). `false` when the general
+    /// the members being changed (`Members::overlay_safe_guard`). `false` when the general
     /// path must do it: the entry at the DN is not that group any more, or is gone (nothing was
     /// written then, and the DN is forgotten), or the change names no one the directory holds.
     async fn write_members_blind(
@@ -697,12 +721,15 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         if mods.is_empty() {
             return Ok(false);
         }
-        let ids = c.ids();
-        let changed: Vec<&Member> = ids.iter().filter_map(|i| resolved.get(i)).collect();
         let guard = self
             .members()
-            .member_tolerant_guard(&self.subtree().id_filter(id, ""), &changed);
-        match self.dir.modify(dn, mods, Some(guard), &[]).await {
+            .overlay_safe_guard(
+                dn,
+                Some(self.subtree().id_filter(id, "")),
+                Some(&c.changed(resolved)),
+            )
+            .await?;
+        match self.dir.modify(dn, mods, guard, &[]).await {
             Ok(_) => {
                 self.ids.insert(id, dn);
                 Ok(true)
@@ -782,7 +809,6 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
     ) -> Result<(), ScimError> {
         let g = &self.groups;
         let mut mods = self.modifications(c, resolved)?;
-        let guard = self.members().overlay_safe_guard(&entry.dn, guard).await?;
         let old_name = entry
             .first(&g.name_attribute)
             .unwrap_or_default()
@@ -791,6 +817,13 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
             Some(n) if *n != old_name => Some(n.clone()),
             _ => None,
         };
+        // Without a rename, a change of named members only is guarded atomically.
+        let changed = c.changed(resolved);
+        let only_named = (rename.is_none() && c.names_its_members()).then_some(&changed[..]);
+        let guard = self
+            .members()
+            .overlay_safe_guard(&entry.dn, guard, only_named)
+            .await?;
         if let Some(n) = &rename {
             self.ensure_unique_name(n, Some(&entry.dn)).await?;
             if !g.renames_by_modrdn() {

@@ -77,15 +77,15 @@ impl<D> Members<'_, D> {
             }
         }
         let branch = |kind: MemberKind, object_filter: &str, id_attribute: &str| {
-            let ids: String = entries
+            let ids: Vec<&str> = entries
                 .iter()
                 .filter(|m| m.kind == kind)
-                .map(|m| format!("({id_attribute}={})", ldap3::ldap_escape(m.id.as_str())))
+                .map(|m| m.id.as_str())
                 .collect();
             if ids.is_empty() {
                 String::new()
             } else {
-                format!("(&{object_filter}(|{ids}))")
+                format!("(&{object_filter}{})", or_filter(id_attribute, &ids))
             }
         };
         format!(
@@ -108,20 +108,28 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
     /// The guard a group write may carry as an assertion. slapd's memberof overlay updates the
     /// members' memberOf with internal operations that inherit the group write's assertion,
     /// which then fails on those entries and the update is silently skipped (a user delete's
-    /// assertion does not reach the overlays' updates of the groups: tested). So when
-    /// the directory keeps memberships, the guard is checked by a base search just before the
-    /// write instead (not atomic; the one way that leaves memberships right), and the write
-    /// carries none. A failed check is `Conflict`, as a failed assertion is.
+    /// assertion does not reach the overlays' updates of the groups: tested). So when the
+    /// directory keeps memberships:
+    /// - a write that changes only the members `changed` names (adds and removes, no rename,
+    ///   no whole-list replace) carries `member_tolerant_guard`, which those updates pass;
+    /// - any other write (`changed` is `None`: a rename, a delete, a whole-list replace touch
+    ///   members the request does not name) has its guard checked by a base search just before
+    ///   the write instead (not atomic; the one way that leaves memberships right), and carries
+    ///   none. A failed check is `Conflict`, as a failed assertion is.
     pub async fn overlay_safe_guard(
         &self,
         target: &str,
         guard: Option<String>,
+        changed: Option<&[&Member]>,
     ) -> Result<Option<String>, ScimError> {
         let Some(g) = guard else {
             return Ok(None);
         };
         if self.groups.integrity != crate::mapping::groups::MembershipIntegrity::Directory {
             return Ok(Some(g));
+        }
+        if let Some(changed) = changed {
+            return Ok(Some(self.member_tolerant_guard(&g, changed)));
         }
         let found = self
             .dir

@@ -1692,7 +1692,16 @@ async fn a_remembered_dn_that_holds_another_group_now_is_refused_and_the_group_f
     let eng_members = dir.entry(SALES_DN).unwrap().values("member").to_vec();
     let add_carol =
         patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "carol-uuid"}]}]));
+    let searched = dir.searches().len();
     groups.patch("sales-uuid", &add_carol).await.unwrap();
+    // The member id is resolved once; the fallback reads the group by id (the DN forgotten).
+    assert_eq!(
+        dir.searches()[searched..],
+        [
+            user_id_lookup(&["carol-uuid"]),
+            group_lookup("sales-uuid", false)
+        ]
+    );
     let writes = dir.writes();
     assert_eq!(
         writes[writes.len() - 2..],
@@ -1802,4 +1811,52 @@ fn the_member_tolerant_guard_names_each_changed_entry_once_and_escapes_ids() {
     assert!(ldap3::parse_filter(members.member_tolerant_guard(g, &[&odd, &eng])).is_ok());
     // No member entry changed: the group's own guard, in an `or` of one.
     assert_eq!(members.member_tolerant_guard(g, &[]), format!("(|{g})"));
+}
+
+#[tokio::test]
+async fn a_conditional_member_change_is_asserted_on_the_version_and_the_members_without_a_read() {
+    let mut versioned = sales();
+    versioned
+        .attrs
+        .insert("entrycsn".into(), strings(&["csn-1"]));
+    let dir = FakeDir::with(vec![person("alice"), person("bob"), versioned.clone()]);
+    let if_match = IfMatch::parse("W/\"csn-1\"");
+    service(&dir)
+        .patch_if("sales-uuid", &add_bob(), Some(&if_match))
+        .await
+        .unwrap();
+    // The group's read (for its version) and the member id, side by side; no read of the guard.
+    assert_eq!(
+        dir.searches(),
+        vec![
+            group_lookup("sales-uuid", false),
+            user_id_lookup(&["bob-uuid"])
+        ]
+    );
+    assert_eq!(
+        dir.writes(),
+        vec![Write::Modify {
+            dn: SALES_DN.into(),
+            mods: vec![add("member", &[BOB_DN])],
+            guard: Some(
+                "(|(entryCSN=csn-1)(&(objectClass=inetOrgPerson)(|(entryUUID=bob-uuid))))".into()
+            ),
+        }]
+    );
+    assert_eq!(
+        dir.entry(SALES_DN).unwrap().values("member"),
+        strings(&[PLACEHOLDER, ALICE_DN, BOB_DN])
+    );
+
+    // Changed by someone else between the read and the write: 412, nothing written.
+    let dir = FakeDir::with(vec![person("alice"), person("bob"), versioned]);
+    dir.change_concurrently(1);
+    let r = service(&dir)
+        .patch_if("sales-uuid", &add_bob(), Some(&if_match))
+        .await;
+    assert!(matches!(r, Err(ScimError::PreconditionFailed(_))), "{r:?}");
+    assert_eq!(
+        dir.entry(SALES_DN).unwrap().values("member"),
+        strings(&[PLACEHOLDER, ALICE_DN])
+    );
 }
