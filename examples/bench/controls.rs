@@ -5,10 +5,17 @@
 //! controls to the plain one bounds what any gateway that answers with the resource can reach
 //! against the plain write on this directory, and these costs plus the gateway's HTTPS round
 //! trip are the floor of its added latency.
+//!
+//! Above concurrency 1 one more variant runs in the same rounds: each worker's write with the
+//! answer's controls follows a `GET /ServiceProviderConfig` through the gateway (TLS, HTTP,
+//! token check, no directory work) on its own keep-alive connection. That is a gateway reduced
+//! to its HTTPS exchange, on the same 2 cores as slapd; its throughput over the plain write's
+//! bounds what a gateway that also parses the request and builds the answer can reach. The
+//! match's search (no controls) is measured the same way, plain and after the round trip.
 
 use crate::cells::Snapshot;
-use crate::report::{quantile_ms, ControlsReport, FloorReport};
-use crate::runner::{run_pool, Side};
+use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport};
+use crate::runner::{run_pool, Conn, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
 use crate::Bench;
 use std::sync::Arc;
@@ -17,38 +24,74 @@ use std::time::Duration;
 pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport>, String> {
     let s = &b.settings;
     let conns = b.connections(Side::Direct, concurrency).await?;
+    // Above concurrency 1 the answer's write also runs after an HTTPS round trip through the
+    // gateway that does no directory work, per operation on the same worker: what a gateway
+    // that cost nothing but its HTTPS exchange would reach, on the cores slapd shares with it.
+    let paired = if concurrency > 1 {
+        let https = b.connections(Side::Gateway, concurrency).await?;
+        let mut out = Vec::with_capacity(concurrency);
+        for (mut direct, gateway) in conns.iter().cloned().zip(https) {
+            out.push(Conn::Paired(
+                direct.ldap()?.clone(),
+                gateway.http()?.clone(),
+            ));
+        }
+        out
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
-    for (scenario, answers) in [
+    let mut shapes = vec![
         (Scenario::Create, &[Answer::Plain, Answer::PostRead][..]),
         (Scenario::Update, &Answer::ALL[..]),
         (Scenario::Disable, &Answer::ALL[..]),
-    ] {
+    ];
+    if !paired.is_empty() {
+        // A search carries no controls: only its bound is measured.
+        shapes.insert(0, (Scenario::Match, &[Answer::Plain][..]));
+    }
+    for (scenario, answers) in shapes {
         eprintln!(
-            "  {} written directly at concurrency {concurrency}, with and without the answer's controls",
-            scenario.option()
+            "  {} sent directly at concurrency {concurrency}, with and without the answer's controls{}",
+            scenario.option(),
+            if paired.is_empty() { "" } else { ", and after an HTTPS round trip" }
         );
-        let n_answers = answers.len();
-        let mut ops = vec![0usize; n_answers];
-        let mut seconds = vec![0f64; n_answers];
-        let mut slapd_ticks = vec![0u64; n_answers];
-        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); n_answers];
+        // The gateway's write carries the last variant: both controls, or a create's post-read.
+        let answer = answers.len() - 1;
+        // (controls, after an HTTPS round trip)
+        let mut variants: Vec<(Answer, bool)> = answers.iter().map(|a| (*a, false)).collect();
+        if !paired.is_empty() {
+            variants.push((answers[answer], true));
+        }
+        let n_variants = variants.len();
+        let mut ops = vec![0usize; n_variants];
+        let mut seconds = vec![0f64; n_variants];
+        let mut slapd_ticks = vec![0u64; n_variants];
+        let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); n_variants];
         for round in 0..=s.rounds {
             let warmup = round == 0;
-            for n in 0..n_answers {
+            for n in 0..n_variants {
                 // A different variant first in each round.
-                let v = (n + round) % n_answers;
+                let v = (n + round) % n_variants;
+                let (controls, after_https) = variants[v];
                 let work = Arc::new(ScenarioRun {
                     scenario,
                     side: Side::Direct,
                     run: b.next_run(),
                     dir: b.dir.clone(),
-                    answer: answers[v],
+                    answer: controls,
                 });
                 let limit = if warmup { s.warmup } else { s.seconds };
+                let workers = if after_https { &paired } else { &conns };
                 let before = Snapshot::take(b, Side::Direct).await?;
-                let run = run_pool(&conns, work.clone(), scenario.capacity(&b.dir), Some(limit))
-                    .await
-                    .map_err(|e| format!("{:?} {}: {e}", answers[v], scenario.option()))?;
+                let run = run_pool(
+                    workers,
+                    work.clone(),
+                    scenario.capacity(&b.dir),
+                    Some(limit),
+                )
+                .await
+                .map_err(|e| format!("{:?} {}: {e}", variants[v], scenario.option()))?;
                 let after = Snapshot::take(b, Side::Direct).await?;
                 if !warmup {
                     ops[v] += run.latencies.len();
@@ -62,31 +105,32 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         }
         let rate = |v: usize| ops[v] as f64 / seconds[v];
         let cpu = |v: usize| slapd_ticks[v] as f64 / b.ticks_per_second * 1000.0 / ops[v] as f64;
-        // The gateway's write carries the last variant: both controls, or a create's post-read.
-        let answer = n_answers - 1;
+        let by_controls = |value: &dyn Fn(usize) -> f64| -> Vec<(Answer, f64)> {
+            (0..answers.len()).map(|v| (answers[v], value(v))).collect()
+        };
+        let p50: Vec<f64> = latencies
+            .iter_mut()
+            .map(|l| {
+                l.sort();
+                quantile_ms(l, 0.5)
+            })
+            .collect();
         out.push(ControlsReport {
             scenario: scenario.option().to_string(),
             concurrency,
-            ops_per_sec: answers
-                .iter()
-                .enumerate()
-                .map(|(v, a)| (*a, rate(v)))
-                .collect(),
-            slapd_cpu_ms_per_op: answers
-                .iter()
-                .enumerate()
-                .map(|(v, a)| (*a, cpu(v)))
-                .collect(),
-            p50_ms: answers
-                .iter()
-                .enumerate()
-                .map(|(v, a)| {
-                    latencies[v].sort();
-                    (*a, quantile_ms(&latencies[v], 0.5))
-                })
-                .collect(),
+            ops_per_sec: by_controls(&rate),
+            slapd_cpu_ms_per_op: by_controls(&cpu),
+            p50_ms: by_controls(&|v| p50[v]),
             answer: answers[answer],
             answer_over_plain: rate(answer) / rate(0),
+            after_https: (n_variants > answers.len()).then(|| {
+                let v = n_variants - 1;
+                AfterHttps {
+                    ops_per_sec: rate(v),
+                    p50_ms: p50[v],
+                    over_plain: rate(v) / rate(0),
+                }
+            }),
         });
     }
     Ok(out)

@@ -48,6 +48,10 @@ impl Side {
 pub enum Conn {
     Ldap(Ldap),
     Http(Http),
+    /// A direct LDAP connection whose every operation follows a round trip through the gateway
+    /// that does no directory work (`controls`: the HTTPS work any gateway carries, done beside
+    /// the direct write on the same cores).
+    Paired(Ldap, Http),
 }
 
 /// A keep-alive HTTPS client of the gateway's SCIM base URL.
@@ -168,14 +172,14 @@ pub async fn connections(
 impl Conn {
     pub fn ldap(&mut self) -> Result<&mut Ldap, String> {
         match self {
-            Conn::Ldap(l) => Ok(l),
+            Conn::Ldap(l) | Conn::Paired(l, _) => Ok(l),
             Conn::Http(_) => Err("an LDAP operation on an HTTP connection".into()),
         }
     }
 
     pub fn http(&self) -> Result<&Http, String> {
         match self {
-            Conn::Http(h) => Ok(h),
+            Conn::Http(h) | Conn::Paired(_, h) => Ok(h),
             Conn::Ldap(_) => Err("an HTTP request on an LDAP connection".into()),
         }
     }

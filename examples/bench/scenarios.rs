@@ -153,7 +153,12 @@ impl Workload for ScenarioRun {
     fn op<'a>(&'a self, conn: &'a mut Conn, k: usize) -> OpFuture<'a> {
         Box::pin(async move {
             match self.side {
-                Side::Direct => self.direct(conn.ldap()?, k).await,
+                Side::Direct => {
+                    if let Conn::Paired(_, http) = conn {
+                        http.get("/ServiceProviderConfig", 200).await?;
+                    }
+                    self.direct(conn.ldap()?, k).await
+                }
                 Side::Gateway => self.gateway(conn, k).await,
             }
         })
