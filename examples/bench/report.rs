@@ -333,14 +333,24 @@ impl Target {
         self
     }
 
-    /// Missed, and the run's own floor is already beyond the limit.
+    /// Missed, and the run's own floor is already beyond the limit. A measured value below its
+    /// floor shows the floor off by more than the run's noise: then it shows nothing.
     pub fn floor_beyond_limit(&self) -> bool {
-        !self.pass && self.comparison == "<=" && self.floor.is_some_and(|f| f > self.limit)
+        !self.pass
+            && self.comparison == "<="
+            && self
+                .floor
+                .is_some_and(|f| f > self.limit && self.measured >= f)
     }
 
-    /// Missed, and the run's own bound is already below the limit.
+    /// Missed, and the run's own bound is already below the limit. A measured value above its
+    /// bound shows the bound off by more than the run's noise: then it shows nothing.
     pub fn bound_below_limit(&self) -> bool {
-        !self.pass && self.comparison == ">=" && self.bound.is_some_and(|b| b < self.limit)
+        !self.pass
+            && self.comparison == ">="
+            && self
+                .bound
+                .is_some_and(|b| b < self.limit && self.measured <= b)
     }
 
     /// Missed, and this run's own measurements show no gateway of this design could meet it.
@@ -821,6 +831,10 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("floor 0.35 = HTTPS round trip p50 0.20 after 0.00 ms idle + "));
+        // Measured below its floor: the floor is off by the run's noise and shows nothing.
+        let under_floor = with(0.32, "disable");
+        assert!(!under_floor.pass && !under_floor.floor_beyond_limit());
+        assert_eq!(verdict(&under_floor), "FAIL");
         let below = with(0.5, "create"); // floor 0.25: missed, not shown impossible
         assert!(!below.floor_beyond_limit());
         assert_eq!(verdict(&below), "FAIL");
@@ -855,6 +869,10 @@ mod tests {
             .note
             .unwrap()
             .starts_with("bound 0.85 = the direct search, each after"));
+        // Measured above its bound: the bound is off by the run's noise and shows nothing.
+        let above_bound = with(0.87, 0.90);
+        assert!(!above_bound.pass && !above_bound.bound_below_limit());
+        assert_eq!(verdict(&above_bound), "FAIL");
         // A bound at or above the limit shows nothing: the miss is the gateway's.
         let reachable = with(0.70, 0.75);
         assert!(!reachable.bound_below_limit() && !reachable.out_of_reach());
