@@ -51,10 +51,19 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         shapes.insert(0, (Scenario::Match, &[Answer::Plain][..]));
     }
     for (scenario, answers) in shapes {
+        let with_controls = if answers.len() > 1 {
+            "with and without the answer's controls"
+        } else {
+            "plain"
+        };
+        let after = if paired.is_empty() {
+            ""
+        } else {
+            ", and after an HTTPS round trip"
+        };
         eprintln!(
-            "  {} sent directly at concurrency {concurrency}, with and without the answer's controls{}",
-            scenario.option(),
-            if paired.is_empty() { "" } else { ", and after an HTTPS round trip" }
+            "  {} sent directly at concurrency {concurrency}, {with_controls}{after}",
+            scenario.option()
         );
         // The gateway's write carries the last variant: both controls, or a create's post-read.
         let answer = answers.len() - 1;
