@@ -657,7 +657,8 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
         c: &GroupChanges,
         if_match: Option<&IfMatch>,
     ) -> Result<(), ScimError> {
-        // Member ids already resolved by a write that fell back to the general path.
+        // The member ids' resolution (or its refusal) from a try without a read that fell back
+        // to the general path: resolved once either way.
         let mut known = None;
         if if_match.is_none() && self.members_only(c) {
             let subtree = self.subtree();
@@ -666,16 +667,19 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                 self.resolve(c)
             );
             // An unknown group or member: the general path reads and answers in its order.
-            if let (Some(dn), Ok(resolved)) = (dn?, resolved) {
-                if self.write_members_blind(id, &dn, c, &resolved).await? {
-                    return Ok(());
+            known = Some(match (dn?, resolved) {
+                (Some(dn), Ok(resolved)) => {
+                    if self.write_members_blind(id, &dn, c, &resolved).await? {
+                        return Ok(());
+                    }
+                    Ok(resolved)
                 }
-                known = Some(resolved);
-            }
+                (_, resolved) => resolved,
+            });
         }
         let (entry, resolved) = tokio::join!(self.find(id, false), async {
             match known {
-                Some(r) => Ok(r),
+                Some(r) => r,
                 None => self.resolve(c).await,
             }
         });

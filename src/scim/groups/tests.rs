@@ -1738,9 +1738,16 @@ async fn an_unknown_group_is_still_not_found_and_an_unknown_member_still_refused
     assert!(matches!(r, Err(ScimError::NotFound(_))), "{r:?}");
     let ghost =
         patch_body(json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]));
+    let searched = dir.searches().len();
     let r = service(&dir).patch("sales-uuid", &ghost).await;
     assert!(invalid_value(r).contains("ghost"));
     assert_eq!(dir.writes(), vec![]);
+    // The refused member ids were looked up once, not again by the general path.
+    let lookups = dir.searches()[searched..]
+        .iter()
+        .filter(|s| **s == user_id_lookup(&["ghost"]))
+        .count();
+    assert_eq!(lookups, 1, "{:?}", &dir.searches()[searched..]);
 }
 
 #[tokio::test]
