@@ -263,12 +263,10 @@ pub struct Target {
     pub pass: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// The least this run shows any gateway of this design could measure (added latency).
+    /// The best this run shows any gateway of this design could measure: the floor of an
+    /// at-most target (added latency), the bound of an at-least one (throughput ratio).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub floor: Option<f64>,
-    /// The most this run shows any gateway of this design could measure (throughput ratio).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bound: Option<f64>,
+    pub best_possible: Option<f64>,
 }
 
 impl Target {
@@ -294,8 +292,7 @@ impl Target {
             limit,
             pass,
             note: None,
-            floor: None,
-            bound: None,
+            best_possible: None,
         }
     }
 
@@ -314,7 +311,7 @@ impl Target {
             floor.what,
             floor.directory_ms
         ));
-        self.floor = Some(floor.total());
+        self.best_possible = Some(floor.total());
         self
     }
 
@@ -329,33 +326,22 @@ impl Target {
             "bound {:.2} = the direct {what}, each after an HTTPS round trip with no directory work ({:.0} ops/s), over the plain one",
             after.over_plain, after.ops_per_sec
         ));
-        self.bound = Some(after.over_plain);
+        self.best_possible = Some(after.over_plain);
         self
     }
 
-    /// Missed, and the run's own floor is already beyond the limit. A measured value below its
-    /// floor shows the floor off by more than the run's noise: then it shows nothing.
-    pub fn floor_beyond_limit(&self) -> bool {
-        !self.pass
-            && self.comparison == "<="
-            && self
-                .floor
-                .is_some_and(|f| f > self.limit && self.measured >= f)
-    }
-
-    /// Missed, and the run's own bound is already below the limit. A measured value above its
-    /// bound shows the bound off by more than the run's noise: then it shows nothing.
-    pub fn bound_below_limit(&self) -> bool {
-        !self.pass
-            && self.comparison == ">="
-            && self
-                .bound
-                .is_some_and(|b| b < self.limit && self.measured <= b)
-    }
-
-    /// Missed, and this run's own measurements show no gateway of this design could meet it.
+    /// Missed, and the run's own floor or bound is already past the limit. A value measured
+    /// better than its floor or bound shows that one off by more than the run's noise: then it
+    /// shows nothing.
     pub fn out_of_reach(&self) -> bool {
-        self.floor_beyond_limit() || self.bound_below_limit()
+        let Some(best) = self.best_possible else {
+            return false;
+        };
+        !self.pass
+            && match self.comparison {
+                "<=" => best > self.limit && self.measured >= best,
+                _ => best < self.limit && self.measured <= best,
+            }
     }
 }
 
@@ -530,9 +516,9 @@ pub struct Directly {
 fn verdict(t: &Target) -> &'static str {
     if t.pass {
         "PASS"
-    } else if t.floor_beyond_limit() {
+    } else if t.out_of_reach() && t.comparison == "<=" {
         "FAIL, floor beyond the limit"
-    } else if t.bound_below_limit() {
+    } else if t.out_of_reach() {
         "FAIL, bound below the limit"
     } else {
         "FAIL"
@@ -824,7 +810,7 @@ mod tests {
                 .with_floor(floor_of(scenario, &m).unwrap())
         };
         let beyond = with(0.5, "disable"); // floor 0.35
-        assert!(!beyond.pass && beyond.floor_beyond_limit());
+        assert!(!beyond.pass && beyond.out_of_reach());
         assert_eq!(verdict(&beyond), "FAIL, floor beyond the limit");
         assert!(beyond
             .note
@@ -833,16 +819,16 @@ mod tests {
             .starts_with("floor 0.35 = HTTPS round trip p50 0.20 after 0.00 ms idle + "));
         // Measured below its floor: the floor is off by the run's noise and shows nothing.
         let under_floor = with(0.32, "disable");
-        assert!(!under_floor.pass && !under_floor.floor_beyond_limit());
+        assert!(!under_floor.pass && !under_floor.out_of_reach());
         assert_eq!(verdict(&under_floor), "FAIL");
         let below = with(0.5, "create"); // floor 0.25: missed, not shown impossible
-        assert!(!below.floor_beyond_limit());
+        assert!(!below.out_of_reach());
         assert_eq!(verdict(&below), "FAIL");
         let met = with(0.25, "disable");
-        assert!(met.pass && !met.floor_beyond_limit());
+        assert!(met.pass && !met.out_of_reach());
         assert_eq!(verdict(&met), "PASS");
         let no_floor = Target::at_most("t".into(), 0.5, 0.3);
-        assert!(!no_floor.floor_beyond_limit());
+        assert!(!no_floor.out_of_reach());
     }
 
     #[test]
@@ -857,7 +843,7 @@ mod tests {
             Target::at_least("t".into(), ratio, limit).with_bound(bound, "write")
         };
         let below = with(0.80, 0.90);
-        assert!(!below.pass && below.bound_below_limit() && below.out_of_reach());
+        assert!(!below.pass && below.out_of_reach());
         assert_eq!(verdict(&below), "FAIL, bound below the limit");
         assert!(below
             .note
@@ -871,19 +857,19 @@ mod tests {
             .starts_with("bound 0.85 = the direct search, each after"));
         // Measured above its bound: the bound is off by the run's noise and shows nothing.
         let above_bound = with(0.87, 0.90);
-        assert!(!above_bound.pass && !above_bound.bound_below_limit());
+        assert!(!above_bound.pass && !above_bound.out_of_reach());
         assert_eq!(verdict(&above_bound), "FAIL");
         // A bound at or above the limit shows nothing: the miss is the gateway's.
         let reachable = with(0.70, 0.75);
-        assert!(!reachable.bound_below_limit() && !reachable.out_of_reach());
+        assert!(!reachable.out_of_reach());
         assert_eq!(verdict(&reachable), "FAIL");
         // Measured at or above the limit passes, whatever the bound.
         let met = with(0.91, 0.90);
         assert!(met.pass && !met.out_of_reach());
         assert_eq!(verdict(&met), "PASS");
-        // A floor says nothing about an at-least target, a bound nothing about an at-most one.
+        // A floor or bound on the passing side of the limit shows nothing.
         let mut at_most = Target::at_most("t".into(), 0.5, 0.3);
-        at_most.bound = Some(0.1);
+        at_most.best_possible = Some(0.1);
         assert!(!at_most.out_of_reach());
     }
 }
