@@ -16,10 +16,14 @@
 //!   `userAccountControl`, which is a bit field, and not enabling, which must leave a lockout
 //!   ppolicy set on its own alone).
 //!
-//! Anything else is left to the general path: removals, references (`manager`), the RDN and
-//! `userName` (a rename and a uniqueness check), empty values, attributes that share their LDAP
-//! attribute with another slot, passwords. The general path also gives the errors, so this
-//! module never needs to.
+//! - or a reference (`manager`) set to a user's id: the plan names the modification whose value
+//!   is that id, and the write puts the DN in its place, resolved by the same search of the
+//!   users' subtree the general path makes (an id that resolves to nothing falls back to the
+//!   general path, which refuses it).
+//!
+//! Anything else is left to the general path: removals, the RDN and `userName` (a rename and a
+//! uniqueness check), empty values, attributes that share their LDAP attribute with another
+//! slot, passwords. The general path also gives the errors, so this module never needs to.
 //!
 //! One dependency on the current entry remains: the general path fills a slot with create
 //! defaults (`cn` from `displayName` or `userName`) whenever it finds it empty. The plan names
@@ -40,6 +44,9 @@ pub struct BlindPatch {
     pub mods: Vec<Modification>,
     /// LDAP attributes that must be present for `mods` to be what the general path would write.
     pub present: Vec<String>,
+    /// Indexes into `mods` of references: each is a `Replace` of one user id, which must be
+    /// resolved to that user's DN before the write.
+    pub references: Vec<usize>,
 }
 
 /// The plan of a PATCH that needs no read, or `None` when it needs one.
@@ -84,11 +91,15 @@ pub fn plan(m: &UserMapping, ops: &[PatchOperation]) -> Option<BlindPatch> {
         return None;
     }
     let mut mods = Vec::new();
+    let mut references = Vec::new();
     for &i in &slots {
         // The client's own value: an empty one would take a create default from slots the
         // general path reads from the entry.
         if values.slots[i].is_empty() {
             return None;
+        }
+        if m.slots[i].kind == ValueKind::Reference {
+            references.push(mods.len());
         }
         let vals = m.effective_values(&values, i);
         mods.push(Modification::Replace(m.slots[i].ldap.clone(), vals));
@@ -123,7 +134,11 @@ pub fn plan(m: &UserMapping, ops: &[PatchOperation]) -> Option<BlindPatch> {
             present.push(s.ldap.clone());
         }
     }
-    Some(BlindPatch { mods, present })
+    Some(BlindPatch {
+        mods,
+        present,
+        references,
+    })
 }
 
 /// Record what one `add`/`replace` of `value` at `path` touches; `None` when it needs a read.
@@ -192,12 +207,7 @@ fn target(
         .disable
         .attribute()
         .is_some_and(|a| a.eq_ignore_ascii_case(&slot.ldap));
-    if i == m.rdn_slot
-        || i == m.user_name_slot
-        || slot.kind != ValueKind::String
-        || shared
-        || disable_attr
-    {
+    if i == m.rdn_slot || i == m.user_name_slot || shared || disable_attr {
         return None;
     }
     slots.push(i);

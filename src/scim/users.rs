@@ -744,21 +744,45 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         ops: &[patch::PatchOperation],
         base_url: &str,
     ) -> Result<Option<Value>, ScimError> {
-        let Some(plan) = blind::plan(&self.mapping, ops) else {
+        let Some(mut plan) = blind::plan(&self.mapping, ops) else {
             return Ok(None);
         };
         if !self.dir.atomic_writes().await {
             return Ok(None);
         }
-        let Some(dn) = self
-            .subtree()
-            .locate(self.dir.as_ref(), &self.ids, id)
-            .await?
-        else {
+        // The referenced users' ids, resolved beside the look-up of the entry's DN.
+        let referenced: Vec<String> = plan
+            .references
+            .iter()
+            .filter_map(|&k| match &plan.mods[k] {
+                Modification::Replace(_, ids) => Some(ids.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let subtree = self.subtree();
+        let (dn, resolved) = tokio::join!(
+            subtree.locate(self.dir.as_ref(), &self.ids, id),
+            self.ids_to_dns(&referenced)
+        );
+        let (Some(dn), resolved) = (dn?, resolved?) else {
             return Ok(None);
         };
+        let mut cache = HashMap::new();
+        for &k in &plan.references {
+            let Modification::Replace(_, vals) = &mut plan.mods[k] else {
+                return Ok(None);
+            };
+            for v in vals.iter_mut() {
+                // An id that names no user in the subtree: the general path refuses it.
+                let Some(target) = resolved.get(v.as_str()) else {
+                    return Ok(None);
+                };
+                cache.insert(target.clone(), Some(std::mem::replace(v, target.clone())));
+            }
+        }
         let present: String = plan.present.iter().map(|a| format!("({a}=*)")).collect();
-        let guard = self.subtree().id_filter(id, &present);
+        let guard = subtree.id_filter(id, &present);
         match self
             .dir
             .modify(&dn, plan.mods, Some(guard), &self.read_attributes())
@@ -766,7 +790,6 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         {
             Ok(entry) => {
                 self.ids.insert(id, &entry.dn);
-                let mut cache = HashMap::new();
                 Ok(Some(self.render(&entry, base_url, &mut cache).await?))
             }
             Err(DirectoryError::Conflict | DirectoryError::NoSuchObject) => {

@@ -71,6 +71,38 @@ fn disable_in_every_client_shape() {
 }
 
 #[test]
+fn a_manager_is_one_replace_of_an_id_to_resolve() {
+    let manager = format!("{ENTERPRISE_USER}:manager");
+    for shape in [
+        // Entra's plain string, and the object the resource carries
+        json!([{"op":"Add","path":manager,"value":"boss-uuid"}]),
+        json!([{"op":"replace","path":manager,"value":{"value":"boss-uuid"}}]),
+        json!([{"op":"replace","value":{ENTERPRISE_USER:{"manager":"boss-uuid"}}}]),
+    ] {
+        let Some(p) = plan_of(shape.clone()) else {
+            // an extension object in a path-less op stays on the general path
+            assert!(shape[0].get("path").is_none(), "{shape}");
+            continue;
+        };
+        assert_eq!(p.mods, vec![replace("manager", &["boss-uuid"])], "{shape}");
+        assert_eq!(p.references, vec![0], "{shape}");
+    }
+    // Beside other values, the index names the reference's modification.
+    let p = plan_of(json!([
+        {"op":"Replace","path":"title","value":"T"},
+        {"op":"Add","path":manager,"value":"boss-uuid"},
+        {"op":"Replace","path":"active","value":"False"}
+    ]))
+    .unwrap();
+    assert_eq!(p.mods.len(), 3);
+    assert_eq!(p.references.len(), 1);
+    assert_eq!(p.mods[p.references[0]], replace("manager", &["boss-uuid"]));
+    // Nothing else is a reference.
+    let p = plan_of(json!([{"op":"Replace","path":"title","value":"T"}])).unwrap();
+    assert!(p.references.is_empty());
+}
+
+#[test]
 fn slots_with_create_defaults_are_asserted_present() {
     // The general path fills an empty sn (from userName) or cn (from displayName or userName)
     // on any write: the blind write asserts both present.
@@ -96,8 +128,10 @@ fn what_needs_the_entry_goes_the_general_way() {
         json!([{"op":"Replace","path":"title","value":""}]),
         // rename and uniqueness
         json!([{"op":"Replace","path":"userName","value":"bob"}]),
-        // references need the id resolved
-        json!([{"op":"Add","path":format!("{ENTERPRISE_USER}:manager"),"value":"boss-uuid"}]),
+        // removing a reference, or an empty one
+        json!([{"op":"remove","path":"manager[value eq \"boss-uuid\"]"}]),
+        json!([{"op":"Replace","path":format!("{ENTERPRISE_USER}:manager"),"value":""}]),
+        json!([{"op":"Replace","path":format!("{ENTERPRISE_USER}:manager"),"value":{"value":null}}]),
         json!([{"op":"replace","path":"password","value":"Secret123!"}]),
         // whole multi-valued attributes and other filters
         json!([{"op":"Add","path":"emails","value":[{"type":"work","value":"a@b"}]}]),
@@ -168,6 +202,16 @@ fn alice(extra: &[(&str, &[&str])]) -> Entry {
     e
 }
 
+/// Alice's manager-to-be.
+fn boss() -> Entry {
+    let mut e = alice(&[]);
+    e.dn = format!("uid=boss,{PEOPLE}");
+    for (k, v) in [("uid", "boss"), ("entryuuid", "boss-uuid")] {
+        e.attrs.insert(k.into(), vec![v.into()]);
+    }
+    e
+}
+
 /// The entry as it ends up, without what changes on every write.
 async fn stored(dir: &FakeDir) -> Entry {
     let mut e = dir
@@ -199,6 +243,7 @@ async fn blind_and_general_paths_leave_the_same_entry() {
             ("pwdAccountLockedTime", &["20260101000000Z"]),
         ]),
         alice(&[("pwdAccountLockedTime", &[PPOLICY_LOCKED_FOREVER])]),
+        alice(&[("manager", &[&format!("uid=carol,{PEOPLE}")])]),
     ];
     let patches = [
         json!([
@@ -210,6 +255,11 @@ async fn blind_and_general_paths_leave_the_same_entry() {
         json!([{"op":"Replace","path":"active","value":"False"}]),
         json!([{"op":"replace","value":{"active":false,"title":"T","name.givenName":"G"}}]),
         json!([{"op":"Replace","path":"displayName","value":"New Name"}]),
+        json!([{"op":"Add","path":format!("{ENTERPRISE_USER}:manager"),"value":"boss-uuid"}]),
+        json!([
+            {"op":"Replace","path":format!("{ENTERPRISE_USER}:manager"),"value":{"value":"BOSS-UUID"}},
+            {"op":"Replace","path":"active","value":"False"}
+        ]),
         json!([
             {"op":"Replace","path":"title","value":"A"},
             {"op":"Add","path":"title","value":"B"},
@@ -222,7 +272,7 @@ async fn blind_and_general_paths_leave_the_same_entry() {
             let mut results = Vec::new();
             let mut answers = Vec::new();
             for general in [false, true] {
-                let dir = FakeDir::with(vec![start.clone()]);
+                let dir = FakeDir::with(vec![start.clone(), boss()]);
                 let svc = UserService::new(dir.clone(), Arc::new(demo_mapping()), settings());
                 let if_match = general.then_some(IfMatch::Any);
                 let mut answer = svc
@@ -239,8 +289,10 @@ async fn blind_and_general_paths_leave_the_same_entry() {
                 let plan = plan(&demo_mapping(), &ops(p.clone())).expect("a blind PATCH");
                 let blind = plan.present.iter().all(|a| !start.values(a).is_empty());
                 if !general && blind {
-                    // One search for the DN (nothing remembered yet), no read of the entry.
-                    assert_eq!(searches, 1, "{p}");
+                    // One search for the DN (nothing remembered yet) and one for a referenced
+                    // user's, no read of the entry.
+                    let expected = 1 + usize::from(!plan.references.is_empty());
+                    assert_eq!(searches, expected, "{p}");
                 }
                 results.push(stored(&dir).await);
             }
@@ -262,4 +314,42 @@ async fn a_missing_default_slot_falls_back_to_the_general_path() {
     let e = stored(&dir).await;
     assert_eq!(e.values("cn"), ["New Name".to_string()]);
     assert_eq!(e.values("displayName"), ["New Name".to_string()]);
+}
+
+#[tokio::test]
+async fn a_manager_naming_no_user_in_the_subtree_is_refused_and_nothing_is_written() {
+    let mut outsider = boss();
+    outsider.dn = "uid=boss,ou=other,dc=example,dc=org".into();
+    for (manager, dir) in [
+        ("nobody-uuid", FakeDir::with(vec![alice(&[]), boss()])),
+        ("boss-uuid", FakeDir::with(vec![alice(&[]), outsider])),
+    ] {
+        let svc = UserService::new(dir.clone(), Arc::new(demo_mapping()), settings());
+        let body = json!({"schemas": [PATCH_OP], "Operations": [
+            {"op":"Add","path":format!("{ENTERPRISE_USER}:manager"),"value":manager},
+            {"op":"Replace","path":"title","value":"T"}]});
+        let err = svc
+            .patch("alice-uuid", &body, "https://gw")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, crate::scim::ScimError::InvalidValue(m) if m.contains(manager)),
+            "{err:?}"
+        );
+        assert!(dir.writes().is_empty(), "{:?}", dir.writes());
+        assert!(stored(&dir).await.values("title").is_empty());
+    }
+    // An unknown user is still 404 first, whatever its manager.
+    let dir = FakeDir::with(vec![alice(&[]), boss()]);
+    let svc = UserService::new(dir.clone(), Arc::new(demo_mapping()), settings());
+    let body = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op":"Add","path":format!("{ENTERPRISE_USER}:manager"),"value":"nobody-uuid"}]});
+    let err = svc
+        .patch("ghost-uuid", &body, "https://gw")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, crate::scim::ScimError::NotFound(_)),
+        "{err:?}"
+    );
 }
