@@ -88,6 +88,11 @@ struct Args {
     /// Default: 2 (quick: 1).
     #[arg(long)]
     cycle_rounds: Option<usize>,
+    /// Untimed rounds of the Entra cycle before the measured ones (both sides each), so that
+    /// the measured rounds find the directory past its first online growth. Default: 1
+    /// (quick: 0).
+    #[arg(long)]
+    cycle_warmup_rounds: Option<usize>,
     /// Members per member PATCH (and per LDAP modify) in the Entra cycle. Default: 10.
     #[arg(long)]
     members_per_patch: Option<usize>,
@@ -156,6 +161,7 @@ impl Settings {
             groups: a.cycle_groups.unwrap_or(if q { 10 } else { 100 }).max(1),
             concurrency: a.cycle_concurrency.unwrap_or(8).max(1),
             rounds: a.cycle_rounds.unwrap_or(if q { 1 } else { 2 }).max(1),
+            warmup_rounds: a.cycle_warmup_rounds.unwrap_or(if q { 0 } else { 1 }),
             members_per_patch: a.members_per_patch.unwrap_or(10).max(1),
         };
         Ok(Settings {

@@ -162,12 +162,25 @@ pub struct CycleSide {
     pub requests_per_round: usize,
     /// Seconds of each phase, summed over the rounds.
     pub phase_seconds: BTreeMap<String, f64>,
+    /// slapd's CPU seconds in each phase, summed over the rounds.
+    pub phase_slapd_cpu_s: BTreeMap<String, f64>,
+    /// The gateway's CPU seconds in each phase, summed over the rounds (the direct side's: what
+    /// it used while idle).
+    pub phase_gateway_cpu_s: BTreeMap<String, f64>,
     pub slapd_cpu_s: f64,
     pub load_generator_cpu_s: f64,
 }
 
+/// Wall times of the untimed warm-up rounds, per side.
+#[derive(Serialize)]
+pub struct WarmupSeconds {
+    pub direct: Vec<f64>,
+    pub gateway: Vec<f64>,
+}
+
 #[derive(Serialize)]
 pub struct CycleReport {
+    pub warmup_round_seconds: WarmupSeconds,
     pub users: usize,
     pub groups: usize,
     pub concurrency: usize,
@@ -648,20 +661,41 @@ pub fn markdown(
             "Entra initial cycle: {} users, {} groups, {} manager PATCHes, {} members per member PATCH, concurrency {}:",
             c.users, c.groups, c.managers, c.members_per_patch, c.concurrency
         ));
+        if !c.warmup_round_seconds.direct.is_empty() {
+            let w = &c.warmup_round_seconds;
+            let list = |v: &[f64]| listed(v.iter().map(|r| format!("{r:.1}")));
+            line(String::new());
+            line(format!(
+                "After {} untimed warm-up round(s) of both sides, not counted below (wall s: direct {}, gateway {}).",
+                w.direct.len(),
+                list(&w.direct),
+                list(&w.gateway)
+            ));
+        }
         line(String::new());
-        line("| side | wall s (per round) | requests or LDAP ops per round | phases s | slapd CPU-s |".into());
-        line("|---|---|---:|---|---:|".into());
+        line("| side | wall s (per round) | requests or LDAP ops per round | phases s | slapd CPU-s (per phase) | gateway CPU-s per phase |".into());
+        line("|---|---|---:|---|---:|---|".into());
         for (name, s) in [
             ("direct (ldap3)", &c.direct),
             ("gateway (SCIM)", &c.gateway),
         ] {
             line(format!(
-                "| {name} | {:.1} ({}) | {} | {} | {:.1} |",
+                "| {name} | {:.1} ({}) | {} | {} | {:.1} ({}) | {} |",
                 s.seconds,
                 listed(s.round_seconds.iter().map(|r| format!("{r:.1}"))),
                 s.requests_per_round,
                 listed(s.phase_seconds.iter().map(|(p, v)| format!("{p} {v:.1}"))),
                 s.slapd_cpu_s,
+                listed(
+                    s.phase_slapd_cpu_s
+                        .iter()
+                        .map(|(p, v)| format!("{p} {v:.1}"))
+                ),
+                listed(
+                    s.phase_gateway_cpu_s
+                        .iter()
+                        .map(|(p, v)| format!("{p} {v:.1}"))
+                ),
             ));
         }
         line(String::new());
