@@ -240,28 +240,8 @@ struct SideRecord {
 /// one took 72.5, 78.0, 73.6, then 56.2, 60.6 and 53.7 s), which alternating alone does not
 /// cancel: the warm-up's wall times are reported, not counted.
 pub async fn run_cycle(b: &Bench, s: &CycleSettings) -> Result<CycleReport, String> {
-    let mut warmup = [SideRecord::default(), SideRecord::default()];
-    for round in 0..s.warmup_rounds {
-        for side in Side::order(round) {
-            eprintln!(
-                "  entra-cycle warm-up round {} of {}: {side:?} (not counted)",
-                round + 1,
-                s.warmup_rounds
-            );
-            one_side(b, s, side, &mut warmup[side as usize]).await?;
-        }
-    }
-    let mut record = [SideRecord::default(), SideRecord::default()];
-    for round in 0..s.rounds {
-        for side in Side::order(round) {
-            eprintln!(
-                "  entra-cycle round {} of {}: {side:?}",
-                round + 1,
-                s.rounds
-            );
-            one_side(b, s, side, &mut record[side as usize]).await?;
-        }
-    }
+    let warmup = rounds(b, s, s.warmup_rounds, "warm-up ").await?;
+    let record = rounds(b, s, s.rounds, "").await?;
     let managers = s.users.saturating_sub(1);
     let [direct, gateway] = record;
     let tps = b.ticks_per_second;
@@ -306,6 +286,27 @@ pub async fn run_cycle(b: &Bench, s: &CycleSettings) -> Result<CycleReport, Stri
         direct: side(&direct),
         gateway: side(&gateway),
     })
+}
+
+/// `count` rounds of both sides, alternating which side goes first; `label` names them in the
+/// progress lines.
+async fn rounds(
+    b: &Bench,
+    s: &CycleSettings,
+    count: usize,
+    label: &str,
+) -> Result<[SideRecord; 2], String> {
+    let mut record = [SideRecord::default(), SideRecord::default()];
+    for round in 0..count {
+        for side in Side::order(round) {
+            eprintln!(
+                "  entra-cycle {label}round {} of {count}: {side:?}",
+                round + 1
+            );
+            one_side(b, s, side, &mut record[side as usize]).await?;
+        }
+    }
+    Ok(record)
 }
 
 async fn one_side(
