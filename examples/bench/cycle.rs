@@ -238,7 +238,8 @@ struct SideRecord {
 /// `warmup_rounds` untimed rounds of both sides. A directory just loaded with slapadd gets
 /// faster over its first tens of thousands of online adds (three rounds in a row on a fresh
 /// one took 72.5, 78.0, 73.6, then 56.2, 60.6 and 53.7 s), which alternating alone does not
-/// cancel: the warm-up's wall times are reported, not counted.
+/// cancel. The warm-up takes the first, slowest runs out of the measurement (the drift can go on
+/// after it); its wall times are reported, not counted.
 pub async fn run_cycle(b: &Bench, s: &CycleSettings) -> Result<CycleReport, String> {
     let warmup = rounds(b, s, s.warmup_rounds, "warm-up ").await?;
     let record = rounds(b, s, s.rounds, "").await?;
