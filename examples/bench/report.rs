@@ -37,6 +37,15 @@ pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
+/// Gateway throughput over direct throughput round by round (rounds paired in order).
+pub fn round_ratios(direct: &[f64], gateway: &[f64]) -> Vec<f64> {
+    direct
+        .iter()
+        .zip(gateway)
+        .map(|(d, g)| if *d > 0.0 { g / d } else { 0.0 })
+        .collect()
+}
+
 /// CPU seconds per 1,000 operations.
 fn per_thousand(ticks: u64, ticks_per_second: f64, ops: usize) -> f64 {
     ticks as f64 / ticks_per_second / ops as f64 * 1000.0
@@ -83,6 +92,9 @@ pub struct CellReport {
     pub gateway: SideSummary,
     /// Gateway throughput / direct throughput.
     pub ratio: f64,
+    /// The same ratio in each round (a direct run and a gateway run next to each other): how far
+    /// the machine moved it within the cell.
+    pub round_ratios: Vec<f64>,
     /// Gateway p50 − direct p50.
     pub added_p50_ms: f64,
     pub gateway_cpu_s_per_1k: f64,
@@ -119,6 +131,7 @@ impl CellReport {
             kind: if read { "read" } else { "write" },
             concurrency,
             ratio: g.ops_per_sec / d.ops_per_sec,
+            round_ratios: round_ratios(&d.round_ops_per_sec, &g.round_ops_per_sec),
             added_p50_ms: g.p50_ms - d.p50_ms,
             gateway_idle_cpu_percent: idle_percent(direct, ticks_per_second),
             gateway_cpu_s_per_1k: per_thousand(
@@ -552,16 +565,17 @@ pub fn markdown(
         out.push('\n');
     };
     if !cells.is_empty() {
-        line("| scenario | concurrency | direct ops/s | gateway ops/s | ratio | direct p50/p99 ms | gateway p50/p99 ms | gateway CPU-s/1k req | gateway peak RSS MiB | gateway LDAP ops/req |".into());
+        line("| scenario | concurrency | direct ops/s | gateway ops/s | ratio (per round) | direct p50/p99 ms | gateway p50/p99 ms | gateway CPU-s/1k req | gateway peak RSS MiB | gateway LDAP ops/req |".into());
         line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|".into());
         for c in cells {
             line(format!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} ({}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} | {:.1} | {} |",
                 c.scenario,
                 c.concurrency,
                 c.direct.ops_per_sec,
                 c.gateway.ops_per_sec,
                 c.ratio,
+                listed(c.round_ratios.iter().map(|r| format!("{r:.2}"))),
                 c.direct.p50_ms,
                 c.direct.p99_ms,
                 c.gateway.p50_ms,
@@ -747,6 +761,16 @@ fn listed(items: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_ratios_pair_the_rounds_in_order() {
+        assert_eq!(
+            round_ratios(&[100.0, 200.0, 50.0], &[90.0, 150.0, 50.0]),
+            vec![0.9, 0.75, 1.0]
+        );
+        // A round without a direct rate cannot give a ratio; a missing round gives none.
+        assert_eq!(round_ratios(&[0.0, 10.0], &[5.0]), vec![0.0]);
+    }
 
     fn measured() -> Directly {
         let controls = |scenario: &str, concurrency, p50: Vec<(Answer, f64)>| ControlsReport {
