@@ -558,7 +558,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         }
         self.ensure_unique_user_name(&user_name, None).await?;
         let mut cache = HashMap::new();
-        self.references_to_dns(&mut values, &mut cache).await?;
+        self.references_to_dns(&mut values, &mut cache, &HashMap::new())
+            .await?;
         let mut attrs = m.create_attributes(&values)?;
         let password = values.password.clone();
         // Active Directory takes the password in the add itself: the account never exists
@@ -670,7 +671,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 new.active = old.active;
             }
             let mut cache = HashMap::new();
-            self.references_to_dns(&mut new, &mut cache).await?;
+            self.references_to_dns(&mut new, &mut cache, &HashMap::new())
+                .await?;
             match self.write(&entry, &old, &new, base_url, &mut cache).await {
                 Err(ScimError::Directory(DirectoryError::Conflict))
                     if attempt < CONFLICT_RETRIES && if_match.is_none() =>
@@ -696,9 +698,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         if_match: Option<&IfMatch>,
     ) -> Result<Value, ScimError> {
         let ops = patch::parse_request_limited(body, self.settings.max_patch_operations)?;
+        // Reference ids a try without a read looked up: the first general attempt uses them
+        // instead of searching again (a retry after a lost race looks up afresh).
+        let mut looked_up = HashMap::new();
         if self.blind && if_match.is_none() {
-            if let Some(done) = self.patch_blind(id, &ops, base_url).await? {
-                return Ok(done);
+            match self.patch_blind(id, &ops, base_url).await? {
+                Blind::Written(done) => return Ok(done),
+                Blind::NotWritten(ids) => looked_up = ids,
             }
         }
         let mut attempt = 0;
@@ -716,7 +722,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             let untouched: Vec<bool> = (0..new.slots.len())
                 .map(|i| new.slots[i] == seen.slots[i])
                 .collect();
-            self.references_to_dns(&mut new, &mut cache).await?;
+            self.references_to_dns(&mut new, &mut cache, &std::mem::take(&mut looked_up))
+                .await?;
             for (i, keep) in untouched.into_iter().enumerate() {
                 if keep {
                     new.slots[i] = old.slots[i].clone();
@@ -735,20 +742,21 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
 
     /// A PATCH whose result does not depend on the entry (`blind`): one modify at the id's DN,
     /// asserting that the entry there is still this user, and reading the result back in the
-    /// same operation. `None` when the PATCH needs the general path: it needs a read, the
-    /// directory cannot assert atomically, the id is unknown, or the assertion failed (the entry
-    /// moved, or an attribute the plan needs present is not); nothing was written then.
+    /// same operation. `NotWritten` when the PATCH needs the general path: it needs a read, the
+    /// directory cannot assert atomically, the id or a referenced id is unknown, or the
+    /// assertion failed (the entry moved, or an attribute the plan needs present is not);
+    /// nothing was written then, and the referenced ids looked up go with it.
     async fn patch_blind(
         &self,
         id: &str,
         ops: &[patch::PatchOperation],
         base_url: &str,
-    ) -> Result<Option<Value>, ScimError> {
+    ) -> Result<Blind, ScimError> {
         let Some(mut plan) = blind::plan(&self.mapping, ops) else {
-            return Ok(None);
+            return Ok(Blind::NotWritten(HashMap::new()));
         };
         if !self.dir.atomic_writes().await {
-            return Ok(None);
+            return Ok(Blind::NotWritten(HashMap::new()));
         }
         // The referenced users' ids, resolved beside the look-up of the entry's DN.
         let referenced: Vec<String> = plan
@@ -765,18 +773,23 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             subtree.locate(self.dir.as_ref(), &self.ids, id),
             self.ids_to_dns(&referenced)
         );
-        let (Some(dn), resolved) = (dn?, resolved?) else {
-            return Ok(None);
+        let (dn, resolved) = (dn?, resolved?);
+        let looked_up: HashMap<String, Option<String>> = referenced
+            .iter()
+            .map(|i| (i.clone(), resolved.get(i).cloned()))
+            .collect();
+        let Some(dn) = dn else {
+            return Ok(Blind::NotWritten(looked_up));
         };
         let mut cache = HashMap::new();
         for &k in &plan.references {
             let Modification::Replace(_, vals) = &mut plan.mods[k] else {
-                return Ok(None);
+                return Ok(Blind::NotWritten(looked_up));
             };
             for v in vals.iter_mut() {
                 // An id that names no user in the subtree: the general path refuses it.
                 let Some(target) = resolved.get(v.as_str()) else {
-                    return Ok(None);
+                    return Ok(Blind::NotWritten(looked_up));
                 };
                 cache.insert(target.clone(), Some(std::mem::replace(v, target.clone())));
             }
@@ -790,11 +803,13 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         {
             Ok(entry) => {
                 self.ids.insert(id, &entry.dn);
-                Ok(Some(self.render(&entry, base_url, &mut cache).await?))
+                Ok(Blind::Written(
+                    self.render(&entry, base_url, &mut cache).await?,
+                ))
             }
             Err(DirectoryError::Conflict | DirectoryError::NoSuchObject) => {
                 self.ids.remove(id);
-                Ok(None)
+                Ok(Blind::NotWritten(looked_up))
             }
             Err(e) => Err(e.into()),
         }
@@ -1078,15 +1093,23 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         Ok(())
     }
 
-    /// Replace ids in reference slots by DNs; `known` maps ids already resolved.
+    /// Replace ids in reference slots by DNs.
     /// `cache` maps DNs to ids (as `render` fills it): ids found there need no search, and ids
     /// resolved here are added, so rendering the written user needs none either.
+    /// `looked_up` maps ids a moment ago looked up to their DN, or to none when no user has
+    /// them: those need no search either.
     async fn references_to_dns(
         &self,
         values: &mut UserValues,
         cache: &mut HashMap<String, Option<String>>,
+        looked_up: &HashMap<String, Option<String>>,
     ) -> Result<(), ScimError> {
         let m = &self.mapping;
+        cache.extend(
+            looked_up
+                .iter()
+                .filter_map(|(id, dn)| dn.as_ref().map(|dn| (dn.clone(), Some(id.clone())))),
+        );
         let known: HashMap<String, String> = cache
             .iter()
             .filter_map(|(dn, id)| id.as_ref().map(|id| (id.clone(), dn.clone())))
@@ -1097,7 +1120,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 wanted.extend(
                     values.slots[i]
                         .iter()
-                        .filter(|id| !known.contains_key(*id))
+                        .filter(|id| !known.contains_key(*id) && !looked_up.contains_key(*id))
                         .cloned(),
                 );
             }
@@ -1231,6 +1254,15 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         };
         Ok(m.to_json(&values, &meta))
     }
+}
+
+/// The outcome of a PATCH tried without a read of the entry.
+enum Blind {
+    /// Written; the answer.
+    Written(Value),
+    /// Not written: the general path does it. The referenced ids looked up on the way, each
+    /// with its user's DN or none, so the general path need not search for them again.
+    NotWritten(HashMap<String, Option<String>>),
 }
 
 /// With `If-Match`, losing the directory's assertion race means the precondition failed: another

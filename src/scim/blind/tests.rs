@@ -338,6 +338,8 @@ async fn a_manager_naming_no_user_in_the_subtree_is_refused_and_nothing_is_writt
         );
         assert!(dir.writes().is_empty(), "{:?}", dir.writes());
         assert!(stored(&dir).await.values("title").is_empty());
+        // Looked up once: the general path that refuses it uses the try's look-up.
+        assert_eq!(lookups_of(&dir, manager), 1, "{manager}");
     }
     // An unknown user is still 404 first, whatever its manager.
     let dir = FakeDir::with(vec![alice(&[]), boss()]);
@@ -352,4 +354,13 @@ async fn a_manager_naming_no_user_in_the_subtree_is_refused_and_nothing_is_writt
         matches!(err, crate::scim::ScimError::NotFound(_)),
         "{err:?}"
     );
+    assert_eq!(lookups_of(&dir, "nobody-uuid"), 1);
+}
+
+/// Searches whose filter names `id`.
+fn lookups_of(dir: &FakeDir, id: &str) -> usize {
+    dir.searches()
+        .iter()
+        .filter(|r| r.filter.contains(id))
+        .count()
 }
