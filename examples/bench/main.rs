@@ -102,6 +102,10 @@ struct Args {
     /// The gateway's `[directory] pool_size`. Default: 4, as in the demo config.
     #[arg(long)]
     pool_size: Option<u32>,
+    /// The gateway's runtime worker threads (set through tokio's `TOKIO_WORKER_THREADS` in the
+    /// gateway's environment only). Default: tokio's, one per core.
+    #[arg(long)]
+    gateway_worker_threads: Option<usize>,
     /// The gateway's `[log] level`. Default: "warn,audit=info" (audit records, no access log).
     #[arg(long)]
     log_level: Option<String>,
@@ -127,6 +131,7 @@ pub struct Settings {
     cycle: CycleSettings,
     idle_connections: usize,
     pool_size: u32,
+    gateway_worker_threads: Option<usize>,
     log_level: String,
     output: PathBuf,
 }
@@ -156,6 +161,9 @@ impl Settings {
         if users < 100 {
             return Err("--users must be at least 100".into());
         }
+        if a.gateway_worker_threads == Some(0) {
+            return Err("--gateway-worker-threads must be at least 1".into());
+        }
         let cycle = CycleSettings {
             users: a.cycle_users.unwrap_or(if q { 500 } else { 10_000 }),
             groups: a.cycle_groups.unwrap_or(if q { 10 } else { 100 }).max(1),
@@ -182,6 +190,7 @@ impl Settings {
             cycle,
             idle_connections: a.idle_connections.unwrap_or(1_000),
             pool_size: a.pool_size.unwrap_or(4),
+            gateway_worker_threads: a.gateway_worker_threads,
             log_level: a.log_level.unwrap_or("warn,audit=info".into()),
             output: a
                 .output
@@ -211,6 +220,7 @@ impl Settings {
             },
             "idle_connections": self.idle_connections,
             "gateway_pool_size": self.pool_size,
+            "gateway_worker_threads": self.gateway_worker_threads,
             "gateway_log_level": self.log_level,
         })
     }
@@ -238,7 +248,8 @@ impl Bench {
     /// A fresh gateway process, so that what one part of the benchmark left in its memory does
     /// not count in the next part's figures.
     async fn restart_gateway(&mut self, edits: &[Edit]) {
-        self.gw = setup::start_gateway(&self.slapd, edits).await;
+        self.gw =
+            setup::start_gateway(&self.slapd, edits, self.settings.gateway_worker_threads).await;
         self.rss.follow(self.gw.pid());
     }
 
@@ -289,7 +300,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let setup_seconds = started.elapsed().as_secs_f64();
     let edits = setup::config_edits(settings.pool_size, &settings.log_level);
     step("starting the release gateway with TLS");
-    let gw = setup::start_gateway(&slapd, &edits).await;
+    let gw = setup::start_gateway(&slapd, &edits, settings.gateway_worker_threads).await;
     let dir = Arc::new(setup::directory(&slapd, settings.users, settings.pool).await?);
     let mut admins = Vec::new();
     for _ in 0..ADMIN_CONNECTIONS {

@@ -43,12 +43,26 @@ pub fn config_edits(pool_size: u32, log_level: &str) -> Vec<Edit> {
     ]
 }
 
-pub async fn start_gateway(slapd: &Slapd, edits: &[Edit]) -> ReleaseGateway {
-    ReleaseGateway::start(slapd, |text| {
-        edits
-            .iter()
-            .fold(text, |t, e| set_key(&t, e.section, e.key, &e.value))
-    })
+/// Starts the release gateway from the demo config with `edits`; `worker_threads` sets its
+/// runtime's worker threads through tokio's `TOKIO_WORKER_THREADS` (none: one per core).
+pub async fn start_gateway(
+    slapd: &Slapd,
+    edits: &[Edit],
+    worker_threads: Option<usize>,
+) -> ReleaseGateway {
+    let env: Vec<(&str, String)> = worker_threads
+        .map(|n| ("TOKIO_WORKER_THREADS", n.to_string()))
+        .into_iter()
+        .collect();
+    ReleaseGateway::start_with_env(
+        slapd,
+        |text| {
+            edits
+                .iter()
+                .fold(text, |t, e| set_key(&t, e.section, e.key, &e.value))
+        },
+        &env,
+    )
     .await
 }
 

@@ -131,6 +131,15 @@ impl ReleaseGateway {
     /// Starts the binary from the demo config pointed at `slapd` and changed by `edit`, with
     /// `SCIM_TOKEN` and `LDAP_ADMIN_PASSWORD` set; returns once `/healthz` answers.
     pub async fn start(slapd: &Slapd, edit: impl Fn(String) -> String) -> ReleaseGateway {
+        Self::start_with_env(slapd, edit, &[]).await
+    }
+
+    /// As [`ReleaseGateway::start`], with `env` added to the binary's environment.
+    pub async fn start_with_env(
+        slapd: &Slapd,
+        edit: impl Fn(String) -> String,
+        env: &[(&str, String)],
+    ) -> ReleaseGateway {
         let binary = release_binary();
         let admin_client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -165,6 +174,7 @@ impl ReleaseGateway {
                 .env_remove("RUST_LOG")
                 .env("SCIM_TOKEN", TOKEN)
                 .env("LDAP_ADMIN_PASSWORD", &slapd.admin_password)
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log("stdout.log"))
                 .stderr(log("stderr.log"))
