@@ -10,25 +10,27 @@ pub fn rdn(attr: &str, value: &str) -> String {
 
 /// Split a DN into its RDN strings at unescaped commas, trimming blanks around them.
 pub fn split_rdns(dn: &str) -> Vec<String> {
+    rdn_slices(dn).into_iter().map(str::to_string).collect()
+}
+
+/// `split_rdns` without copying: the RDNs as slices of `dn`.
+fn rdn_slices(dn: &str) -> Vec<&str> {
     let mut parts = Vec::new();
-    let mut current = String::new();
+    let mut start = 0;
     let mut escaped = false;
-    for c in dn.chars() {
+    for (at, c) in dn.char_indices() {
         if escaped {
-            current.push(c);
             escaped = false;
         } else if c == '\\' {
-            current.push(c);
             escaped = true;
         } else if c == ',' {
-            parts.push(current.trim().to_string());
-            current.clear();
-        } else {
-            current.push(c);
+            parts.push(dn[start..at].trim());
+            start = at + 1;
         }
     }
-    if !current.trim().is_empty() || !parts.is_empty() {
-        parts.push(current.trim().to_string());
+    let last = dn[start..].trim();
+    if !last.is_empty() || !parts.is_empty() {
+        parts.push(last);
     }
     parts
 }
@@ -36,7 +38,7 @@ pub fn split_rdns(dn: &str) -> Vec<String> {
 /// A comparable form of a DN: RDNs trimmed, blanks around `=` removed, ASCII-lowercased.
 /// Good enough for containment checks between DNs the directory and the config spell alike.
 pub fn normalize(dn: &str) -> Vec<String> {
-    split_rdns(dn)
+    rdn_slices(dn)
         .into_iter()
         .map(|r| match r.split_once('=') {
             Some((a, v)) => format!("{}={}", a.trim(), v.trim()).to_ascii_lowercase(),
@@ -45,14 +47,30 @@ pub fn normalize(dn: &str) -> Vec<String> {
         .collect()
 }
 
-/// True when `dn` equals `base` or lies below it.
+/// Whether two RDNs from `rdn_slices` have the same `normalize` form, without building it.
+fn same_rdn(a: &str, b: &str) -> bool {
+    match (a.split_once('='), b.split_once('=')) {
+        (Some((at, av)), Some((bt, bv))) => {
+            at.trim().eq_ignore_ascii_case(bt.trim()) && av.trim().eq_ignore_ascii_case(bv.trim())
+        }
+        (None, None) => a.eq_ignore_ascii_case(b),
+        // One normal form holds a `=` and the other none.
+        _ => false,
+    }
+}
+
+/// True when `dn` equals `base` or lies below it (compared as `normalize` forms; checked on
+/// every directory operation, so it copies nothing).
 pub fn is_within(dn: &str, base: &str) -> bool {
-    let dn = normalize(dn);
-    let base = normalize(base);
+    let dn = rdn_slices(dn);
+    let base = rdn_slices(base);
     if base.is_empty() || dn.len() < base.len() {
         return false;
     }
-    dn[dn.len() - base.len()..] == base[..]
+    dn[dn.len() - base.len()..]
+        .iter()
+        .zip(&base)
+        .all(|(a, b)| same_rdn(a, b))
 }
 
 /// The parent DN of `dn`, if it has one.
@@ -115,5 +133,53 @@ mod tests {
     fn parent_of() {
         assert_eq!(parent("uid=a,ou=p,dc=o").as_deref(), Some("ou=p,dc=o"));
         assert_eq!(parent("dc=o"), None);
+    }
+
+    /// `is_within` answers as comparing the `normalize` forms' tails does (its definition
+    /// before it stopped copying), over DNs built from awkward pieces.
+    #[test]
+    fn containment_equals_comparing_normal_forms() {
+        fn by_normal_forms(dn: &str, base: &str) -> bool {
+            let dn = normalize(dn);
+            let base = normalize(base);
+            !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
+        }
+        let pieces = [
+            "ou=people",
+            "OU = People ",
+            "ou=people\\,x",
+            "ou=people\\\\",
+            "ou=peoplé",
+            "OU=PEOPLÉ",
+            "ou=a=b",
+            "ou = a = b",
+            "ou",
+            "OU",
+            "",
+            " ",
+            "dc=example",
+            "dc=Example ",
+            "\\,dc=example",
+            "uid=a+cn=b",
+        ];
+        let mut dns = vec![String::new()];
+        for a in pieces {
+            dns.push(a.to_string());
+            for b in pieces {
+                dns.push(format!("{a},{b}"));
+                for c in ["dc=org", " DC = ORG"] {
+                    dns.push(format!("{a},{b},{c}"));
+                }
+            }
+        }
+        for dn in &dns {
+            for base in &dns {
+                assert_eq!(
+                    is_within(dn, base),
+                    by_normal_forms(dn, base),
+                    "{dn:?} within {base:?}"
+                );
+            }
+        }
     }
 }

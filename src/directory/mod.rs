@@ -25,10 +25,13 @@ pub struct Entry {
 impl Entry {
     /// All values of an attribute (case-insensitive name); empty when absent.
     pub fn values(&self, attr: &str) -> &[String] {
-        self.attrs
-            .get(&attr.to_ascii_lowercase())
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        // Names are mostly asked for in lower case already: no copy for those.
+        let found = if attr.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.attrs.get(&attr.to_ascii_lowercase())
+        } else {
+            self.attrs.get(attr)
+        };
+        found.map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The first value of an attribute, if any.

@@ -129,7 +129,18 @@ fn request_id(headers: &HeaderMap) -> String {
         // Without randomness, a process-unique counter still ties log lines together.
         time_based_id(&mut bytes);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 fn time_based_id(bytes: &mut [u8; 16]) {
@@ -356,7 +367,9 @@ fn list_response(mut page: ListPage, p: &Projection, core: &str) -> Response {
 
 /// A SCIM JSON response; a single resource also carries its version as `ETag`.
 fn scim_json(status: StatusCode, body: &Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
+    // Straight into bytes: `to_string` would go through the formatting machinery.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| body.to_string().into_bytes());
+    let mut resp = (status, bytes).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     if let Some(tag) = body["meta"]["version"]
@@ -964,4 +977,38 @@ async fn resource_type<D: EntryReader + EntryWriter + 'static>(
     read_only(&method)?;
     let base = base_url(&state, &headers, &uri);
     one_by_id(all_resource_types(&state, &base), &id, "resource type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_32_lowercase_hex_digits_and_differ() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let a = request_id(&HeaderMap::new());
+        let b = request_id(&HeaderMap::new());
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_ne!(a, b);
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(REQUEST_ID, HeaderValue::from_static("no spaces"));
+        assert_eq!(request_id(&headers).len(), 32);
+    }
+
+    #[tokio::test]
+    async fn scim_json_answers_the_body_compactly_with_its_version_as_etag() {
+        let body = serde_json::json!({"id": "é\"1", "meta": {"version": "W/\"3\""}, "n": [1, 2.5]});
+        let resp = scim_json(StatusCode::OK, &body);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], SCIM_JSON);
+        assert_eq!(resp.headers()[header::ETAG], "W/\"3\"");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(bytes, body.to_string().as_bytes());
+    }
 }

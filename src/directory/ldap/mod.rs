@@ -1,6 +1,7 @@
 //! The directory traits implemented over ldap3 and a pool of service-account connections.
 
 pub mod ad;
+mod ber;
 pub mod pool;
 pub mod sort;
 
@@ -13,8 +14,7 @@ use crate::config::DirectorySettings;
 use crate::directory::capabilities::{self, Capabilities};
 use crate::metrics::DirectoryMetrics;
 use ldap3::controls::{
-    Assertion, Control, ControlType, MatchedValues, PagedResults, PostRead, PostReadResp,
-    RawControl,
+    Assertion, Control, ControlType, MatchedValues, PagedResults, PostRead, RawControl,
 };
 use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchResult};
 use pool::{Pool, PooledConn};
@@ -170,25 +170,70 @@ fn entry_from(
 ) -> Entry {
     let mut out = BTreeMap::new();
     for (k, v) in attrs {
-        let k = k.to_ascii_lowercase();
-        let v = if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
-            v.iter()
-                .filter_map(|s| ad::guid_to_string(s.as_bytes()))
-                .collect()
-        } else {
-            v
-        };
-        out.entry(k).or_insert_with(Vec::new).extend(v);
+        push_text(&mut out, &k, v);
     }
     for (k, v) in bin_attrs {
-        let k = k.to_ascii_lowercase();
-        if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
-            out.entry(k)
-                .or_insert_with(Vec::new)
-                .extend(v.iter().filter_map(|b| ad::guid_to_string(b)));
+        push_binary(&mut out, &k, v.iter().map(Vec::as_slice));
+    }
+    Entry { dn, attrs: out }
+}
+
+/// An entry from the attributes of a decoded post-read control, kept as `entry_from` keeps
+/// ldap3's: an attribute whose values are all UTF-8 is text, any other counts as binary.
+fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
+    let mut out = BTreeMap::new();
+    for (name, values) in attrs {
+        let text: Option<Vec<String>> = values
+            .iter()
+            .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+            .collect();
+        match text {
+            Some(text) => push_text(&mut out, name, text),
+            None => push_binary(&mut out, name, values),
         }
     }
     Entry { dn, attrs: out }
+}
+
+/// Text values of attribute `name` into `out` (GUID attributes as GUID text).
+fn push_text(out: &mut BTreeMap<String, Vec<String>>, name: &str, values: Vec<String>) {
+    let k = name.to_ascii_lowercase();
+    let values = if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
+        values
+            .iter()
+            .filter_map(|s| ad::guid_to_string(s.as_bytes()))
+            .collect()
+    } else {
+        values
+    };
+    out.entry(k).or_default().extend(values);
+}
+
+/// Binary values of attribute `name` into `out`: GUIDs as GUID text, anything else dropped.
+fn push_binary<'a>(
+    out: &mut BTreeMap<String, Vec<String>>,
+    name: &str,
+    values: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let k = name.to_ascii_lowercase();
+    if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
+        out.entry(k)
+            .or_default()
+            .extend(values.into_iter().filter_map(ad::guid_to_string));
+    }
+}
+
+/// The assertion control (RFC 4528) for a parsed filter, as ldap3's `Assertion` builds it
+/// from the filter's text (`None` if the encoder fails, which writing to memory does not).
+fn assertion_control(filter: ldap3::asn1::Tag) -> Option<RawControl> {
+    use ldap3::asn1::ASNTag;
+    let mut value = bytes::BytesMut::new();
+    ldap3::asn1::write::encode_into(&mut value, filter.into_structure()).ok()?;
+    Some(RawControl {
+        ctype: capabilities::ASSERTION.to_string(),
+        crit: false,
+        val: Some(value.to_vec()),
+    })
 }
 
 /// The entries of a search result (referrals and intermediate messages left out).
@@ -692,11 +737,16 @@ impl LdapDirectory {
                 ..Entry::default()
             });
         }
-        for Control(t, raw) in ctrls {
-            if matches!(t, Some(ControlType::PostReadResp)) && raw.val.is_some() {
-                let resp: PostReadResp = raw.parse();
-                return Ok(entry_from(target.to_string(), resp.attrs, resp.bin_attrs));
+        let post_read = ctrls.iter().find_map(|Control(t, raw)| {
+            matches!(t, Some(ControlType::PostReadResp))
+                .then_some(raw.val.as_deref())
+                .flatten()
+        });
+        if let Some(value) = post_read {
+            if let Some((_, attrs)) = ber::search_result_entry(value) {
+                return Ok(entry_from_raw(target.to_string(), attrs));
             }
+            tracing::warn!("the server's post-read control holds no entry; reading the entry back");
         }
         // From the server just written, never a replica that may lag.
         let mut ldap = self.handle().await?;
@@ -1051,12 +1101,17 @@ impl LdapDirectory {
         guard: Option<&str>,
         caps: &Capabilities,
     ) -> Result<Option<RawControl>, DirectoryError> {
-        let Some(g) = guard.filter(|g| ldap3::parse_filter(g).is_ok()) else {
+        let Some(g) = guard else {
             return Ok(None);
         };
-        let filter = ad::binary_guid_filter(g);
+        // Parsed once: `Assertion::new` would parse the text again.
+        let text = ad::binary_guid_filter(g);
+        let Ok(filter) = ldap3::parse_filter(text.as_ref()) else {
+            return Ok(None);
+        };
         if caps.assertion {
-            return Ok(Some(Assertion::new(&filter)));
+            let control = assertion_control(filter).unwrap_or_else(|| Assertion::new(&text));
+            return Ok(Some(control));
         }
         self.guard_holds(target, g).await?;
         Ok(None)
@@ -1348,6 +1403,30 @@ impl EntryWriter for LdapDirectory {
                 })
             }
             Err(e) => Err(classify(e, self.op_timeout)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control built from a parsed filter is the one ldap3 builds from the filter's text.
+    #[test]
+    fn assertion_control_equals_ldap3s() {
+        for text in [
+            "(entryUUID=0b6e4c5a-1f0e-4a43-9d1c-2b2f6f0e9a11)",
+            "(&(objectClass=inetOrgPerson)(entryUUID=x\\2a\\28y))",
+            "(|(uid=a)(!(cn=b*c)))",
+            &ad::binary_guid_filter("(objectGUID=0b6e4c5a-1f0e-4a43-9d1c-2b2f6f0e9a11)"),
+        ] {
+            let ours = assertion_control(ldap3::parse_filter(text).unwrap()).unwrap();
+            let theirs = Assertion::new(text);
+            assert_eq!(
+                (ours.ctype, ours.crit, ours.val),
+                (theirs.ctype, theirs.crit, theirs.val),
+                "{text}"
+            );
         }
     }
 }

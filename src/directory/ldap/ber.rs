@@ -1,0 +1,217 @@
+//! The one BER structure the gateway decodes itself: the entry in a post-read response control
+//! (RFC 4527: the control value is a `SearchResultEntry`, RFC 4511 section 4.5.2).
+//!
+//! ldap3 decodes it through its general tag tree and panics on a malformed value; this reader
+//! walks the bytes once, borrows every string from them, and answers `None` for anything that
+//! is not a well-formed entry, so the caller can read the entry back with a search instead.
+//! LDAP allows only the definite length form (RFC 4511 section 5.1), and every tag here has a
+//! number below 31, so both are all this reader accepts.
+
+/// `[APPLICATION 4]`, constructed: a SearchResultEntry.
+const SEARCH_RESULT_ENTRY: u8 = 0x64;
+const OCTET_STRING: u8 = 0x04;
+const SEQUENCE: u8 = 0x30;
+const SET: u8 = 0x31;
+
+/// One attribute of a decoded entry: its name as sent and its values' bytes.
+pub type RawAttribute<'a> = (&'a str, Vec<&'a [u8]>);
+
+/// The DN and the attributes of the SearchResultEntry encoded in `value`.
+pub fn search_result_entry(value: &[u8]) -> Option<(&str, Vec<RawAttribute<'_>>)> {
+    let (entry, rest) = element(value, SEARCH_RESULT_ENTRY)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (dn, rest) = element(entry, OCTET_STRING)?;
+    let (mut list, rest) = element(rest, SEQUENCE)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let mut attributes = Vec::new();
+    while !list.is_empty() {
+        let (attribute, next) = element(list, SEQUENCE)?;
+        list = next;
+        let (name, rest) = element(attribute, OCTET_STRING)?;
+        let (mut set, rest) = element(rest, SET)?;
+        if !rest.is_empty() {
+            return None;
+        }
+        let mut values = Vec::new();
+        while !set.is_empty() {
+            let (value, next) = element(set, OCTET_STRING)?;
+            set = next;
+            values.push(value);
+        }
+        attributes.push((std::str::from_utf8(name).ok()?, values));
+    }
+    Some((std::str::from_utf8(dn).ok()?, attributes))
+}
+
+/// The contents of the element at the start of `input` if its tag is `tag`, and what follows it.
+fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, input) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&len, mut input) = input.split_first()?;
+    let len = if len < 0x80 {
+        usize::from(len)
+    } else {
+        // Long form: the low bits say how many length octets follow (0x80 alone would be the
+        // indefinite form, which LDAP forbids).
+        let octets = usize::from(len & 0x7f);
+        if octets == 0 || octets > std::mem::size_of::<u32>() || input.len() < octets {
+            return None;
+        }
+        let (digits, rest) = input.split_at(octets);
+        input = rest;
+        digits
+            .iter()
+            .fold(0usize, |n, &d| (n << 8) | usize::from(d))
+    };
+    if input.len() < len {
+        return None;
+    }
+    Some(input.split_at(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldap3::asn1::{write, ASNTag, OctetString, Sequence, Set, Tag, TagClass};
+
+    fn octets(b: &[u8]) -> Tag {
+        Tag::OctetString(OctetString {
+            inner: b.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    /// The BER of a SearchResultEntry, written by ldap3's own encoder.
+    fn encoded(dn: &str, attrs: &[(&str, &[&[u8]])]) -> Vec<u8> {
+        let list = attrs
+            .iter()
+            .map(|(name, values)| {
+                Tag::Sequence(Sequence {
+                    inner: vec![
+                        octets(name.as_bytes()),
+                        Tag::Set(Set {
+                            inner: values.iter().map(|v| octets(v)).collect(),
+                            ..Default::default()
+                        }),
+                    ],
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let entry = Tag::Sequence(Sequence {
+            id: 4,
+            class: TagClass::Application,
+            inner: vec![
+                octets(dn.as_bytes()),
+                Tag::Sequence(Sequence {
+                    inner: list,
+                    ..Default::default()
+                }),
+            ],
+        });
+        let mut buf = bytes::BytesMut::new();
+        write::encode_into(&mut buf, entry.into_structure()).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn decodes_what_lber_encodes() {
+        let long = vec![b'x'; 70_000];
+        let guid: &[u8] = &[
+            0xff, 0xfe, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        let bytes = encoded(
+            "uid=a\\2cb,ou=people,dc=example,dc=org",
+            &[
+                ("uid", &[b"a,b"]),
+                ("mail", &[b"a@example.org", b"b@example.org"]),
+                ("description", &[&long]),
+                ("objectGUID", &[guid]),
+                ("empty", &[]),
+            ],
+        );
+        let (dn, attrs) = search_result_entry(&bytes).unwrap();
+        assert_eq!(dn, "uid=a\\2cb,ou=people,dc=example,dc=org");
+        let names: Vec<&str> = attrs.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["uid", "mail", "description", "objectGUID", "empty"]);
+        assert_eq!(attrs[1].1, [&b"a@example.org"[..], &b"b@example.org"[..]]);
+        assert_eq!(attrs[2].1, [&long[..]]);
+        assert_eq!(attrs[3].1, [guid]);
+        assert!(attrs[4].1.is_empty());
+    }
+
+    #[test]
+    fn refuses_malformed_values_without_panicking() {
+        let good = encoded("uid=a,dc=org", &[("cn", &[b"A"])]);
+        assert!(search_result_entry(&good).is_some());
+        // Every truncation, and every single-byte change of a tag or length, is refused or
+        // decoded within bounds; none panics.
+        for cut in 0..good.len() {
+            assert!(search_result_entry(&good[..cut]).is_none(), "cut at {cut}");
+        }
+        for at in 0..good.len() {
+            for b in [0x00, 0x7f, 0x80, 0x81, 0x84, 0x85, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = b;
+                let _ = search_result_entry(&bad);
+            }
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(search_result_entry(&trailing).is_none());
+        // The indefinite length form and a length beyond the input.
+        assert!(search_result_entry(&[0x64, 0x80, 0, 0]).is_none());
+        assert!(search_result_entry(&[0x64, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // Not a SearchResultEntry at all.
+        assert!(search_result_entry(&[0x30, 0x00]).is_none());
+        assert!(search_result_entry(&[]).is_none());
+    }
+
+    /// The gateway's entry from this reader equals the one from ldap3's decoding (which the
+    /// gateway used before): text, GUIDs in either form, binary values dropped, names folded.
+    #[test]
+    fn entry_equals_ldap3s_decoding() {
+        use crate::directory::ldap::{entry_from, entry_from_raw};
+        use ldap3::controls::{PostReadResp, RawControl};
+        let guid: &[u8] = &[
+            0xff, 0xfe, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        let utf8_guid: &[u8] = b"0123456789abcdef";
+        let cases: Vec<Vec<RawAttribute<'_>>> = vec![
+            vec![],
+            vec![("uid", vec![b"alice"]), ("cn", vec![b"Alice Liddell"])],
+            vec![
+                ("mail", vec![b"a@example.org", b"b@example.org"]),
+                ("empty", vec![]),
+            ],
+            vec![("objectGUID", vec![guid]), ("entryUUID", vec![b"u-1"])],
+            vec![("objectGUID", vec![utf8_guid])],
+            vec![("jpegPhoto", vec![&[0xff, 0xd8, 0xff]]), ("sn", vec![b"L"])],
+            vec![("description", vec![b"text", &[0xc3, 0x28]])],
+            vec![
+                ("Mail", vec![b"x@example.org"]),
+                ("uid", vec!["\u{e9}l\u{e8}ve".as_bytes()]),
+            ],
+        ];
+        for attrs in cases {
+            let pairs: Vec<(&str, &[&[u8]])> =
+                attrs.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let bytes = encoded("uid=a,ou=people,dc=example,dc=org", &pairs);
+            let theirs: PostReadResp = RawControl {
+                ctype: "1.3.6.1.1.13.2".into(),
+                crit: false,
+                val: Some(bytes.clone()),
+            }
+            .parse();
+            let expected = entry_from("t".into(), theirs.attrs, theirs.bin_attrs);
+            let (_, raw) = search_result_entry(&bytes).unwrap();
+            assert_eq!(entry_from_raw("t".into(), raw), expected, "{attrs:?}");
+        }
+    }
+}
