@@ -25,13 +25,10 @@ pub struct Entry {
 impl Entry {
     /// All values of an attribute (case-insensitive name); empty when absent.
     pub fn values(&self, attr: &str) -> &[String] {
-        // Names are mostly asked for in lower case already: no copy for those.
-        let found = if attr.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.attrs.get(&attr.to_ascii_lowercase())
-        } else {
-            self.attrs.get(attr)
-        };
-        found.map(Vec::as_slice).unwrap_or(&[])
+        self.attrs
+            .get(&attr.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The first value of an attribute, if any.
@@ -244,4 +241,32 @@ pub trait EntryWriter: Send + Sync {
         dn: &str,
         password: &crate::config::Secret,
     ) -> impl std::future::Future<Output = Result<(), DirectoryError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_found_by_any_case_of_the_name() {
+        let long = format!("x{}", "Y".repeat(80));
+        let mut attrs = BTreeMap::new();
+        attrs.insert("departmentnumber".to_string(), vec!["42".to_string()]);
+        attrs.insert(long.to_ascii_lowercase(), vec!["long".to_string()]);
+        attrs.insert("caf\u{c9}".to_string(), vec!["not ascii".to_string()]);
+        let entry = Entry {
+            dn: "uid=a".into(),
+            attrs,
+        };
+        assert_eq!(entry.values("departmentNumber"), ["42"]);
+        assert_eq!(entry.values("DEPARTMENTNUMBER"), ["42"]);
+        assert_eq!(entry.first("departmentnumber"), Some("42"));
+        assert_eq!(entry.values(&long), ["long"]);
+        assert_eq!(entry.values(&long.to_ascii_uppercase()), ["long"]);
+        // Only ASCII letters fold, as LDAP attribute names are ASCII.
+        assert_eq!(entry.values("CAF\u{c9}"), ["not ascii"]);
+        assert!(entry.values("caf\u{e9}").is_empty());
+        assert!(entry.values("mail").is_empty());
+        assert!(entry.values("").is_empty());
+    }
 }
