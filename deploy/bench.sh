@@ -5,7 +5,7 @@
 # on free loopback ports, prints a markdown table with the targets checked, and writes
 # target/bench/bench.json.
 #
-#   ./deploy/bench.sh            # the full run (about 15 minutes on 2 cores)
+#   ./deploy/bench.sh            # the full run (about 20-25 minutes on 2 cores)
 #   ./deploy/bench.sh --quick    # a smoke run of a minute or two
 #   ./deploy/bench.sh --help     # every option (scenarios, durations, sizes, output path)
 #
