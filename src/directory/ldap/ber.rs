@@ -18,33 +18,34 @@ pub type RawAttribute<'a> = (&'a str, Vec<&'a [u8]>);
 
 /// The DN and the attributes of the SearchResultEntry encoded in `value`.
 pub fn search_result_entry(value: &[u8]) -> Option<(&str, Vec<RawAttribute<'_>>)> {
-    let (entry, rest) = element(value, SEARCH_RESULT_ENTRY)?;
-    if !rest.is_empty() {
-        return None;
-    }
+    let entry = whole(value, SEARCH_RESULT_ENTRY)?;
     let (dn, rest) = element(entry, OCTET_STRING)?;
-    let (mut list, rest) = element(rest, SEQUENCE)?;
-    if !rest.is_empty() {
-        return None;
-    }
-    let mut attributes = Vec::new();
-    while !list.is_empty() {
-        let (attribute, next) = element(list, SEQUENCE)?;
-        list = next;
-        let (name, rest) = element(attribute, OCTET_STRING)?;
-        let (mut set, rest) = element(rest, SET)?;
-        if !rest.is_empty() {
-            return None;
-        }
-        let mut values = Vec::new();
-        while !set.is_empty() {
-            let (value, next) = element(set, OCTET_STRING)?;
-            set = next;
-            values.push(value);
-        }
-        attributes.push((std::str::from_utf8(name).ok()?, values));
-    }
+    let attributes = all(whole(rest, SEQUENCE)?, SEQUENCE)?
+        .into_iter()
+        .map(|attribute| {
+            let (name, rest) = element(attribute, OCTET_STRING)?;
+            let values = all(whole(rest, SET)?, OCTET_STRING)?;
+            Some((std::str::from_utf8(name).ok()?, values))
+        })
+        .collect::<Option<_>>()?;
     Some((std::str::from_utf8(dn).ok()?, attributes))
+}
+
+/// The contents of the one element, tagged `tag`, that `input` holds with nothing after it.
+fn whole(input: &[u8], tag: u8) -> Option<&[u8]> {
+    let (contents, rest) = element(input, tag)?;
+    rest.is_empty().then_some(contents)
+}
+
+/// The contents of the elements, each tagged `tag`, that fill `input`.
+fn all(mut input: &[u8], tag: u8) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        let (contents, rest) = element(input, tag)?;
+        out.push(contents);
+        input = rest;
+    }
+    Some(out)
 }
 
 /// The contents of the element at the start of `input` if its tag is `tag`, and what follows it.
@@ -121,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn decodes_what_lber_encodes() {
+    fn decodes_what_ldap3_encodes() {
         let long = vec![b'x'; 70_000];
         let guid: &[u8] = &[
             0xff, 0xfe, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
