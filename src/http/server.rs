@@ -17,10 +17,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -406,7 +407,7 @@ impl Gateway {
         for t in self.accept_tasks {
             let _ = t.await;
         }
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = Instant::now() + grace;
         loop {
             let closed = self.server.connection_closed.notified();
             let open = self.server.open_connections.load(Ordering::Acquire);
@@ -420,10 +421,8 @@ impl Gateway {
             }
         }
         // Connections closed by force end at their next poll; give them a moment.
-        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-        while self.server.open_connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < settle
-        {
+        let settle = Instant::now() + Duration::from_secs(1);
+        while self.server.open_connections.load(Ordering::Acquire) > 0 && Instant::now() < settle {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for t in self.background {
@@ -525,11 +524,15 @@ async fn accept_loop(
 }
 
 /// Per-connection activity, for the keep-alive idle timeout and the per-connection request cap.
+///
+/// Requests only record their start and end; nothing is signalled per request. The idle timer
+/// looks at the record when it fires (a wake-up per request would wake the connection's own task
+/// in the middle of every request and, on a small host, hand its next step to another thread).
 struct Activity {
     in_flight: AtomicUsize,
     served: AtomicU64,
+    /// On tokio's clock, which the tests can pause.
     last_active: Mutex<Instant>,
-    changed: Notify,
     /// Signalled once the connection has served its maximum number of requests.
     exhausted: Notify,
 }
@@ -545,37 +548,40 @@ impl Activity {
     }
 
     fn end(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.touch();
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn touch(&self) {
         if let Ok(mut t) = self.last_active.lock() {
             *t = Instant::now();
         }
-        self.changed.notify_waiters();
     }
 
-    /// Resolves once the connection has had no request in flight for `idle`.
+    /// How long until the connection has had no request in flight for `idle`, if it were to stay
+    /// so; zero once it has.
+    fn idle_left(&self, idle: Duration) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return idle;
+        }
+        let since = self
+            .last_active
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        idle.saturating_sub(since)
+    }
+
+    /// Resolves once the connection has had no request in flight for `idle`: a request in
+    /// flight when the timer fires puts it off by `idle` again, and the end of the last request
+    /// is the start of the idle time.
     async fn idle_for(&self, idle: Duration) {
         loop {
-            let changed = self.changed.notified();
-            if self.in_flight.load(Ordering::Acquire) > 0 {
-                changed.await;
-                continue;
-            }
-            let since = self
-                .last_active
-                .lock()
-                .map(|t| t.elapsed())
-                .unwrap_or_default();
-            if since >= idle {
+            let left = self.idle_left(idle);
+            if left.is_zero() {
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(idle - since) => {}
-                _ = changed => {}
-            }
+            tokio::time::sleep(left).await;
         }
     }
 }
@@ -644,7 +650,6 @@ async fn drive<I>(
         in_flight: AtomicUsize::new(0),
         served: AtomicU64::new(0),
         last_active: Mutex::new(Instant::now()),
-        changed: Notify::new(),
         exhausted: Notify::new(),
     });
     let max_requests = limits.max_requests_per_connection;
@@ -743,3 +748,62 @@ async fn drive<I>(
 
 /// How long a closing connection with nothing in flight is kept for the client to hang up itself.
 const CLOSE_IDLE: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            last_active: Mutex::new(Instant::now()),
+            exhausted: Notify::new(),
+        })
+    }
+
+    fn wait_idle(a: &Arc<Activity>, idle: Duration) -> JoinHandle<Instant> {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.idle_for(idle).await;
+            Instant::now()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_counts_from_the_end_of_the_last_request() {
+        let a = activity();
+        a.begin(None);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        a.end();
+        let ended = Instant::now();
+        let idle = wait_idle(&a, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(idle - ended, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_never_idle_however_long_it_takes() {
+        let a = activity();
+        a.begin(None);
+        let waiting = wait_idle(&a, Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        assert!(!waiting.is_finished(), "idle while a request was in flight");
+        a.end();
+        let ended = Instant::now();
+        let idle = waiting.await.unwrap();
+        assert_eq!(idle - ended, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_during_the_wait_starts_it_over_from_its_end() {
+        let a = activity();
+        let start = Instant::now();
+        let waiting = wait_idle(&a, Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        a.begin(None);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.end();
+        let idle = waiting.await.unwrap();
+        assert_eq!(idle - start, Duration::from_millis(3_700));
+    }
+}
