@@ -538,6 +538,15 @@ struct Activity {
 }
 
 impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            last_active: Mutex::new(Instant::now()),
+            exhausted: Notify::new(),
+        }
+    }
+
     fn begin(&self, max_requests: Option<u64>) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let served = self.served.fetch_add(1, Ordering::AcqRel) + 1;
@@ -646,12 +655,7 @@ async fn drive<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        served: AtomicU64::new(0),
-        last_active: Mutex::new(Instant::now()),
-        exhausted: Notify::new(),
-    });
+    let activity = Arc::new(Activity::new());
     let max_requests = limits.max_requests_per_connection;
     let service = {
         let activity = activity.clone();
@@ -754,12 +758,7 @@ mod tests {
     use super::*;
 
     fn activity() -> Arc<Activity> {
-        Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
-            last_active: Mutex::new(Instant::now()),
-            exhausted: Notify::new(),
-        })
+        Arc::new(Activity::new())
     }
 
     fn wait_idle(a: &Arc<Activity>, idle: Duration) -> JoinHandle<Instant> {
