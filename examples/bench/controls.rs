@@ -1,10 +1,12 @@
 //! What the directory itself charges for the SCIM answer: the create, update and disable writes
 //! sent directly with ldap3, plain and with the controls the gateway's write carries (an
 //! assertion that the entry is still that user, a post-read returning the entry for the
-//! `200 OK` / `201 Created` body), in alternating rounds. No gateway runs here; the ratio of the write with the answer's
-//! controls to the plain one bounds what any gateway that answers with the resource can reach
-//! against the plain write on this directory, and these costs plus the gateway's HTTPS round
-//! trip are the floor of its added latency.
+//! `200 OK` / `201 Created` body), in alternating rounds; the member adds plain and as the
+//! gateway sends them (a search resolving the member's id, then the group's modify asserted on
+//! the group or that member). No gateway runs here; the ratio of the gateway's shape of the
+//! write to the plain one bounds what any gateway that writes as this one does can reach
+//! against the plain write on this directory, and its extra p50 plus the gateway's HTTPS round
+//! trip is the floor of its added latency.
 //!
 //! Above concurrency 1 one more variant runs in the same rounds: each worker's write with the
 //! answer's controls follows a `GET /ServiceProviderConfig` through the gateway (TLS, HTTP,
@@ -41,31 +43,35 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         Vec::new()
     };
     let mut out = Vec::new();
+    let member = &[Answer::Plain, Answer::Resolved][..];
     let mut shapes = vec![
         (Scenario::Create, &[Answer::Plain, Answer::PostRead][..]),
         (Scenario::Update, &Answer::ALL[..]),
         (Scenario::Disable, &Answer::ALL[..]),
+        (Scenario::MemberSmall, member),
+        (Scenario::MemberBig, member),
     ];
     if !paired.is_empty() {
         // A search carries no controls: only its bound is measured.
         shapes.insert(0, (Scenario::Match, &[Answer::Plain][..]));
     }
     for (scenario, answers) in shapes {
-        let with_controls = if answers.len() > 1 {
-            "with and without the answer's controls"
-        } else {
-            "plain"
+        let with_controls = match answers.last() {
+            Some(Answer::Resolved) => {
+                "plain and as the gateway sends it (member-id search, asserted)"
+            }
+            _ if answers.len() > 1 => "with and without the answer's controls",
+            _ => "plain",
         };
         let after = if paired.is_empty() {
             ""
         } else {
             ", and after an HTTPS round trip"
         };
-        eprintln!(
-            "  {} sent directly at concurrency {concurrency}, {with_controls}{after}",
-            scenario.option()
-        );
-        // The gateway's write carries the last variant: both controls, or a create's post-read.
+        let label = scenario.label(&b.dir);
+        eprintln!("  {label} sent directly at concurrency {concurrency}, {with_controls}{after}");
+        // The gateway's write carries the last variant: both controls, a create's post-read, or
+        // a member add's search and assertion.
         let answer = answers.len() - 1;
         // (controls, after an HTTPS round trip)
         let mut variants: Vec<(Answer, bool)> = answers.iter().map(|a| (*a, false)).collect();
@@ -100,7 +106,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     Some(limit),
                 )
                 .await
-                .map_err(|e| format!("{:?} {}: {e}", variants[v], scenario.option()))?;
+                .map_err(|e| format!("{:?} {label}: {e}", variants[v]))?;
                 let after = Snapshot::take(b, Side::Direct).await?;
                 if !warmup {
                     ops[v] += run.latencies.len();
@@ -125,7 +131,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             })
             .collect();
         out.push(ControlsReport {
-            scenario: scenario.option().to_string(),
+            scenario: label,
             concurrency,
             ops_per_sec: by_controls(&rate),
             slapd_cpu_ms_per_op: by_controls(&cpu),

@@ -30,6 +30,8 @@ pub struct Directory {
     pub user_read_attrs: Vec<String>,
     /// The demo config's `[mapping.users] filter`.
     pub user_filter: String,
+    /// The demo config's `[mapping.groups] filter`.
+    pub group_filter: String,
 }
 
 pub fn bulk_name(i: usize) -> String {
@@ -109,13 +111,18 @@ pub struct ScenarioRun {
 /// Which of the controls that the gateway's one-operation PATCH carries a direct write adds:
 /// the assertion that the entry is still the user with that id, and the post-read that returns
 /// the entry for the SCIM answer (a create carries the post-read only: its answer has the id
-/// the directory gave the entry).
+/// the directory gave the entry). A membership add has its own: `Resolved`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Answer {
     Plain,
     Assertion,
     PostRead,
     Both,
+    /// A member add as the gateway sends it: the member's id resolved by a search first (the
+    /// direct side is handed the member's DN), then the group's modify asserted on the group's
+    /// id or the member's (what `Members::member_tolerant_guard` writes for slapd's memberof
+    /// overlay).
+    Resolved,
 }
 
 impl Answer {
@@ -253,17 +260,36 @@ impl ScenarioRun {
                     .await
                     .named(|| format!("modify {dn}"))
             }
-            Scenario::MemberSmall => {
-                let mods = add_members_mods([user_dn(&bulk_name(i))]);
-                ldap.modify(SMALL_GROUP_DN, mods)
+            Scenario::MemberSmall | Scenario::MemberBig => {
+                let (group, group_id, name, id) = if self.scenario == Scenario::MemberSmall {
+                    (
+                        SMALL_GROUP_DN,
+                        &dir.small_group_id,
+                        bulk_name(i),
+                        &dir.bulk_ids[i],
+                    )
+                } else {
+                    (
+                        BIG_GROUP_DN,
+                        &dir.big_group_id,
+                        pool_name(i),
+                        &dir.pool_ids[i],
+                    )
+                };
+                if self.answer == Answer::Resolved {
+                    // As `Members::resolve_ids` searches for one id.
+                    let filter = format!("(&{}(|(entryUUID={id})))", dir.user_filter);
+                    let attrs = ["entryUUID".to_string(), "uid".to_string()];
+                    search_expecting(ldap, PEOPLE, &filter, &attrs, 1).await?;
+                    let guard = format!(
+                        "(|(&{}(entryUUID={group_id}))(&{}(|(entryUUID={id}))))",
+                        dir.group_filter, dir.user_filter
+                    );
+                    ldap.with_controls(vec![Assertion::new(&guard)]);
+                }
+                ldap.modify(group, add_members_mods([user_dn(&name)]))
                     .await
-                    .named(|| format!("modify {SMALL_GROUP_DN}"))
-            }
-            Scenario::MemberBig => {
-                let mods = add_members_mods([user_dn(&pool_name(i))]);
-                ldap.modify(BIG_GROUP_DN, mods)
-                    .await
-                    .named(|| format!("modify {BIG_GROUP_DN}"))
+                    .named(|| format!("modify {group}"))
             }
         }
     }

@@ -135,7 +135,7 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
             .and_then(|e| first(&e, "entryUUID"))
             .ok_or_else(|| format!("{dn} is missing"))
     };
-    let (user_filter, user_read_attrs) = user_reads()?;
+    let (user_filter, user_read_attrs, group_filter) = demo_filters_and_reads()?;
     Ok(Directory {
         users,
         pool,
@@ -145,13 +145,15 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
         big_group_id: group_id(BIG_GROUP_DN).await?,
         user_read_attrs,
         user_filter,
+        group_filter,
     })
 }
 
-/// The users filter of the demo config, and the attributes the gateway reads for a user list
-/// with it: the id, the timestamps, every mapped attribute, the disable attribute (ppolicy's
-/// lock) and the version (entryCSN), as `UserService::read_attributes_for` lists them.
-fn user_reads() -> Result<(String, Vec<String>), String> {
+/// The users filter of the demo config, the attributes the gateway reads for a user list with
+/// it (the id, the timestamps, every mapped attribute, the disable attribute (ppolicy's lock)
+/// and the version (entryCSN), as `UserService::read_attributes_for` lists them), and the
+/// groups filter.
+fn demo_filters_and_reads() -> Result<(String, Vec<String>, String), String> {
     let path = repo_file("config/gateway.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config: toml::Value =
@@ -181,5 +183,9 @@ fn user_reads() -> Result<(String, Vec<String>), String> {
     Ok((
         text_of(users.get("filter"), "(objectClass=inetOrgPerson)"),
         attrs,
+        text_of(
+            config["mapping"]["groups"].get("filter"),
+            "(objectClass=groupOfNames)",
+        ),
     ))
 }
