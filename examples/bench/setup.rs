@@ -135,7 +135,7 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
             .and_then(|e| first(&e, "entryUUID"))
             .ok_or_else(|| format!("{dn} is missing"))
     };
-    let (user_filter, user_read_attrs, group_filter) = demo_filters_and_reads()?;
+    let demo = demo_mapping()?;
     Ok(Directory {
         users,
         pool,
@@ -143,17 +143,25 @@ pub async fn directory(slapd: &Slapd, users: usize, pool: usize) -> Result<Direc
         pool_ids,
         small_group_id: group_id(SMALL_GROUP_DN).await?,
         big_group_id: group_id(BIG_GROUP_DN).await?,
-        user_read_attrs,
-        user_filter,
-        group_filter,
+        user_read_attrs: demo.user_read_attrs,
+        user_filter: demo.user_filter,
+        group_filter: demo.group_filter,
     })
 }
 
-/// The users filter of the demo config, the attributes the gateway reads for a user list with
-/// it (the id, the timestamps, every mapped attribute, the disable attribute (ppolicy's lock)
-/// and the version (entryCSN), as `UserService::read_attributes_for` lists them), and the
-/// groups filter.
-fn demo_filters_and_reads() -> Result<(String, Vec<String>, String), String> {
+/// What the scenarios take from the demo config's mapping.
+struct DemoMapping {
+    /// `[mapping.users] filter`.
+    user_filter: String,
+    /// What the gateway reads for a user list: the id, the timestamps, every mapped attribute,
+    /// the disable attribute (ppolicy's lock) and the version (entryCSN), as
+    /// `UserService::read_attributes_for` lists them.
+    user_read_attrs: Vec<String>,
+    /// `[mapping.groups] filter`.
+    group_filter: String,
+}
+
+fn demo_mapping() -> Result<DemoMapping, String> {
     let path = repo_file("config/gateway.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config: toml::Value =
@@ -180,12 +188,12 @@ fn demo_filters_and_reads() -> Result<(String, Vec<String>, String), String> {
         config["directory"].get("version_attribute"),
         "entryCSN",
     ));
-    Ok((
-        text_of(users.get("filter"), "(objectClass=inetOrgPerson)"),
-        attrs,
-        text_of(
+    Ok(DemoMapping {
+        user_filter: text_of(users.get("filter"), "(objectClass=inetOrgPerson)"),
+        user_read_attrs: attrs,
+        group_filter: text_of(
             config["mapping"]["groups"].get("filter"),
             "(objectClass=groupOfNames)",
         ),
-    ))
+    })
 }
