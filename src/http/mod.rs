@@ -7,8 +7,10 @@ pub mod auth;
 pub mod bulk;
 pub mod client_ip;
 pub mod error;
+mod inplace;
 pub mod json;
 pub mod ratelimit;
+mod ready_body;
 pub mod server;
 pub mod tls;
 

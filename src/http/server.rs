@@ -516,10 +516,12 @@ async fn accept_loop(
         let server = server.clone();
         let stop = stop.clone();
         let force = force.clone();
-        tokio::spawn(async move {
+        // In place: the connection's task takes each request's body (see `drive`) and hyper's
+        // body channel wakes it while it runs; that wake-up must not hand it to another thread.
+        tokio::spawn(super::inplace::in_place(async move {
             let _guard = guard;
             serve_connection(server, index, tls, tcp, peer, stop, force).await;
-        });
+        }));
     }
 }
 
@@ -665,11 +667,16 @@ async fn drive<I>(
             req.extensions_mut().insert(PeerAddr(peer));
             let router = server.live().routers[index].clone();
             let activity = activity.clone();
-            // Each request runs in its own task: when a client hangs up, hyper drops this
-            // future, but a write already sent to the directory still completes, is audited and
-            // counted, and the gauges come back down.
-            let task = tokio::spawn(router.oneshot(req.map(axum::body::Body::new)));
             async move {
+                // The body's first frame is taken here, in the connection's task, if the
+                // connection has already read it (see `ready_body`); nothing waits for it.
+                let (parts, body) = req.into_parts();
+                let body = super::ready_body::take_ready(body).await;
+                let req = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+                // Each request runs in its own task: when a client hangs up, hyper drops this
+                // future, but a write already sent to the directory still completes, is audited
+                // and counted, and the gauges come back down.
+                let task = tokio::spawn(router.oneshot(req));
                 let resp = match task.await {
                     Ok(r) => r,
                     // A panic in a handler is a bug: 500, and the connection carries on.

@@ -426,6 +426,81 @@ async fn a_huge_declared_body_is_413_before_it_is_read() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
 
+/// A body is read whole however it arrives: after its head, in pieces, partly with its head, or
+/// all with it (the gateway takes what the connection has already read and waits for the rest
+/// in the handler). Three PATCHes on one keep-alive connection; each lands in the directory.
+#[tokio::test]
+async fn a_body_is_read_whole_however_it_is_split() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start().await;
+    let id = gw.seeded_id("bob").await;
+    let mut tls = crate::operations::open_tls(&gw, b"http/1.1").await;
+    // (title, bytes of the body sent with the head)
+    for (title, with_head) in [
+        ("sent after", 0),
+        ("partly with", 25),
+        ("all with", usize::MAX),
+    ] {
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "title", "value": title}]})
+        .to_string();
+        let head = format!(
+            "PATCH /scim/v2/Users/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n",
+            crate::gateway::TOKEN,
+            body.len()
+        );
+        let split = with_head.min(body.len());
+        let mut opening = head.into_bytes();
+        opening.extend_from_slice(&body.as_bytes()[..split]);
+        tls.write_all(&opening).await.unwrap();
+        tls.flush().await.unwrap();
+        // The rest in two parts, each after a pause.
+        let rest = &body.as_bytes()[split..];
+        let (a, b) = rest.split_at(rest.len() / 2);
+        for part in [a, b] {
+            if !part.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tls.write_all(part).await.unwrap();
+                tls.flush().await.unwrap();
+            }
+        }
+        // One whole response: the head, then Content-Length bytes.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        let answer = loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "the gateway closed the connection");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .expect("a Content-Length");
+                if got.len() >= end + 4 + length {
+                    break text;
+                }
+            }
+        };
+        assert!(answer.starts_with("HTTP/1.1 200"), "{title}: {answer}");
+        assert!(
+            answer.contains(&format!("\"title\":\"{title}\"")),
+            "{title}: {answer}"
+        );
+        let bob = gw.slapd.entry(&people_dn("bob")).await.unwrap();
+        assert_eq!(first(&bob, "title").as_deref(), Some(title));
+    }
+}
+
 /// TLS 1.0 and 1.1 are refused; TLS 1.2 works (so the probe itself works); plaintext on the TLS
 /// port gets no HTTP answer.
 #[tokio::test]
