@@ -23,6 +23,22 @@ thread_local! {
     static POLLING: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Marks this thread as polling one `Shared`'s future until dropped, also when the poll panics
+/// (a stale mark would swallow another future's wake-ups).
+struct Polling(usize);
+
+impl Polling {
+    fn enter(id: usize) -> Self {
+        Polling(POLLING.with(|p| p.replace(id)))
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        POLLING.with(|p| p.set(self.0));
+    }
+}
+
 struct Shared {
     /// The task's waker, as of the last poll.
     task: Mutex<Option<Waker>>,
@@ -88,9 +104,10 @@ impl<F: Future> Future for InPlace<F> {
         let id = this.shared.id();
         for _ in 0..MAX_POLLS_IN_PLACE {
             this.shared.again.store(false, Ordering::Relaxed);
-            let outer = POLLING.with(|p| p.replace(id));
-            let polled = this.future.as_mut().poll(&mut inner);
-            POLLING.with(|p| p.set(outer));
+            let polled = {
+                let _polling = Polling::enter(id);
+                this.future.as_mut().poll(&mut inner)
+            };
             if polled.is_ready() {
                 return polled;
             }
@@ -221,6 +238,19 @@ mod tests {
         done.store(true, Ordering::SeqCst);
         assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
         assert_eq!(count.0.load(Ordering::SeqCst), 3, "a poll woke the task");
+    }
+
+    #[test]
+    fn a_poll_that_panics_leaves_no_mark_on_the_thread() {
+        let (_, waker) = task_waker();
+        let mut f = in_place(std::future::poll_fn(|_| -> Poll<()> {
+            panic!("in the poll")
+        }));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut f).poll(&mut Context::from_waker(&waker));
+        }));
+        assert!(caught.is_err());
+        assert_eq!(POLLING.with(Cell::get), 0);
     }
 
     #[test]

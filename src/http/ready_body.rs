@@ -10,7 +10,9 @@
 //! frame's wake-up is answered in place.
 //!
 //! Only what is already there is taken: nothing waits for body bytes here, so admission (token,
-//! quotas, the body's size limit) still comes before any wait for the body, in the handler.
+//! quotas, the body's size limit) still comes before any wait for the body, in the handler. A
+//! request with `Expect: 100-continue` is not looked at: polling its body is what tells hyper to
+//! answer `100 Continue`, and that answer must wait for admission too.
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -25,17 +27,11 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     if body.is_end_stream() {
-        return Ahead {
-            first: None,
-            rest: Some(body),
-        };
+        return Ahead::untouched(body);
     }
     let first = poll_fn(|cx| Poll::Ready(take_now(&mut body, cx))).await;
     match first {
-        Taken::Nothing => Ahead {
-            first: None,
-            rest: Some(body),
-        },
+        Taken::Nothing => Ahead::untouched(body),
         Taken::End => Ahead {
             first: None,
             rest: None,
@@ -69,6 +65,16 @@ fn take_now<B: Body + Unpin>(body: &mut B, cx: &mut Context<'_>) -> Taken<B::Dat
 pub struct Ahead<B: Body> {
     first: Option<Result<Frame<B::Data>, B::Error>>,
     rest: Option<B>,
+}
+
+impl<B: Body> Ahead<B> {
+    /// The body as it is, nothing taken.
+    pub fn untouched(body: B) -> Self {
+        Ahead {
+            first: None,
+            rest: Some(body),
+        }
+    }
 }
 
 impl<B: Body + Unpin> Body for Ahead<B>

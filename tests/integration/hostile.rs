@@ -404,26 +404,37 @@ async fn body_abuse_is_refused_cleanly() {
     assert!(!first(&bob, "title").unwrap_or_default().starts_with('t'));
 }
 
-/// A 100 MB body is refused from its declared length, before any of it is sent.
+/// A 100 MB body is refused from its declared length, before any of it is sent; and a client
+/// that asks before sending it (`Expect: 100-continue`) is never told to go ahead, whether its
+/// token is good (413) or missing (401).
 #[tokio::test]
 async fn a_huge_declared_body_is_413_before_it_is_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gw = TestGateway::start().await;
-    let mut tls = crate::operations::open_tls(&gw, b"http/1.1").await;
-    let head = format!(
-        "POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/scim+json\r\nContent-Length: 104857600\r\n\r\n",
-        crate::gateway::TOKEN
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
-    tls.flush().await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf))
-        .await
-        .expect("an answer without sending the body")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]);
-    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let auth = format!("Authorization: Bearer {}\r\n", crate::gateway::TOKEN);
+    for (extra, status) in [
+        (auth.clone(), "413"),
+        (format!("{auth}Expect: 100-continue\r\n"), "413"),
+        ("Expect: 100-continue\r\n".to_string(), "401"),
+    ] {
+        let mut tls = crate::operations::open_tls(&gw, b"http/1.1").await;
+        let head = format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\
+             Content-Type: application/scim+json\r\nContent-Length: 104857600\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("an answer without sending the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{extra}: {text}"
+        );
+    }
 }
 
 /// A body is read whole however it arrives: after its head, in pieces, partly with its head, or
