@@ -14,51 +14,36 @@
 //! request with `Expect: 100-continue` is not looked at: polling its body is what tells hyper to
 //! answer `100 Continue`, and that answer must wait for admission too.
 
+use axum::http;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The body with its first frame taken if it was ready: the whole body when that frame was the
-/// last, else the frame ahead of the rest.
-pub async fn take_ready<B>(mut body: B) -> Ahead<B>
+/// The request with its body's first frame taken if the connection has already read it (see the
+/// module's notes), or as it is when the client waits for `100 Continue`.
+pub async fn take_ready<B>(req: http::Request<B>) -> http::Request<Ahead<B>>
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    if body.is_end_stream() {
-        return Ahead::untouched(body);
+    let (parts, mut body) = req.into_parts();
+    if parts.headers.contains_key(http::header::EXPECT) || body.is_end_stream() {
+        return http::Request::from_parts(parts, Ahead::untouched(body));
     }
-    let first = poll_fn(|cx| Poll::Ready(take_now(&mut body, cx))).await;
-    match first {
-        Taken::Nothing => Ahead::untouched(body),
-        Taken::End => Ahead {
+    let body = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+        Poll::Pending => Ahead::untouched(body),
+        Poll::Ready(None) => Ahead {
             first: None,
             rest: None,
         },
-        Taken::Frame(f) => {
-            // The last frame: the body's channel is no longer needed.
-            let rest = (!body.is_end_stream()).then_some(body);
-            Ahead {
-                first: Some(f),
-                rest,
-            }
-        }
-    }
-}
-
-enum Taken<D, E> {
-    Nothing,
-    End,
-    Frame(Result<Frame<D>, E>),
-}
-
-fn take_now<B: Body + Unpin>(body: &mut B, cx: &mut Context<'_>) -> Taken<B::Data, B::Error> {
-    match Pin::new(body).poll_frame(cx) {
-        Poll::Pending => Taken::Nothing,
-        Poll::Ready(None) => Taken::End,
-        Poll::Ready(Some(f)) => Taken::Frame(f),
-    }
+        // After the last frame the body's channel is no longer needed.
+        Poll::Ready(Some(f)) => Ahead {
+            first: Some(f),
+            rest: (!body.is_end_stream()).then_some(body),
+        },
+    };
+    http::Request::from_parts(parts, body)
 }
 
 /// A body whose first frame may already be in hand.
@@ -179,6 +164,10 @@ mod tests {
         }
     }
 
+    async fn taken(body: Scripted) -> Ahead<Scripted> {
+        take_ready(http::Request::new(body)).await.into_body()
+    }
+
     async fn text<B: Body<Data = Bytes> + Unpin>(body: Ahead<B>) -> String
     where
         B::Data: Unpin,
@@ -190,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_body_already_read_is_taken_and_its_channel_dropped() {
-        let ahead = take_ready(scripted(&[Some("{\"a\":1}")], Some(7))).await;
+        let ahead = taken(scripted(&[Some("{\"a\":1}")], Some(7))).await;
         assert!(
             ahead.rest.is_none(),
             "the body's channel is kept after its last frame"
@@ -202,12 +191,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_not_yet_read_is_left_whole_after_one_look() {
-        let ahead = take_ready(scripted(&[None, Some("ab"), Some("cd")], Some(4))).await;
+        let ahead = taken(scripted(&[None, Some("ab"), Some("cd")], Some(4))).await;
         assert!(ahead.first.is_none());
         assert_eq!(
             ahead.rest.as_ref().unwrap().polled,
             1,
-            "take_ready waited for the body"
+            "the body was waited for"
         );
         assert_eq!(ahead.size_hint().exact(), Some(4));
         assert_eq!(text(ahead).await, "abcd");
@@ -215,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_first_part_is_put_ahead_of_the_rest() {
-        let ahead = take_ready(scripted(&[Some("ab"), None, Some("cd")], Some(4))).await;
+        let ahead = taken(scripted(&[Some("ab"), None, Some("cd")], Some(4))).await;
         assert!(ahead.first.is_some() && ahead.rest.is_some());
         assert_eq!(ahead.size_hint().exact(), Some(4));
         assert_eq!(text(ahead).await, "abcd");
@@ -223,7 +212,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_of_unknown_length_keeps_its_end() {
-        let ahead = take_ready(scripted(&[Some("ab"), Some("cd")], None)).await;
+        let ahead = taken(scripted(&[Some("ab"), Some("cd")], None)).await;
         assert!(ahead.rest.is_some());
         assert_eq!(ahead.size_hint().lower(), 2);
         assert_eq!(ahead.size_hint().upper(), None);
@@ -231,8 +220,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_waiting_for_100_continue_has_its_body_left_alone() {
+        let mut req = http::Request::new(scripted(&[Some("{}")], Some(2)));
+        req.headers_mut().insert(
+            http::header::EXPECT,
+            http::HeaderValue::from_static("100-continue"),
+        );
+        let req = take_ready(req).await;
+        assert!(req.headers().contains_key(http::header::EXPECT));
+        let ahead = req.into_body();
+        assert_eq!(
+            ahead.rest.as_ref().unwrap().polled,
+            0,
+            "the body was polled"
+        );
+        assert!(ahead.first.is_none());
+        assert_eq!(text(ahead).await, "{}");
+    }
+
+    #[tokio::test]
     async fn an_empty_body_is_not_polled() {
-        let ahead = take_ready(scripted(&[], Some(0))).await;
+        let ahead = taken(scripted(&[], Some(0))).await;
         assert_eq!(ahead.rest.as_ref().unwrap().polled, 0);
         assert!(ahead.is_end_stream());
         assert_eq!(text(ahead).await, "");
@@ -240,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_ends_at_once_is_empty() {
-        let ahead = take_ready(scripted(&[], None)).await;
+        let ahead = taken(scripted(&[], None)).await;
         assert!(ahead.first.is_none() && ahead.rest.is_none());
         assert!(ahead.is_end_stream());
         assert_eq!(text(ahead).await, "");

@@ -670,13 +670,9 @@ async fn drive<I>(
             async move {
                 // The body's first frame is taken here, in the connection's task, if the
                 // connection has already read it (see `ready_body`); nothing waits for it.
-                let (parts, body) = req.into_parts();
-                let body = if parts.headers.contains_key(axum::http::header::EXPECT) {
-                    super::ready_body::Ahead::untouched(body)
-                } else {
-                    super::ready_body::take_ready(body).await
-                };
-                let req = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+                let req = super::ready_body::take_ready(req)
+                    .await
+                    .map(axum::body::Body::new);
                 // Each request runs in its own task: when a client hangs up, hyper drops this
                 // future, but a write already sent to the directory still completes, is audited
                 // and counted, and the gauges come back down.
