@@ -7,6 +7,10 @@
 //! the future a waker of its own: a wake-up that comes from inside the future's own poll, on the
 //! same thread, only asks for one more poll, which `InPlace` runs at once. Every other wake-up
 //! (another thread, another task, the I/O driver) goes to the task's waker as before.
+//!
+//! Yielding still works: tokio's `yield_now` and its cooperative budget do not wake the task
+//! inside its poll but defer the wake-up until the worker has polled its driver, so it comes
+//! from outside the poll and reaches the scheduler (checked by the tests below).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -251,6 +255,41 @@ mod tests {
         }));
         assert!(caught.is_err());
         assert_eq!(POLLING.with(Cell::get), 0);
+    }
+
+    /// Spawns `yields` (in place) and then a task that sets a flag: `yields` must find the flag set
+    /// once it has given way, i.e. its yield went to the scheduler, not into another poll in place.
+    async fn gives_way(yields: impl Future<Output = ()> + Send + 'static) -> bool {
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let seen = other_ran.clone();
+        let first = tokio::spawn(in_place(async move {
+            yields.await;
+            seen.load(Ordering::SeqCst)
+        }));
+        let set = other_ran.clone();
+        tokio::spawn(async move { set.store(true, Ordering::SeqCst) });
+        tokio::time::timeout(std::time::Duration::from_secs(5), first)
+            .await
+            .expect("the yielding task was never woken again")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_yield_gives_way_to_other_tasks() {
+        assert!(gives_way(tokio::task::yield_now()).await);
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_cooperative_budget_gives_way_to_other_tasks() {
+        // More budget units than tokio grants a task per poll (128).
+        assert!(
+            gives_way(async {
+                for _ in 0..1000 {
+                    tokio::task::consume_budget().await;
+                }
+            })
+            .await
+        );
     }
 
     #[test]

@@ -816,6 +816,11 @@ pub(crate) async fn h1_request<S: AsyncRead + AsyncWrite + Unpin>(
     request.push_str(body.unwrap_or(""));
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.flush().await.unwrap();
+    h1_response(stream, &format!("{method} {path}")).await
+}
+
+/// Reads one HTTP/1.1 response (which must carry a Content-Length) to `what`, within 10 s.
+pub(crate) async fn h1_response<S: AsyncRead + Unpin>(stream: &mut S, what: &str) -> H1Response {
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -826,7 +831,7 @@ pub(crate) async fn h1_request<S: AsyncRead + AsyncWrite + Unpin>(
             let n = stream.read(&mut chunk).await.expect("reading a response");
             assert!(
                 n > 0,
-                "connection closed before a response to {path}: {:?}",
+                "connection closed before a response to {what}: {:?}",
                 String::from_utf8_lossy(&buf)
             );
             buf.extend_from_slice(&chunk[..n]);
@@ -849,7 +854,7 @@ pub(crate) async fn h1_request<S: AsyncRead + AsyncWrite + Unpin>(
         H1Response { body, ..response }
     })
     .await
-    .unwrap_or_else(|_| panic!("no response to GET {path} within 10 s"))
+    .unwrap_or_else(|_| panic!("no response to {what} within 10 s"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
