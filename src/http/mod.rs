@@ -126,11 +126,26 @@ fn request_id(headers: &HeaderMap) -> String {
             return v.to_string();
         }
     }
+    generated_request_id()
+}
+
+/// 8 random bytes drawn once per process, then a counter: unique across processes and within
+/// one, without a system call per request (an id ties log lines together; it is no secret).
+fn generated_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            // Without randomness, the start time still tells processes apart.
+            time_based_prefix(&mut bytes);
+        }
+        bytes
+    });
     let mut bytes = [0u8; 16];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        // Without randomness, a process-unique counter still ties log lines together.
-        time_based_id(&mut bytes);
-    }
+    bytes[..8].copy_from_slice(prefix);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
     hex(&bytes)
 }
 
@@ -145,12 +160,12 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-fn time_based_id(bytes: &mut [u8; 16]) {
+fn time_based_prefix(bytes: &mut [u8; 8]) {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    bytes.copy_from_slice(&t.to_be_bytes());
+    bytes.copy_from_slice(&(t as u64).to_be_bytes());
 }
 
 /// The outermost layer: a request id on the request, its log lines and its response; metrics;
@@ -1000,6 +1015,25 @@ mod tests {
         assert_eq!(request_id(&headers), "abc-123");
         headers.insert(REQUEST_ID, HeaderValue::from_static("no spaces"));
         assert_eq!(request_id(&headers).len(), 32);
+        // One random prefix per process, then a counter: no two ids alike, from any thread.
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..2500)
+                            .map(|_| generated_request_id())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(ids.iter().all(|id| id[..16] == a[..16]));
     }
 
     #[tokio::test]

@@ -49,6 +49,14 @@ pub fn guid_from_string(s: &str) -> Option<[u8; 16]> {
 /// to the escaped binary AD compares (`(objectGUID=\xx\xx…)`). Other assertions stay as they are:
 /// a value that is not a GUID can match no entry anyway.
 pub fn binary_guid_filter(filter: &str) -> Cow<'_, str> {
+    // Every guarded write passes here; most filters name no GUID attribute at all.
+    let names_a_guid = filter
+        .as_bytes()
+        .windows(5)
+        .any(|w| w.eq_ignore_ascii_case(b"guid="));
+    if !names_a_guid {
+        return Cow::Borrowed(filter);
+    }
     let lower = filter.to_ascii_lowercase();
     let mut out = String::new();
     let mut copied = 0;
@@ -140,6 +148,12 @@ mod tests {
     fn guid_assertions_become_escaped_binary_and_nothing_else_changes() {
         let id = "00112233-4455-6677-8899-aabbccddeeff";
         let bin = r"\33\22\11\00\55\44\77\66\88\99\aa\bb\cc\dd\ee\ff";
+        // The shortcut for filters without "guid=" holds for every GUID attribute.
+        assert!(GUID_ATTRIBUTES.iter().all(|a| a.ends_with("guid")));
+        assert_eq!(
+            binary_guid_filter(&format!("(OBJECTGUID={id})")),
+            format!("(OBJECTGUID={bin})")
+        );
         assert_eq!(
             binary_guid_filter(&format!("(&(objectClass=user)(objectGUID={id}))")),
             format!("(&(objectClass=user)(objectGUID={bin}))")

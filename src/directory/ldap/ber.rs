@@ -1,11 +1,13 @@
-//! The one BER structure the gateway decodes itself: the entry in a post-read response control
-//! (RFC 4527: the control value is a `SearchResultEntry`, RFC 4511 section 4.5.2).
+//! The BER the gateway reads and writes itself, where ldap3's general tag tree costs more than
+//! the structure is worth on every write: the entry in a post-read response control (RFC 4527:
+//! the control value is a `SearchResultEntry`, RFC 4511 section 4.5.2), and the attribute list
+//! of a post-read request control.
 //!
-//! ldap3 decodes it through its general tag tree and panics on a malformed value; this reader
-//! walks the bytes once, borrows every string from them, and answers `None` for anything that
-//! is not a well-formed entry, so the caller can read the entry back with a search instead.
+//! ldap3 decodes the entry through its general tag tree and panics on a malformed value; this
+//! reader walks the bytes once, borrows every string from them, and answers `None` for anything
+//! that is not a well-formed entry, so the caller can read the entry back with a search instead.
 //! LDAP allows only the definite length form (RFC 4511 section 5.1), and every tag here has a
-//! number below 31, so both are all this reader accepts.
+//! number below 31, so both are all this module reads and writes.
 
 /// `[APPLICATION 4]`, constructed: a SearchResultEntry.
 const SEARCH_RESULT_ENTRY: u8 = 0x64;
@@ -35,6 +37,33 @@ pub fn search_result_entry(value: &[u8]) -> Option<(&str, Vec<RawAttribute<'_>>)
 fn whole(input: &[u8], tag: u8) -> Option<&[u8]> {
     let (contents, rest) = element(input, tag)?;
     rest.is_empty().then_some(contents)
+}
+
+/// The value of a pre- or post-read request control (RFC 4527 section 3.1): `AttributeSelection
+/// ::= SEQUENCE OF selector LDAPString`, the same bytes as ldap3's `PostRead::new` writes.
+pub fn attribute_selection(attrs: &[String]) -> Vec<u8> {
+    let mut list = Vec::with_capacity(attrs.iter().map(|a| a.len() + 4).sum());
+    for a in attrs {
+        put(&mut list, OCTET_STRING, a.as_bytes());
+    }
+    let mut out = Vec::with_capacity(list.len() + 6);
+    put(&mut out, SEQUENCE, &list);
+    out
+}
+
+/// Appends the element tagged `tag` holding `contents`, its length in the shortest definite form.
+pub(super) fn put(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+    out.push(tag);
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let digits = len.to_be_bytes();
+        let skip = digits.iter().take_while(|&&d| d == 0).count();
+        out.push(0x80 | (digits.len() - skip) as u8);
+        out.extend_from_slice(&digits[skip..]);
+    }
+    out.extend_from_slice(contents);
 }
 
 /// The contents of the elements, each tagged `tag`, that fill `input`.
@@ -145,6 +174,43 @@ mod tests {
         assert_eq!(attrs[2].1, [&long[..]]);
         assert_eq!(attrs[3].1, [guid]);
         assert!(attrs[4].1.is_empty());
+    }
+
+    #[test]
+    fn attribute_selection_equals_ldap3s() {
+        use ldap3::controls::PostRead;
+        let long = "x".repeat(300);
+        let many: Vec<String> = (0..40).map(|i| format!("attribute{i}")).collect();
+        let cases: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["uid".into()],
+            vec![
+                "uid".into(),
+                "cn".into(),
+                "entryUUID".into(),
+                "modifyTimestamp".into(),
+            ],
+            vec![long.clone()],
+            vec![long.clone(); 300],
+            many,
+        ];
+        for attrs in cases {
+            let theirs = PostRead::new(attrs.clone()).val.unwrap();
+            assert_eq!(
+                attribute_selection(&attrs),
+                theirs,
+                "{} attributes",
+                attrs.len()
+            );
+            // And it reads back as what was written.
+            let (list, rest) = element(&theirs, SEQUENCE).unwrap();
+            assert!(rest.is_empty());
+            let names: Vec<&[u8]> = all(list, OCTET_STRING).unwrap();
+            assert_eq!(
+                names,
+                attrs.iter().map(|a| a.as_bytes()).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
