@@ -11,8 +11,8 @@
 
 /// `[APPLICATION 4]`, constructed: a SearchResultEntry.
 const SEARCH_RESULT_ENTRY: u8 = 0x64;
-const OCTET_STRING: u8 = 0x04;
-const SEQUENCE: u8 = 0x30;
+pub(super) const OCTET_STRING: u8 = 0x04;
+pub(super) const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 
 /// One attribute of a decoded entry: its name as sent and its values' bytes.

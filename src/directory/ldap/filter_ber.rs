@@ -8,7 +8,7 @@
 //! that is not a filter), which the caller then hands to ldap3. Where it answers, its bytes are
 //! ldap3's (the tests compare them on a corpus and on generated filters).
 
-use super::ber::put;
+use super::ber::{put, OCTET_STRING, SEQUENCE};
 
 const AND: u8 = 0xa0;
 const OR: u8 = 0xa1;
@@ -19,8 +19,6 @@ const GREATER_OR_EQUAL: u8 = 0xa5;
 const LESS_OR_EQUAL: u8 = 0xa6;
 const PRESENT: u8 = 0x87;
 const APPROX: u8 = 0xa8;
-const OCTET_STRING: u8 = 0x04;
-const SEQUENCE: u8 = 0x30;
 const SUB_INITIAL: u8 = 0x80;
 const SUB_ANY: u8 = 0x81;
 const SUB_FINAL: u8 = 0x82;

@@ -14,7 +14,7 @@ use crate::audit::{AuditChange, AuditWrite, Auditor};
 use crate::config::DirectorySettings;
 use crate::directory::capabilities::{self, Capabilities};
 use crate::metrics::DirectoryMetrics;
-use ldap3::controls::{Assertion, Control, ControlType, MatchedValues, PagedResults, RawControl};
+use ldap3::controls::{Control, ControlType, MatchedValues, PagedResults, RawControl};
 use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchResult};
 use pool::{Pool, PooledConn};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -222,12 +222,17 @@ fn push_binary<'a>(
     }
 }
 
-/// The BER of a parsed filter, as ldap3's `Assertion` writes it into the assertion control
-/// (RFC 4528) from the filter's text (`None` if the encoder fails, which writing to memory does
-/// not).
-fn encode_tag(filter: ldap3::asn1::Tag) -> Option<Vec<u8>> {
+/// The assertion control's value (RFC 4528) for the filter `text`: the gateway's own writer for
+/// the filters it builds, ldap3's parser and encoder for anything else; `None` if the text is no
+/// filter. The same bytes as ldap3's `Assertion::new`, which would parse the text on every call.
+fn assertion_value(text: &str) -> Option<Vec<u8>> {
     use ldap3::asn1::ASNTag;
+    if let Some(value) = filter_ber::encode(text) {
+        return Some(value);
+    }
+    let filter = ldap3::parse_filter(text).ok()?;
     let mut value = bytes::BytesMut::new();
+    // Encoding into memory cannot fail.
     ldap3::asn1::write::encode_into(&mut value, filter.into_structure()).ok()?;
     Some(value.to_vec())
 }
@@ -1110,26 +1115,15 @@ impl LdapDirectory {
         let Some(g) = guard else {
             return Ok(None);
         };
-        let text = ad::binary_guid_filter(g);
-        // The gateway's own writer for the filters it builds; ldap3's parser for anything else
-        // (parsed once: `Assertion::new` would parse the text again).
-        let value = match filter_ber::encode(&text) {
-            Some(value) => Some(value),
-            None => match ldap3::parse_filter(text.as_ref()) {
-                Ok(filter) => encode_tag(filter),
-                Err(()) => return Ok(None),
-            },
+        let Some(value) = assertion_value(&ad::binary_guid_filter(g)) else {
+            return Ok(None);
         };
         if caps.assertion {
-            let control = match value {
-                Some(value) => RawControl {
-                    ctype: capabilities::ASSERTION.to_string(),
-                    crit: false,
-                    val: Some(value),
-                },
-                None => Assertion::new(&text),
-            };
-            return Ok(Some(control));
+            return Ok(Some(RawControl {
+                ctype: capabilities::ASSERTION.to_string(),
+                crit: false,
+                val: Some(value),
+            }));
         }
         self.guard_holds(target, g).await?;
         Ok(None)
@@ -1428,9 +1422,10 @@ impl EntryWriter for LdapDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ldap3::controls::Assertion;
 
-    /// The assertion control's value, from the gateway's writer or ldap3's parsed filter, is
-    /// the one ldap3's `Assertion` builds from the filter's text.
+    /// The assertion control's value, from the gateway's writer or from ldap3's parser for the
+    /// filters that writer leaves to it, is the one ldap3's `Assertion` builds from the text.
     #[test]
     fn assertion_values_equal_ldap3s() {
         for text in [
@@ -1438,6 +1433,7 @@ mod tests {
             "(&(objectClass=inetOrgPerson)(entryUUID=x\\2a\\28y))",
             "(|(uid=a)(!(cn=b*c)))",
             "(uid:dn:=a)",
+            "(&)",
             &ad::binary_guid_filter("(objectGUID=0b6e4c5a-1f0e-4a43-9d1c-2b2f6f0e9a11)"),
         ] {
             let theirs = Assertion::new(text);
@@ -1445,11 +1441,9 @@ mod tests {
                 (theirs.ctype.as_str(), theirs.crit),
                 (capabilities::ASSERTION, false)
             );
-            let parsed = encode_tag(ldap3::parse_filter(text).unwrap());
-            assert_eq!(parsed, theirs.val, "{text}");
-            if !text.contains(':') {
-                assert_eq!(filter_ber::encode(text), theirs.val, "{text}");
-            }
+            assert_eq!(assertion_value(text), theirs.val, "{text}");
         }
+        // Text that is no filter gives no control (the write goes unguarded, as before).
+        assert_eq!(assertion_value("(uid=a"), None);
     }
 }
