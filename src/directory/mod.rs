@@ -121,6 +121,10 @@ pub enum DirectoryError {
     /// The gateway refused to touch a DN outside its configured subtrees.
     #[error("DN is outside the configured subtree")]
     OutsideSubtree,
+    /// A write's guard filter did not parse, so the write was not sent: without its assertion it
+    /// could change an entry that is no longer the one the caller checked.
+    #[error("the write's guard is not an LDAP filter: {0}")]
+    InvalidGuard(String),
     /// Any other LDAP result: a misconfiguration or a directory-side problem.
     #[error("directory error ({code}): {message}")]
     Other { code: &'static str, message: String },
@@ -143,6 +147,7 @@ impl DirectoryError {
             DirectoryError::SizeLimit => "sizeLimitExceeded",
             DirectoryError::SortLimit(_) => "sortLimit",
             DirectoryError::OutsideSubtree => "refused_outside_subtree",
+            DirectoryError::InvalidGuard(_) => "refused_invalid_guard",
             DirectoryError::Overloaded => "overloaded",
         }
     }

@@ -73,6 +73,11 @@ pub fn classify(err: &ScimError) -> (StatusCode, Option<&'static str>, String) {
                 None,
                 "internal error: refused to touch an entry outside the configured subtrees".into(),
             ),
+            DirectoryError::InvalidGuard(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                None,
+                "internal error: the write's check of its entry could not be built; nothing was written".into(),
+            ),
             DirectoryError::Overloaded => (
                 S::SERVICE_UNAVAILABLE,
                 None,
@@ -209,6 +214,10 @@ mod tests {
         assert_eq!(d(DirectoryError::SizeLimit), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::SortLimit(10)), (400, Some("tooMany")));
         assert_eq!(d(DirectoryError::OutsideSubtree), (500, None));
+        assert_eq!(
+            d(DirectoryError::InvalidGuard("(uid=a".into())),
+            (500, None)
+        );
         assert_eq!(
             d(DirectoryError::Other {
                 code: "insufficientAccessRights",

@@ -237,6 +237,19 @@ fn assertion_value(text: &str) -> Option<Vec<u8>> {
     Some(value.to_vec())
 }
 
+/// The assertion control (RFC 4528) that makes a write apply only while its entry matches
+/// `guard`. A guard that is no filter refuses the write: dropping the control would write
+/// without the check the caller asked for.
+fn assertion_control(guard: &str) -> Result<RawControl, DirectoryError> {
+    let value = assertion_value(&ad::binary_guid_filter(guard))
+        .ok_or_else(|| DirectoryError::InvalidGuard(guard.to_string()))?;
+    Ok(RawControl {
+        ctype: capabilities::ASSERTION.to_string(),
+        crit: false,
+        val: Some(value),
+    })
+}
+
 /// The post-read request control (RFC 4527) for `attrs`, as ldap3's `PostRead::new` builds it
 /// but without its general tag tree (one of the larger costs of a write in a callgrind profile).
 fn post_read_control(attrs: &[String]) -> RawControl {
@@ -1115,15 +1128,8 @@ impl LdapDirectory {
         let Some(g) = guard else {
             return Ok(None);
         };
-        let Some(value) = assertion_value(&ad::binary_guid_filter(g)) else {
-            return Ok(None);
-        };
         if caps.assertion {
-            return Ok(Some(RawControl {
-                ctype: capabilities::ASSERTION.to_string(),
-                crit: false,
-                val: Some(value),
-            }));
+            return assertion_control(g).map(Some);
         }
         self.guard_holds(target, g).await?;
         Ok(None)
@@ -1443,7 +1449,23 @@ mod tests {
             );
             assert_eq!(assertion_value(text), theirs.val, "{text}");
         }
-        // Text that is no filter gives no control (the write goes unguarded, as before).
         assert_eq!(assertion_value("(uid=a"), None);
+    }
+
+    /// A guard becomes the assertion control with that filter; a guard that is no filter refuses
+    /// the write instead of letting it go out without its check.
+    #[test]
+    fn a_guard_that_is_no_filter_refuses_the_write() {
+        let guard = "(entryUUID=0b6e4c5a-1f0e-4a43-9d1c-2b2f6f0e9a11)";
+        let control = assertion_control(guard).unwrap();
+        assert_eq!(control.ctype, capabilities::ASSERTION);
+        assert!(!control.crit);
+        assert_eq!(control.val, Assertion::new(guard).val);
+        for broken in ["(uid=a", "uid=a)", "", "(&(uid=a)"] {
+            match assertion_control(broken) {
+                Err(DirectoryError::InvalidGuard(g)) => assert_eq!(g, broken),
+                other => panic!("{broken:?} gave {other:?}"),
+            }
+        }
     }
 }
