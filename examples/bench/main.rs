@@ -416,6 +416,22 @@ fn load_average() -> String {
         .to_string()
 }
 
+/// How the machine's idle CPUs wait, which sets what waking an idle process costs: the cpuidle
+/// driver and governor, and on a guest with `haltpoll` how long an idle virtual CPU polls before it
+/// halts (0: it halts at once, and waking it takes a VM exit).
+fn cpuidle() -> serde_json::Value {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    json!({
+        "driver": read("/sys/devices/system/cpu/cpuidle/current_driver"),
+        "governor": read("/sys/devices/system/cpu/cpuidle/current_governor"),
+        "guest_halt_poll_ns": read("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
+    })
+}
+
 /// The first line a command prints (on stdout, else on stderr), if it runs.
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(program)
@@ -462,6 +478,7 @@ fn metadata(
         "load_average_at_start": load_at_start,
         "load_average_at_end": load_average(),
         "clock_ticks_per_second": b.ticks_per_second,
+        "cpuidle": cpuidle(),
         "gateway_binary": release_gateway::release_binary(),
         "gateway_config": "config/gateway.toml with the edits below, TLS with a self-signed rcgen certificate, HTTP/1.1 keep-alive clients",
         "config_edits": edits,
