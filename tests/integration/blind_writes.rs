@@ -180,3 +180,92 @@ async fn an_entry_that_is_not_a_user_is_404_and_untouched() {
     let after = gw.slapd.entry(dn).await.unwrap();
     assert_eq!(after.attrs, before.attrs);
 }
+
+/// A write whose guard is no LDAP filter is refused before anything goes out: slapd keeps the
+/// entry as it was, the pool sends nothing, and the audit trail records each refusal. (The
+/// gateway builds its guards itself, so no SCIM request reaches this; the directory is driven
+/// directly.)
+#[tokio::test]
+async fn a_guard_that_is_no_filter_sends_nothing_and_is_audited() {
+    use crate::gateway::{demo_config_text, env_for};
+    use crate::slapd::Slapd;
+    use scim_ldap_gateway::audit::Auditor;
+    use scim_ldap_gateway::config::{AuditOutput, Config};
+    use scim_ldap_gateway::directory::ldap::LdapDirectory;
+    use scim_ldap_gateway::directory::{DirectoryError, EntryWriter, Modification};
+    use scim_ldap_gateway::metrics::Metrics;
+    use std::sync::Arc;
+
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::from_toml(
+        &demo_config_text(&slapd, dir.path()),
+        dir.path(),
+        &env_for(&slapd),
+    )
+    .unwrap();
+    let audit_file = dir.path().join("audit.jsonl");
+    config.audit.output = AuditOutput::File(audit_file.clone());
+    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+    let ldap = LdapDirectory::start(
+        &config.directory,
+        vec![config.users.base.clone()],
+        metrics.directory,
+        Arc::new(Auditor::new(&config.audit, None).unwrap()),
+    )
+    .unwrap();
+    assert!(ldap.capabilities().await.unwrap().assertion);
+    let alice = people_dn("alice");
+    let before = slapd.entry(&alice).await.unwrap();
+    let sent = ldap.operations();
+
+    fn refused<T>(r: &Result<T, DirectoryError>, guard: &str) -> bool {
+        matches!(r, Err(DirectoryError::InvalidGuard(g)) if g == guard)
+    }
+    let guards = [
+        "(entryUUID=0b6e4c5a-1f0e-4a43-9d1c-2b2f6f0e9a11",
+        "uid=alice)",
+    ];
+    for guard in guards {
+        let title = vec![Modification::Replace(
+            "title".into(),
+            vec!["Refused".into()],
+        )];
+        let r = ldap.modify(&alice, title, Some(guard.into()), &[]).await;
+        assert!(refused(&r, guard), "{r:?}");
+        let r = ldap
+            .rename(&alice, "uid=alice-renamed", None, Some(guard.into()))
+            .await;
+        assert!(refused(&r, guard), "{r:?}");
+        let r = ldap.delete(&alice, Some(guard.into())).await;
+        assert!(refused(&r, guard), "{r:?}");
+    }
+
+    assert_eq!(ldap.operations(), sent, "no LDAP operation went out");
+    let after = slapd.entry(&alice).await.expect("alice is still there");
+    assert_eq!(after.attrs, before.attrs, "alice is unchanged");
+    assert!(slapd.entry(&people_dn("alice-renamed")).await.is_none());
+
+    let records: Vec<Value> = std::fs::read_to_string(&audit_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["ldap_operation"].as_str().unwrap(),
+                r["dn"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let one_guard = [
+        ("modify", alice.as_str(), "refused_invalid_guard"),
+        ("modrdn", alice.as_str(), "refused_invalid_guard"),
+        ("delete", alice.as_str(), "refused_invalid_guard"),
+    ];
+    assert_eq!(seen, [one_guard, one_guard].concat());
+    ldap.close().await;
+}

@@ -1063,7 +1063,7 @@ impl LdapDirectory {
                 val: None,
             });
         }
-        controls.extend(self.guard_control(target, guard, caps).await?);
+        controls.extend(self.guard_control("modify", target, guard, caps).await?);
         if !read_back.is_empty() && caps.post_read {
             controls.push(post_read_control(read_back));
         }
@@ -1119,8 +1119,11 @@ impl LdapDirectory {
     /// checked with a base search just before the write: not atomic, but it still refuses a write
     /// based on a version that is already stale (Samba announces no assertion control, and a
     /// non-critical one would be silently ignored).
+    /// A guard that is no filter refuses the write, and the refusal is audited as
+    /// `operation` on `target`, as a write refused outside the subtrees is.
     async fn guard_control(
         &self,
+        operation: &'static str,
         target: &str,
         guard: Option<&str>,
         caps: &Capabilities,
@@ -1129,7 +1132,15 @@ impl LdapDirectory {
             return Ok(None);
         };
         if caps.assertion {
-            return assertion_control(g).map(Some);
+            return assertion_control(g).map(Some).inspect_err(|_| {
+                self.audit.record(&AuditWrite {
+                    operation,
+                    dn: target,
+                    new_dn: None,
+                    changes: vec![],
+                    result: "refused_invalid_guard",
+                })
+            });
         }
         self.guard_holds(target, g).await?;
         Ok(None)
@@ -1364,7 +1375,9 @@ impl EntryWriter for LdapDirectory {
         let new_dn = format!("{new_rdn},{parent}");
         self.check_write("modrdn", &new_dn)?;
         let caps = self.capabilities().await?;
-        let control = self.guard_control(target, guard.as_deref(), caps).await?;
+        let control = self
+            .guard_control("modrdn", target, guard.as_deref(), caps)
+            .await?;
         let mut ldap = self.handle().await?;
         if let Some(c) = control {
             ldap.with_controls(c);
@@ -1380,7 +1393,9 @@ impl EntryWriter for LdapDirectory {
     async fn delete(&self, target: &str, guard: Option<String>) -> Result<(), DirectoryError> {
         self.check_write("delete", target)?;
         let caps = self.capabilities().await?;
-        let control = self.guard_control(target, guard.as_deref(), caps).await?;
+        let control = self
+            .guard_control("delete", target, guard.as_deref(), caps)
+            .await?;
         let mut ldap = self.handle().await?;
         if let Some(c) = control {
             ldap.with_controls(c);
