@@ -6,6 +6,9 @@ use rustls::pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Resumable TLS sessions kept per listener configuration (a few hundred bytes each).
+const SESSION_CACHE_ENTRIES: usize = 4096;
+
 /// A loaded server certificate and key, ready for the acceptor.
 pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
@@ -42,6 +45,11 @@ pub fn load(t: &crate::config::TlsSettings) -> Result<ServerTls, ServeError> {
     .with_no_client_auth()
     .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // A returning client resumes its session instead of a full handshake (whose signature is
+    // its costly part). TLS 1.2 session ids and TLS 1.3 tickets both name an entry of this
+    // server-side cache, so there is no ticket key to rotate or to leak; the oldest entries go
+    // first when it is full.
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(ServerTls {
         config: Arc::new(cfg),
         not_after,

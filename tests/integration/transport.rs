@@ -207,3 +207,58 @@ async fn directory_outage_is_503_with_retry_after_not_a_hang() {
         .await
         .expect_error(503, None);
 }
+
+/// A client that comes back resumes its TLS session from the gateway's session cache (TLS 1.3
+/// tickets, TLS 1.2 session ids) instead of a full handshake, and the resumed connection serves
+/// requests.
+#[tokio::test]
+async fn a_returning_client_resumes_its_tls_session() {
+    use crate::operations::h1_request;
+    use rustls::HandshakeKind;
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    let gw = TestGateway::start().await;
+    let (address, base_path) = gw
+        .base
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("an https base URL with a path");
+    let path = format!("/{base_path}/ServiceProviderConfig");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        // One client config, and with it one session store, for every connection of the client.
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+            let r = h1_request(&mut tls, "GET", &path, None).await;
+            assert_eq!(r.status(), 200, "{version:?}");
+            assert!(String::from_utf8_lossy(&r.body).contains("ServiceProviderConfig"));
+            kinds.push(tls.get_ref().1.handshake_kind().expect("handshake done"));
+            tls.shutdown().await.ok();
+        }
+        assert_eq!(
+            kinds,
+            [
+                HandshakeKind::Full,
+                HandshakeKind::Resumed,
+                HandshakeKind::Resumed
+            ],
+            "{version:?}"
+        );
+    }
+}
