@@ -410,25 +410,24 @@ async fn run(settings: Settings) -> Result<(), String> {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    read_trimmed("/proc/loadavg").unwrap_or_default()
+}
+
+/// A file's text without surrounding whitespace, if it can be read.
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// How the machine's idle CPUs wait, which sets what waking an idle process costs: the cpuidle
 /// driver and governor, and on a guest with `haltpoll` how long an idle virtual CPU polls before it
 /// halts (0: it halts at once, and waking it takes a VM exit).
 fn cpuidle() -> serde_json::Value {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .ok()
-            .map(|s| s.trim().to_string())
-    };
     json!({
-        "driver": read("/sys/devices/system/cpu/cpuidle/current_driver"),
-        "governor": read("/sys/devices/system/cpu/cpuidle/current_governor"),
-        "guest_halt_poll_ns": read("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
+        "driver": read_trimmed("/sys/devices/system/cpu/cpuidle/current_driver"),
+        "governor": read_trimmed("/sys/devices/system/cpu/cpuidle/current_governor"),
+        "guest_halt_poll_ns": read_trimmed("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
     })
 }
 

@@ -718,28 +718,8 @@ pub(crate) async fn open_tls(
     gw: &RunningGateway,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let address = gw
-        .base
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split('/').next())
-        .expect("an https base URL");
-    let tcp = TcpStream::connect(address).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1".to_string()).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake with the gateway");
+    let connector = tls_connector(gw, rustls::DEFAULT_VERSIONS, alpn);
+    let tls = connect_tls(gw, &connector).await;
     assert_eq!(
         tls.get_ref().1.alpn_protocol(),
         Some(alpn),
@@ -747,6 +727,45 @@ pub(crate) async fn open_tls(
         String::from_utf8_lossy(alpn)
     );
     tls
+}
+
+/// A TLS client trusting the gateway's certificate, offering `versions` and only `alpn`. One
+/// connector is one client: its connections share a session store.
+pub(crate) fn tls_connector(
+    gw: &RunningGateway,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[u8],
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A new TCP connection to the gateway's SCIM listener, through the TLS handshake.
+pub(crate) async fn connect_tls(
+    gw: &RunningGateway,
+    connector: &tokio_rustls::TlsConnector,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let address = gw
+        .base
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("an https base URL");
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1".to_string()).unwrap();
+    connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the gateway")
 }
 
 /// Reads until the peer closes the connection (EOF, with or without close_notify, or a reset);

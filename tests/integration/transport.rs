@@ -213,39 +213,17 @@ async fn directory_outage_is_503_with_retry_after_not_a_hang() {
 /// requests.
 #[tokio::test]
 async fn a_returning_client_resumes_its_tls_session() {
-    use crate::operations::h1_request;
+    use crate::operations::{connect_tls, h1_request, tls_connector};
     use rustls::HandshakeKind;
-    use std::sync::Arc;
     use tokio::io::AsyncWriteExt;
 
     let gw = TestGateway::start().await;
-    let (address, base_path) = gw
-        .base
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split_once('/'))
-        .expect("an https base URL with a path");
-    let path = format!("/{base_path}/ServiceProviderConfig");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        // One client config, and with it one session store, for every connection of the client.
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let client = tls_connector(&gw, &[version], b"http/1.1");
         let mut kinds = Vec::new();
         for _ in 0..3 {
-            let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-            let r = h1_request(&mut tls, "GET", &path, None).await;
+            let mut tls = connect_tls(&gw, &client).await;
+            let r = h1_request(&mut tls, "GET", "/scim/v2/ServiceProviderConfig", None).await;
             assert_eq!(r.status(), 200, "{version:?}");
             assert!(String::from_utf8_lossy(&r.body).contains("ServiceProviderConfig"));
             kinds.push(tls.get_ref().1.handshake_kind().expect("handshake done"));

@@ -534,14 +534,18 @@ impl LdapDirectory {
 
     /// Like `check_within`, for writes: a refusal is also audited.
     fn check_write(&self, operation: &'static str, target: &str) -> Result<(), DirectoryError> {
-        self.check_within(target).inspect_err(|_| {
-            self.audit.record(&AuditWrite {
-                operation,
-                dn: target,
-                new_dn: None,
-                changes: vec![],
-                result: "refused_outside_subtree",
-            })
+        self.check_within(target)
+            .inspect_err(|e| self.audit_refusal(operation, target, e))
+    }
+
+    /// The audit record of a write refused before it was sent, its result the refusal's label.
+    fn audit_refusal(&self, operation: &'static str, target: &str, refusal: &DirectoryError) {
+        self.audit.record(&AuditWrite {
+            operation,
+            dn: target,
+            new_dn: None,
+            changes: vec![],
+            result: refusal.result_label(),
         })
     }
 
@@ -1132,15 +1136,9 @@ impl LdapDirectory {
             return Ok(None);
         };
         if caps.assertion {
-            return assertion_control(g).map(Some).inspect_err(|_| {
-                self.audit.record(&AuditWrite {
-                    operation,
-                    dn: target,
-                    new_dn: None,
-                    changes: vec![],
-                    result: "refused_invalid_guard",
-                })
-            });
+            return assertion_control(g)
+                .map(Some)
+                .inspect_err(|e| self.audit_refusal(operation, target, e));
         }
         self.guard_holds(target, g).await?;
         Ok(None)
