@@ -118,13 +118,13 @@ async fn measured(
     limit: Duration,
     totals: Option<&mut SideTotals>,
 ) -> Result<(), String> {
-    let work = Arc::new(ScenarioRun {
+    let work = Arc::new(ScenarioRun::new(
         scenario,
         side,
-        run: b.next_run(),
-        dir: b.dir.clone(),
-        answer: Answer::Plain,
-    });
+        b.next_run(),
+        b.dir.clone(),
+        Answer::Plain,
+    ));
     let before = Snapshot::take(b, side).await?;
     b.rss.take_max();
     let run = run_pool(conns, work.clone(), scenario.capacity(&b.dir), Some(limit))

@@ -12,35 +12,58 @@
 //! answer's controls follows a `GET /ServiceProviderConfig` through the gateway (TLS, HTTP,
 //! token check, no directory work) on its own keep-alive connection. That is a gateway reduced
 //! to its HTTPS exchange, on the same 2 cores as slapd; its throughput over the plain write's
-//! bounds what a gateway that also parses the request and builds the answer can reach. The
-//! match's search (no controls) is measured the same way, plain and after the round trip.
+//! bounds what a gateway that also parses the request and builds the answer can reach. A third
+//! variant sends the same request to the bare HTTPS responder (`bare.rs`) instead: what any
+//! HTTPS server, whatever its code, leaves of slapd's throughput on these cores. The match's
+//! search (no controls) is measured the same way, plain and after each round trip.
+//!
+//! A member add as the gateway sends it is also timed in its two parts, the member-id search
+//! and the asserted modify, so that its floor can use the search's own p50.
 
 use crate::cells::Snapshot;
-use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport};
-use crate::runner::{run_pool, Conn, Side};
+use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport, ResolvedParts};
+use crate::runner::{run_pool, Conn, Http, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
 use crate::Bench;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The server of an HTTPS round trip that does no directory work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Https {
+    /// `GET /ServiceProviderConfig` through the gateway.
+    Gateway,
+    /// The same request to the bare HTTPS responder.
+    Bare,
+}
+
+/// Each direct connection with an HTTPS client beside it: one worker of a paired variant.
+fn paired(direct: &[Conn], https: Vec<Http>) -> Result<Vec<Conn>, String> {
+    let mut out = Vec::with_capacity(direct.len());
+    for (mut d, h) in direct.iter().cloned().zip(https) {
+        out.push(Conn::Paired(d.ldap()?.clone(), h));
+    }
+    Ok(out)
+}
+
 pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport>, String> {
     let s = &b.settings;
     let conns = b.connections(Side::Direct, concurrency).await?;
-    // Above concurrency 1 the answer's write also runs after an HTTPS round trip through the
-    // gateway that does no directory work, per operation on the same worker: what a gateway
-    // that cost nothing but its HTTPS exchange would reach, on the cores slapd shares with it.
-    let paired = if concurrency > 1 {
-        let https = b.connections(Side::Gateway, concurrency).await?;
-        let mut out = Vec::with_capacity(concurrency);
-        for (mut direct, gateway) in conns.iter().cloned().zip(https) {
-            out.push(Conn::Paired(
-                direct.ldap()?.clone(),
-                gateway.http()?.clone(),
-            ));
-        }
-        out
+    // Above concurrency 1 the answer's write also runs after an HTTPS round trip that does no
+    // directory work, per operation on the same worker: through the gateway (what a gateway
+    // that cost nothing but its HTTPS exchange would reach, on the cores slapd shares with it)
+    // and to the bare responder (what any HTTPS server would).
+    let (through_gateway, through_bare) = if concurrency > 1 {
+        (
+            paired(
+                &conns,
+                b.https_connections(Https::Gateway, concurrency).await?,
+            )?,
+            paired(&conns, b.https_connections(Https::Bare, concurrency).await?)?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let mut out = Vec::new();
     let member = &[Answer::Plain, Answer::Resolved][..];
@@ -51,8 +74,9 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         (Scenario::MemberSmall, member),
         (Scenario::MemberBig, member),
     ];
-    if !paired.is_empty() {
-        // A search carries no controls: only its bound is measured.
+    let bounds = concurrency > 1;
+    if bounds {
+        // A search carries no controls: only its bounds are measured.
         shapes.insert(0, (Scenario::Match, &[Answer::Plain][..]));
     }
     for (scenario, answers) in shapes {
@@ -63,42 +87,48 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             _ if answers.len() > 1 => "with and without the answer's controls",
             _ => "plain",
         };
-        let after = if paired.is_empty() {
-            ""
+        let after = if bounds {
+            ", and after an HTTPS round trip (through the gateway, to the bare responder)"
         } else {
-            ", and after an HTTPS round trip"
+            ""
         };
         let label = scenario.label(&b.dir);
         eprintln!("  {label} sent directly at concurrency {concurrency}, {with_controls}{after}");
         // The gateway's write carries the last variant: both controls, a create's post-read, or
         // a member add's search and assertion.
         let answer = answers.len() - 1;
-        // (controls, after an HTTPS round trip)
-        let mut variants: Vec<(Answer, bool)> = answers.iter().map(|a| (*a, false)).collect();
-        if !paired.is_empty() {
-            variants.push((answers[answer], true));
+        let mut variants: Vec<(Answer, Option<Https>)> =
+            answers.iter().map(|a| (*a, None)).collect();
+        if bounds {
+            variants.push((answers[answer], Some(Https::Gateway)));
+            variants.push((answers[answer], Some(Https::Bare)));
         }
         let n_variants = variants.len();
         let mut ops = vec![0usize; n_variants];
         let mut seconds = vec![0f64; n_variants];
         let mut slapd_ticks = vec![0u64; n_variants];
         let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); n_variants];
+        let (mut searches, mut modifies) = (Vec::new(), Vec::new());
         for round in 0..=s.rounds {
             let warmup = round == 0;
             for n in 0..n_variants {
                 // A different variant first in each round.
                 let v = (n + round) % n_variants;
-                let (controls, after_https) = variants[v];
-                let work = Arc::new(ScenarioRun {
+                let (controls, before) = variants[v];
+                let work = Arc::new(ScenarioRun::new(
                     scenario,
-                    side: Side::Direct,
-                    run: b.next_run(),
-                    dir: b.dir.clone(),
-                    answer: controls,
-                });
+                    Side::Direct,
+                    b.next_run(),
+                    b.dir.clone(),
+                    controls,
+                ));
                 let limit = if warmup { s.warmup } else { s.seconds };
-                let workers = if after_https { &paired } else { &conns };
-                let before = Snapshot::take(b, Side::Direct).await?;
+                let workers = match before {
+                    None => &conns,
+                    Some(Https::Gateway) => &through_gateway,
+                    Some(Https::Bare) => &through_bare,
+                };
+                let before_run = Snapshot::take(b, Side::Direct).await?;
                 let run = run_pool(
                     workers,
                     work.clone(),
@@ -107,12 +137,18 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 )
                 .await
                 .map_err(|e| format!("{:?} {label}: {e}", variants[v]))?;
-                let after = Snapshot::take(b, Side::Direct).await?;
+                let after_run = Snapshot::take(b, Side::Direct).await?;
                 if !warmup {
                     ops[v] += run.latencies.len();
                     seconds[v] += run.elapsed.as_secs_f64();
-                    slapd_ticks[v] += after.slapd_ticks() - before.slapd_ticks();
+                    slapd_ticks[v] += after_run.slapd_ticks() - before_run.slapd_ticks();
                     latencies[v].extend(&run.latencies);
+                    if before.is_none() {
+                        for (search, modify) in work.parts.lock().expect("not poisoned").iter() {
+                            searches.push(*search);
+                            modifies.push(*modify);
+                        }
+                    }
                 }
                 work.undo(&b.admins, run.latencies.len()).await?;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -123,13 +159,15 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         let by_controls = |value: &dyn Fn(usize) -> f64| -> Vec<(Answer, f64)> {
             (0..answers.len()).map(|v| (answers[v], value(v))).collect()
         };
-        let p50: Vec<f64> = latencies
-            .iter_mut()
-            .map(|l| {
-                l.sort();
-                quantile_ms(l, 0.5)
+        let p50: Vec<f64> = latencies.iter_mut().map(|l| p50_ms(l)).collect();
+        let after = |before: Option<Https>| {
+            let v = variants.iter().position(|x| x.1 == before)?;
+            Some(AfterHttps {
+                ops_per_sec: rate(v),
+                p50_ms: p50[v],
+                over_plain: rate(v) / rate(0),
             })
-            .collect();
+        };
         out.push(ControlsReport {
             scenario: label,
             concurrency,
@@ -138,21 +176,25 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             p50_ms: by_controls(&|v| p50[v]),
             answer: answers[answer],
             answer_over_plain: rate(answer) / rate(0),
-            after_https: (n_variants > answers.len()).then(|| {
-                let v = n_variants - 1;
-                AfterHttps {
-                    ops_per_sec: rate(v),
-                    p50_ms: p50[v],
-                    over_plain: rate(v) / rate(0),
-                }
+            parts_p50_ms: (!searches.is_empty()).then(|| ResolvedParts {
+                search: p50_ms(&mut searches),
+                asserted_modify: p50_ms(&mut modifies),
             }),
+            after_https: after(Some(Https::Gateway)),
+            after_bare_https: after(Some(Https::Bare)),
         });
     }
     Ok(out)
 }
 
-/// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection for `limit`:
-/// the gateway's round trip without any directory work. With `after` (a concurrency-1 write
+/// The median of `latencies` (sorted in place), in ms.
+fn p50_ms(latencies: &mut [Duration]) -> f64 {
+    latencies.sort();
+    quantile_ms(latencies, 0.5)
+}
+
+/// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection to `server`
+/// for `limit`: the gateway's (or the bare responder's) round trip without any directory work. With `after` (a concurrency-1 write
 /// cell and its direct p50), each request follows that long a pause in which the gateway has
 /// nothing to do, as it has nothing to do while its own write waits for slapd: on this machine
 /// a process idle for milliseconds answers later than a busy one, and a gateway is one more
@@ -160,11 +202,11 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
 /// it up to the millisecond and the load generator's own wake-up is not the gateway's).
 pub async fn https_floor(
     b: &Bench,
+    server: Https,
     limit: Duration,
     after: Option<(String, Duration)>,
 ) -> Result<FloorReport, String> {
-    let conns = b.connections(Side::Gateway, 1).await?;
-    let http = conns[0].http()?;
+    let http = b.https_connections(server, 1).await?.remove(0);
     let idle = after.as_ref().map(|(_, d)| *d).unwrap_or_default();
     let mut latencies = Vec::new();
     for measured in [false, true] {
@@ -184,6 +226,7 @@ pub async fn https_floor(
     }
     latencies.sort();
     Ok(FloorReport {
+        server,
         after: after.map(|(scenario, _)| scenario),
         idle_ms: idle.as_secs_f64() * 1000.0,
         requests: latencies.len(),

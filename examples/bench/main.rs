@@ -19,6 +19,7 @@ mod gateway;
 #[path = "../../tests/integration/faults/release_gateway.rs"]
 mod release_gateway;
 
+mod bare;
 mod cells;
 mod controls;
 mod cycle;
@@ -31,11 +32,13 @@ mod runner;
 mod scenarios;
 mod setup;
 
+use bare::BareResponder;
 use clap::Parser;
+use controls::Https;
 use cycle::CycleSettings;
 use process::{clock_ticks_per_second, RssWatch};
 use release_gateway::ReleaseGateway;
-use runner::{Conn, Side};
+use runner::{Conn, Http, Side};
 use scenarios::{Directory, Scenario};
 use serde_json::json;
 use setup::Edit;
@@ -237,6 +240,8 @@ pub struct Bench {
     pub settings: Settings,
     pub ticks_per_second: f64,
     runs: AtomicUsize,
+    /// The bare HTTPS responder (`controls` only).
+    bare: Option<BareResponder>,
 }
 
 impl Bench {
@@ -253,6 +258,31 @@ impl Bench {
         self.rss.follow(self.gw.pid());
     }
 
+    /// `n` keep-alive HTTPS clients of `server`, each past its handshake.
+    pub async fn https_connections(&self, server: Https, n: usize) -> Result<Vec<Http>, String> {
+        match server {
+            Https::Gateway => self
+                .connections(Side::Gateway, n)
+                .await?
+                .iter()
+                .map(|c| c.http().cloned())
+                .collect(),
+            Https::Bare => {
+                let bare = self
+                    .bare
+                    .as_ref()
+                    .ok_or("the bare HTTPS responder is not running")?;
+                let out: Vec<Http> = (0..n)
+                    .map(|_| Http::to(bare.client(), &bare.base))
+                    .collect();
+                for http in &out {
+                    http.get("/ServiceProviderConfig", 200).await?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
     pub async fn connections(&self, side: Side, n: usize) -> Result<Vec<Conn>, String> {
         runner::connections(
             side,
@@ -267,6 +297,13 @@ impl Bench {
 
 #[tokio::main]
 async fn main() {
+    if let Some(dir) = bare::responder_dir() {
+        if let Err(e) = bare::serve(dir).await {
+            eprintln!("bare responder failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let settings = match Settings::from_args(Args::parse()) {
         Ok(s) => s,
         Err(e) => {
@@ -316,6 +353,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         settings,
         ticks_per_second: clock_ticks_per_second(),
         runs: AtomicUsize::new(0),
+        bare: None,
     };
     step("checking that the direct side writes what the gateway writes");
     mirror::check(&b).await?;
@@ -341,22 +379,42 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let mut directly = report::Directly::default();
     if b.settings.controls {
-        step("the writes' controls and the HTTPS bounds, directly (no gateway request in the directory), and the gateway's HTTPS floor");
+        step("the writes' controls and the HTTPS bounds, directly (no gateway request in the directory), and the HTTPS floors of the gateway and of a bare responder");
+        // The bare responder answers with the gateway's own bytes.
+        let body = b.https_connections(Https::Gateway, 1).await?[0]
+            .get("/ServiceProviderConfig", 200)
+            .await?;
+        b.bare = Some(BareResponder::start(
+            &body,
+            b.settings.gateway_worker_threads,
+        )?);
         for c in b.settings.concurrency.clone() {
             directly.controls.extend(controls::measure(&b, c).await?);
         }
+        // Back to back, then after each concurrency-1 write's pause; the two servers one after
+        // the other each time, so that a drift of the machine weighs on both alike.
         let s = &b.settings;
-        directly.https = Some(controls::https_floor(&b, s.seconds * s.rounds as u32, None).await?);
-        for c in cells
+        let pauses = cells
             .iter()
             .filter(|c| c.concurrency == 1 && c.kind == "write")
-        {
-            let idle = Duration::from_secs_f64(c.direct.p50_ms / 1000.0);
-            let after = Some((c.scenario.clone(), idle));
-            directly
-                .https_after_idle
-                .push(controls::https_floor(&b, s.seconds, after).await?);
+            .map(|c| {
+                let idle = Duration::from_secs_f64(c.direct.p50_ms / 1000.0);
+                Some((c.scenario.clone(), idle))
+            });
+        for after in std::iter::once(None).chain(pauses) {
+            for server in [Https::Gateway, Https::Bare] {
+                let limit = match after {
+                    None => s.seconds * s.rounds as u32,
+                    Some(_) => s.seconds,
+                };
+                let floor = controls::https_floor(&b, server, limit, after.clone()).await?;
+                match floor.after {
+                    None => directly.https.push(floor),
+                    Some(_) => directly.https_after_idle.push(floor),
+                }
+            }
         }
+        b.bare = None;
     }
 
     let cycle = if b.settings.entra_cycle {

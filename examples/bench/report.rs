@@ -1,6 +1,7 @@
 //! Figures from the raw measurements, the targets of issue 8 checked against them, and the
 //! markdown table and JSON document that carry both.
 
+use crate::controls::Https;
 use crate::process::mib;
 use crate::scenarios::Answer;
 use serde::Serialize;
@@ -238,10 +239,24 @@ pub struct ControlsReport {
     /// Throughput as the gateway sends it / plain: the bound for a gateway answering with
     /// the resource, against the plain write.
     pub answer_over_plain: f64,
+    /// A member add as the gateway sends it, in its two parts timed apart (p50 of each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts_p50_ms: Option<ResolvedParts>,
     /// The answer's write, each after an HTTPS round trip through the gateway that does no
     /// directory work (measured above concurrency 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_https: Option<AfterHttps>,
+    /// The same after a round trip to the bare HTTPS responder instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_bare_https: Option<AfterHttps>,
+}
+
+/// A member add as the gateway sends it, part by part: the search resolving the member's id,
+/// then the group's modify with its assertion.
+#[derive(Serialize, Clone, Copy)]
+pub struct ResolvedParts {
+    pub search: f64,
+    pub asserted_modify: f64,
 }
 
 /// The write as the gateway sends it, each after a `GET /ServiceProviderConfig` through the
@@ -260,17 +275,33 @@ impl ControlsReport {
         values.iter().find(|(v, _)| *v == a).map(|(_, x)| *x)
     }
 
-    /// What the directory adds to the plain write's p50 for the gateway's shape of it.
+    /// What the directory adds to the plain write's p50 for the gateway's shape of it, never
+    /// below 0 (the answer's controls never make slapd's work less: a negative difference is
+    /// noise). For a member add timed in parts, its search's own p50 plus what the assertion
+    /// adds to the modify: the difference of two whole p50s of modifies taking milliseconds
+    /// would drown a search of a tenth of a millisecond in their noise.
     pub fn answer_p50_extra_ms(&self) -> Option<f64> {
-        Some(Self::of(&self.p50_ms, self.answer)? - Self::of(&self.p50_ms, Answer::Plain)?)
+        let plain = Self::of(&self.p50_ms, Answer::Plain)?;
+        Some(match self.parts_p50_ms {
+            Some(p) => p.search + (p.asserted_modify - plain).max(0.0),
+            None => (Self::of(&self.p50_ms, self.answer)? - plain).max(0.0),
+        })
+    }
+
+    /// The bound's measurement: after the bare responder's round trip when measured (what any
+    /// HTTPS server would reach), else after the gateway's.
+    pub fn bound(&self) -> Option<&AfterHttps> {
+        self.after_bare_https.as_ref().or(self.after_https.as_ref())
     }
 }
 
-/// The gateway's HTTPS round trip with no directory work (`GET /ServiceProviderConfig` on a
-/// keep-alive connection, one at a time): the floor of any request's added latency; after a
-/// pause as long as a write cell's direct p50, the floor of that write's.
+/// An HTTPS round trip with no directory work (`GET /ServiceProviderConfig` on a keep-alive
+/// connection, one at a time) through the gateway or to the bare responder: the floor of any
+/// request's added latency; after a pause as long as a write cell's direct p50, the floor of
+/// that write's.
 #[derive(Serialize)]
 pub struct FloorReport {
+    pub server: Https,
     /// The concurrency-1 write cell whose direct p50 is the pause before each request.
     pub after: Option<String>,
     pub idle_ms: f64,
@@ -330,9 +361,17 @@ impl Target {
 
     /// The floor of an at-most target, and what it is made of.
     fn with_floor(mut self, floor: Floor) -> Target {
+        let gateway = match floor.gateway_https_ms {
+            Some(g) if floor.server == Https::Bare => format!(" (the gateway's {g:.2})"),
+            _ => String::new(),
+        };
         self.note = Some(format!(
-            "floor {:.2} = HTTPS round trip p50 {:.2} after {:.2} ms idle + {} {:+.2}",
+            "floor {:.2} = {} round trip p50 {:.2} after {:.2} ms idle{gateway} + {} {:+.2}",
             floor.total(),
+            match floor.server {
+                Https::Bare => "bare HTTPS",
+                Https::Gateway => "HTTPS",
+            },
             floor.https_ms,
             floor.idle_ms,
             floor.what,
@@ -342,19 +381,34 @@ impl Target {
         self
     }
 
-    /// The bound of an at-least throughput target: the answer's write after the HTTPS round
-    /// trip, over the plain write, measured directly in the same rounds.
-    fn with_bound(mut self, after: &AfterHttps, kind: &str) -> Target {
+    /// The bound of an at-least throughput target: the answer's write after an HTTPS round
+    /// trip, over the plain write, measured directly in the same rounds; after the bare
+    /// responder's when measured, with the gateway's beside it.
+    fn with_bound(mut self, c: &ControlsReport, kind: &str) -> Target {
+        let Some(bound) = c.bound() else {
+            return self;
+        };
         let what = match kind {
             "read" => "search",
             // Its controls; a member add's id search before it.
             _ => "write as the gateway sends it",
         };
+        let (server, gateway) = match (&c.after_bare_https, &c.after_https) {
+            (Some(_), Some(g)) => (
+                "to a bare HTTPS responder",
+                format!(
+                    "; through the gateway with no directory work: {:.2}",
+                    g.over_plain
+                ),
+            ),
+            (Some(_), None) => ("to a bare HTTPS responder", String::new()),
+            _ => ("with no directory work", String::new()),
+        };
         self.note = Some(format!(
-            "bound {:.2} = the direct {what}, each after an HTTPS round trip with no directory work ({:.0} ops/s), over the plain one",
-            after.over_plain, after.ops_per_sec
+            "bound {:.2} = the direct {what}, each after an HTTPS round trip {server} ({:.0} ops/s), over the plain one{gateway}",
+            bound.over_plain, bound.ops_per_sec
         ));
-        self.best_possible = Some(after.over_plain);
+        self.best_possible = Some(bound.over_plain);
         self
     }
 
@@ -381,7 +435,11 @@ impl Target {
 struct Floor {
     /// The pause before the HTTPS round trip (0: back to back).
     idle_ms: f64,
+    /// The server of the round trip: the bare responder when measured, else the gateway.
+    server: Https,
     https_ms: f64,
+    /// The gateway's own round trip after the same pause, beside the bare responder's.
+    gateway_https_ms: Option<f64>,
     what: &'static str,
     directory_ms: f64,
 }
@@ -392,15 +450,24 @@ impl Floor {
     }
 }
 
-/// The floor of the concurrency-1 write cell `scenario`, when this run measured its parts.
-fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
-    // After the write's own pause when measured; else back to back (lower: the floor only
-    // gets less strict).
-    let https = measured
+/// The HTTPS round trip of `server` before the concurrency-1 write cell `scenario`: after the
+/// write's own pause when measured; else back to back (lower: the floor only gets less strict).
+fn https_of<'m>(scenario: &str, server: Https, measured: &'m Directly) -> Option<&'m FloorReport> {
+    let of_server = |f: &&FloorReport| f.server == server;
+    measured
         .https_after_idle
         .iter()
+        .filter(of_server)
         .find(|f| f.after.as_deref() == Some(scenario))
-        .or(measured.https.as_ref())?;
+        .or_else(|| measured.https.iter().find(of_server))
+}
+
+/// The floor of the concurrency-1 write cell `scenario`, when this run measured its parts: with
+/// the bare responder's round trip when measured (what any HTTPS server would cost), else the
+/// gateway's.
+fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
+    let gateway = https_of(scenario, Https::Gateway, measured);
+    let https = https_of(scenario, Https::Bare, measured).or(gateway)?;
     let (https_ms, idle_ms) = (https.p50_ms, https.idle_ms);
     let c = measured
         .controls
@@ -408,29 +475,35 @@ fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
         .find(|c| c.concurrency == 1 && c.scenario == scenario)?;
     Some(Floor {
         idle_ms,
+        server: https.server,
         https_ms,
-        what: match c.answer {
-            Answer::PostRead => "the post-read's p50",
-            Answer::Resolved => "the member-id search's and the group write's assertion's p50",
+        gateway_https_ms: gateway.map(|g| g.p50_ms),
+        what: match (c.answer, c.parts_p50_ms) {
+            (Answer::PostRead, _) => "the post-read's p50",
+            (Answer::Resolved, Some(_)) => {
+                "the member-id search's p50 and the assertion's on the group write"
+            }
+            (Answer::Resolved, None) => {
+                "the member-id search's and the group write's assertion's p50"
+            }
             _ => "the assertion's and post-read's p50",
         },
-        // Controls never make slapd's work less: a negative difference is noise, counted as 0.
-        directory_ms: c.answer_p50_extra_ms()?.max(0.0),
+        directory_ms: c.answer_p50_extra_ms()?,
     })
 }
 
-/// The bound of the write cell `scenario` at `concurrency`, when this run measured it.
+/// The direct measurements of the cell `scenario` at `concurrency` that bound it, when this run
+/// measured them.
 fn bound_of<'m>(
     scenario: &str,
     concurrency: usize,
     measured: &'m Directly,
-) -> Option<&'m AfterHttps> {
+) -> Option<&'m ControlsReport> {
     measured
         .controls
         .iter()
-        .find(|m| m.scenario == scenario && m.concurrency == concurrency)?
-        .after_https
-        .as_ref()
+        .find(|m| m.scenario == scenario && m.concurrency == concurrency)
+        .filter(|m| m.bound().is_some())
 }
 
 /// The targets this run can check, from what it measured.
@@ -458,7 +531,7 @@ pub fn targets(
             limit,
         );
         out.push(match bound_of(&c.scenario, c.concurrency, measured) {
-            Some(b) => target.with_bound(b, c.kind),
+            Some(m) => target.with_bound(m, c.kind),
             None => target,
         });
     }
@@ -526,8 +599,9 @@ pub fn targets(
 #[derive(Default, Serialize)]
 pub struct Directly {
     pub controls: Vec<ControlsReport>,
-    /// The gateway's HTTPS round trip with no directory work, back to back.
-    pub https: Option<FloorReport>,
+    /// The HTTPS round trips with no directory work, back to back (the gateway's, the bare
+    /// responder's).
+    pub https: Vec<FloorReport>,
     /// The same after a pause as long as each concurrency-1 write's direct p50.
     pub https_after_idle: Vec<FloorReport>,
 }
@@ -607,10 +681,10 @@ pub fn markdown(
         }
     }
     if !measured.controls.is_empty() {
-        line("What slapd charges for the answer: the same writes sent directly, plain, with the assertion, with the post-read, and with both (what the gateway's PATCH carries; its create carries the post-read); a member add plain and as the gateway sends it (the member's id resolved by a search first, then the group's modify asserted on the group or that member). Above concurrency 1 also the answer's write (and the match's search) with each operation after an HTTPS round trip through the gateway that does no directory work (`GET /ServiceProviderConfig`): a gateway reduced to its HTTPS exchange, sharing the cores with slapd as the gateway does; its ratio to the plain operation bounds the gateway's:".into());
+        line("What slapd charges for the answer: the same writes sent directly, plain, with the assertion, with the post-read, and with both (what the gateway's PATCH carries; its create carries the post-read); a member add plain and as the gateway sends it (the member's id resolved by a search first, then the group's modify asserted on the group or that member). Above concurrency 1 also the answer's write (and the match's search) with each operation after an HTTPS round trip through the gateway that does no directory work (`GET /ServiceProviderConfig`): a gateway reduced to its HTTPS exchange, sharing the cores with slapd as the gateway does; and the same after a round trip to a bare HTTPS responder (rustls and hyper answering the same bytes, no token check, routing, metrics or logs: any HTTPS server does at least that). Their ratios to the plain operation bound the gateway's:".into());
         line(String::new());
-        line("| operation | concurrency | plain ops/s | + assertion | + post-read | + both | + member search, asserted | answer / plain | answer after HTTPS ops/s | after HTTPS / plain | p50 ms plain → answer | slapd CPU ms/op plain → answer |".into());
-        line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into());
+        line("| operation | concurrency | plain ops/s | + assertion | + post-read | + both | + member search, asserted | answer / plain | answer after HTTPS ops/s | after HTTPS / plain | after bare HTTPS ops/s | after bare HTTPS / plain | p50 ms plain → answer | slapd CPU ms/op plain → answer |".into());
+        line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|".into());
         for c in &measured.controls {
             let rate = |a: Answer| {
                 ControlsReport::of(&c.ops_per_sec, a)
@@ -621,15 +695,13 @@ pub fn markdown(
                 let at = |a| ControlsReport::of(values, a).unwrap_or(f64::NAN);
                 format!("{:.digits$} → {:.digits$}", at(Answer::Plain), at(c.answer))
             };
-            let (after_rate, after_ratio) = match &c.after_https {
-                Some(a) => (
-                    format!("{:.0}", a.ops_per_sec),
-                    format!("{:.2}", a.over_plain),
-                ),
-                None => ("–".into(), "–".into()),
+            let after = |a: &Option<AfterHttps>| match a {
+                Some(a) => format!("{:.0} | {:.2}", a.ops_per_sec, a.over_plain),
+                None => "– | –".into(),
             };
+            let (after_gateway, after_bare) = (after(&c.after_https), after(&c.after_bare_https));
             line(format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {after_rate} | {after_ratio} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {after_gateway} | {after_bare} | {} | {} |",
                 c.scenario,
                 c.concurrency,
                 rate(Answer::Plain),
@@ -644,25 +716,34 @@ pub fn markdown(
         }
         line(String::new());
     }
-    if let Some(f) = &measured.https {
-        line(format!(
-            "The gateway's HTTPS round trip with no directory work (`GET /ServiceProviderConfig`, one at a time, {} requests): p50 {:.2} ms, p99 {:.2} ms.",
-            f.requests, f.p50_ms, f.p99_ms
-        ));
-        line(String::new());
-    }
-    if !measured.https_after_idle.is_empty() {
-        line(format!(
-            "The same round trip after an idle pause as long as each write's direct p50 (spun by the load generator; the gateway idles as it does while its write waits for slapd): {}.",
-            listed(measured.https_after_idle.iter().map(|f| format!(
-                "{:.2} ms ({}) p50 {:.2} ms, p99 {:.2} ms",
-                f.idle_ms,
-                f.after.as_deref().unwrap_or("-"),
-                f.p50_ms,
-                f.p99_ms
-            )))
-        ));
-        line(String::new());
+    for server in [Https::Gateway, Https::Bare] {
+        let name = match server {
+            Https::Gateway => "The gateway's HTTPS round trip with no directory work",
+            Https::Bare => "The bare HTTPS responder's round trip",
+        };
+        let of_server = |f: &&FloorReport| f.server == server;
+        if let Some(f) = measured.https.iter().find(of_server) {
+            line(format!(
+                "{name} (`GET /ServiceProviderConfig`, one at a time, {} requests): p50 {:.2} ms, p99 {:.2} ms.",
+                f.requests, f.p50_ms, f.p99_ms
+            ));
+            line(String::new());
+        }
+        let after_idle: Vec<&FloorReport> =
+            measured.https_after_idle.iter().filter(of_server).collect();
+        if !after_idle.is_empty() {
+            line(format!(
+                "{name} after an idle pause as long as each write's direct p50 (spun by the load generator; the server idles as the gateway does while its write waits for slapd): {}.",
+                listed(after_idle.iter().map(|f| format!(
+                    "{:.2} ms ({}) p50 {:.2} ms, p99 {:.2} ms",
+                    f.idle_ms,
+                    f.after.as_deref().unwrap_or("-"),
+                    f.p50_ms,
+                    f.p99_ms
+                )))
+            ));
+            line(String::new());
+        }
     }
     if let Some(c) = cycle {
         line(format!(
@@ -775,11 +856,13 @@ mod tests {
             slapd_cpu_ms_per_op: p50.iter().map(|(a, _)| (*a, 1.0)).collect(),
             p50_ms: p50,
             answer_over_plain: 1.0,
+            parts_p50_ms: None,
             after_https: (concurrency > 1).then_some(AfterHttps {
                 ops_per_sec: 850.0,
                 p50_ms: 10.0,
                 over_plain: 0.85,
             }),
+            after_bare_https: None,
         };
         Directly {
             controls: vec![
@@ -815,14 +898,16 @@ mod tests {
                     vec![(Answer::Plain, 0.9), (Answer::Resolved, 1.3)],
                 ),
             ],
-            https: Some(FloorReport {
+            https: vec![FloorReport {
+                server: Https::Gateway,
                 after: None,
                 idle_ms: 0.0,
                 requests: 10,
                 p50_ms: 0.2,
                 p99_ms: 0.3,
-            }),
+            }],
             https_after_idle: vec![FloorReport {
+                server: Https::Gateway,
                 after: Some("membership (10)".into()),
                 idle_ms: 1.5,
                 requests: 10,
@@ -863,7 +948,7 @@ mod tests {
         assert!(close(update.total(), 0.2), "{}", update.total());
         // Parts this run did not measure give no floor.
         let without_https = Directly {
-            https: None,
+            https: Vec::new(),
             ..measured()
         };
         assert!(floor_of("disable", &without_https).is_none());
@@ -883,7 +968,7 @@ mod tests {
             .note
             .as_deref()
             .unwrap()
-            .starts_with("floor 0.35 = HTTPS round trip p50 0.20 after 0.00 ms idle + "));
+            .starts_with("floor 0.35 = HTTPS round trip p50 0.20 after 0.00 ms idle + the "));
         // Measured below its floor: the floor is off by the run's noise and shows nothing.
         let under_floor = with(0.32, "disable");
         assert!(!under_floor.pass && !under_floor.out_of_reach());
@@ -905,7 +990,7 @@ mod tests {
         assert!(bound_of("disable", 1, &m).is_none());
         assert!(bound_of("update", 8, &m).is_none());
         let bound = bound_of("disable", 8, &m).unwrap();
-        assert!(close(bound.over_plain, 0.85));
+        assert!(close(bound.bound().unwrap().over_plain, 0.85));
         let with = |ratio: f64, limit: f64| {
             Target::at_least("t".into(), ratio, limit).with_bound(bound, "write")
         };
@@ -938,5 +1023,107 @@ mod tests {
         let mut at_most = Target::at_most("t".into(), 0.5, 0.3);
         at_most.best_possible = Some(0.1);
         assert!(!at_most.out_of_reach());
+    }
+    /// `measured()` with the bare responder's round trips (0.15 back to back, 0.3 after the
+    /// 10-member add's pause) and the 10-member add timed in parts.
+    fn measured_with_bare() -> Directly {
+        let mut m = measured();
+        let bare = |after: Option<&str>, idle_ms, p50_ms| FloorReport {
+            server: Https::Bare,
+            after: after.map(str::to_string),
+            idle_ms,
+            requests: 10,
+            p50_ms,
+            p99_ms: 1.0,
+        };
+        m.https.push(bare(None, 0.0, 0.15));
+        m.https_after_idle
+            .push(bare(Some("membership (10)"), 1.5, 0.3));
+        for c in &mut m.controls {
+            if c.scenario == "membership (10)" {
+                // Plain 0.5; the search 0.12, the asserted modify 0.45 (faster than plain:
+                // noise, counted as 0).
+                c.parts_p50_ms = Some(ResolvedParts {
+                    search: 0.12,
+                    asserted_modify: 0.45,
+                });
+            }
+            if c.scenario == "disable" && c.concurrency == 8 {
+                c.after_bare_https = Some(AfterHttps {
+                    ops_per_sec: 950.0,
+                    p50_ms: 9.0,
+                    over_plain: 0.95,
+                });
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn a_floor_takes_the_bare_responders_round_trip_when_measured() {
+        let m = measured_with_bare();
+        // Back to back: 0.15 instead of the gateway's 0.2, plus both controls' 0.15.
+        let disable = floor_of("disable", &m).unwrap();
+        assert_eq!(disable.server, Https::Bare);
+        assert!(close(disable.total(), 0.15 + 0.15), "{}", disable.total());
+        assert_eq!(disable.gateway_https_ms, Some(0.2));
+        // After the write's own pause, the bare responder's after the same pause.
+        let member = floor_of("membership (10)", &m).unwrap();
+        assert!(close(member.https_ms, 0.3) && close(member.idle_ms, 1.5));
+        assert_eq!(member.gateway_https_ms, Some(0.4));
+        let target = Target::at_most("t".into(), 0.5, 0.3).with_floor(disable);
+        assert!(target.note.as_deref().unwrap().starts_with(
+            "floor 0.30 = bare HTTPS round trip p50 0.15 after 0.00 ms idle (the gateway's 0.20) + "
+        ));
+        // Without the bare responder's, the gateway's, as before.
+        assert_eq!(
+            floor_of("disable", &measured()).unwrap().server,
+            Https::Gateway
+        );
+    }
+
+    #[test]
+    fn a_member_add_timed_in_parts_adds_its_search_and_no_less() {
+        let m = measured_with_bare();
+        let member = floor_of("membership (10)", &m).unwrap();
+        // The search's own p50; the modify measured faster than plain adds nothing.
+        assert!(close(member.directory_ms, 0.12), "{}", member.directory_ms);
+        assert_eq!(
+            member.what,
+            "the member-id search's p50 and the assertion's on the group write"
+        );
+        // A slower asserted modify adds its difference to the search.
+        let mut slower = m;
+        for c in &mut slower.controls {
+            if let Some(p) = &mut c.parts_p50_ms {
+                p.asserted_modify = 0.55;
+            }
+        }
+        let member = floor_of("membership (10)", &slower).unwrap();
+        assert!(
+            close(member.directory_ms, 0.12 + 0.05),
+            "{}",
+            member.directory_ms
+        );
+        // Not timed in parts: the difference of the whole p50s, as before (0.8 - 0.5).
+        let whole = floor_of("membership (10)", &measured()).unwrap();
+        assert!(close(whole.directory_ms, 0.3), "{}", whole.directory_ms);
+    }
+
+    #[test]
+    fn a_bound_takes_the_bare_responders_round_trip_when_measured() {
+        let m = measured_with_bare();
+        let c = bound_of("disable", 8, &m).unwrap();
+        let target = Target::at_least("t".into(), 0.80, 0.90).with_bound(c, "write");
+        // 0.95 after the bare responder: the 0.90 target is not shown out of reach.
+        assert_eq!(target.best_possible, Some(0.95));
+        assert!(!target.out_of_reach());
+        assert_eq!(verdict(&target), "FAIL");
+        assert_eq!(
+            target.note.as_deref().unwrap(),
+            "bound 0.95 = the direct write as the gateway sends it, each after an HTTPS round \
+             trip to a bare HTTPS responder (950 ops/s), over the plain one; through the \
+             gateway with no directory work: 0.85"
+        );
     }
 }

@@ -189,8 +189,12 @@ impl Http {
     /// A client with one HTTP/1.1 connection (it sends one request at a time), trusting only the
     /// gateway's certificate.
     pub fn new(gw: &ReleaseGateway) -> Http {
-        let client = gw
-            .client()
+        Http::to(gw.client(), &gw.base)
+    }
+
+    /// The same for another server: `client` trusts its certificate, `base` is its base URL.
+    pub fn to(client: reqwest::ClientBuilder, base: &str) -> Http {
+        let client = client
             .http1_only()
             .pool_max_idle_per_host(1)
             .pool_idle_timeout(Duration::from_secs(600))
@@ -198,7 +202,7 @@ impl Http {
             .expect("an HTTPS client");
         Http {
             client,
-            base: gw.base.clone(),
+            base: base.to_string(),
         }
     }
 

@@ -14,6 +14,7 @@ use ldap3::controls::{Assertion, PostRead, RawControl};
 use ldap3::{Ldap, Mod};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The directory the scenarios run on, as built by `directory::build`.
 pub struct Directory {
@@ -106,6 +107,9 @@ pub struct ScenarioRun {
     pub dir: Arc<Directory>,
     /// Controls the direct side adds to its write (`controls` only; the cells send none).
     pub answer: Answer,
+    /// Each direct `Resolved` member add in its two parts, timed apart: the member-id search
+    /// and the asserted modify after it.
+    pub parts: std::sync::Mutex<Vec<(Duration, Duration)>>,
 }
 
 /// Which of the controls that the gateway's one-operation PATCH carries a direct write adds:
@@ -173,6 +177,23 @@ impl Workload for ScenarioRun {
 }
 
 impl ScenarioRun {
+    pub fn new(
+        scenario: Scenario,
+        side: Side,
+        run: usize,
+        dir: Arc<Directory>,
+        answer: Answer,
+    ) -> ScenarioRun {
+        ScenarioRun {
+            scenario,
+            side,
+            run,
+            dir,
+            answer,
+            parts: Default::default(),
+        }
+    }
+
     fn tag(&self, k: usize) -> String {
         format!("{}{}-{k}", self.side.letter(), self.run)
     }
@@ -280,12 +301,24 @@ impl ScenarioRun {
                     // As `Members::resolve_ids` searches for one id.
                     let filter = format!("(&{}(|(entryUUID={id})))", dir.user_filter);
                     let attrs = ["entryUUID".to_string(), "uid".to_string()];
+                    let started = Instant::now();
                     search_expecting(ldap, PEOPLE, &filter, &attrs, 1).await?;
+                    let search = started.elapsed();
                     let guard = format!(
                         "(|(&{}(entryUUID={group_id}))(&{}(|(entryUUID={id}))))",
                         dir.group_filter, dir.user_filter
                     );
                     ldap.with_controls(vec![Assertion::new(&guard)]);
+                    let started = Instant::now();
+                    ldap.modify(group, add_members_mods([user_dn(&name)]))
+                        .await
+                        .named(|| format!("modify {group}"))?;
+                    let modify = started.elapsed();
+                    self.parts
+                        .lock()
+                        .expect("not poisoned")
+                        .push((search, modify));
+                    return Ok(());
                 }
                 ldap.modify(group, add_members_mods([user_dn(&name)]))
                     .await

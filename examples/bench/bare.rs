@@ -1,0 +1,231 @@
+//! A bare HTTPS responder: the least an HTTPS server can do for a request. It is this tool run
+//! again as a process of its own (as the gateway is one), with rustls and hyper configured as
+//! the gateway's listener is (TLS 1.3 and 1.2 with ring, HTTP/1.1 keep-alive, no Nagle), and
+//! it answers every request with the same bytes as the gateway's `GET /ServiceProviderConfig`,
+//! without reading the token, routing, metrics or logging anything.
+//!
+//! Its round trip bounds what any HTTPS gateway can reach on this machine, whatever its code:
+//! the load generator's HTTPS client, TLS both ways, the loopback and one more process to wake
+//! are the same for every gateway. The gateway's own round trip with no directory work (its
+//! `GET /ServiceProviderConfig`) is that plus what its HTTP layer adds.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Set in the child's environment to the directory holding its certificate, key and body.
+pub const ENV: &str = "SCIM_BENCH_BARE_HTTPS_DIR";
+
+/// A running responder; killed when dropped.
+pub struct BareResponder {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Its base URL: any path below it gets the same answer.
+    pub base: String,
+    cert_pem: String,
+}
+
+impl BareResponder {
+    /// Starts the responder answering `body`, with `worker_threads` runtime threads (tokio's
+    /// default, one per core, when `None`: as the gateway is started).
+    pub fn start(body: &[u8], worker_threads: Option<usize>) -> Result<BareResponder, String> {
+        let err = |what: &str, e: &dyn std::fmt::Display| format!("bare responder: {what}: {e}");
+        let dir = tempfile::tempdir().map_err(|e| err("temporary directory", &e))?;
+        let cert_pem = write_files(dir.path(), body).map_err(|e| err("set-up", &e))?;
+        let exe = std::env::current_exe().map_err(|e| err("own executable", &e))?;
+        let mut command = Command::new(exe);
+        command
+            .env(ENV, dir.path())
+            .env_remove("TOKIO_WORKER_THREADS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(n) = worker_threads {
+            command.env("TOKIO_WORKER_THREADS", n.to_string());
+        }
+        let mut child = command.spawn().map_err(|e| err("spawn", &e))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("a piped stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| err("reading its port", &e))?;
+        let Some(port) = line
+            .trim()
+            .strip_prefix("listening on port ")
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "bare responder: it said {line:?} instead of its port"
+            ));
+        };
+        Ok(BareResponder {
+            child,
+            _dir: dir,
+            base: format!("https://127.0.0.1:{port}/scim/v2"),
+            cert_pem,
+        })
+    }
+
+    /// A client that trusts the responder's certificate (and nothing else), as the gateway's
+    /// clients trust only the gateway's.
+    pub fn client(&self) -> reqwest::ClientBuilder {
+        trusting(&self.cert_pem)
+    }
+}
+
+fn trusting(cert_pem: &str) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cert_pem.as_bytes())
+                .expect("the responder's own certificate"),
+        )
+}
+
+/// Writes what the responder reads from `dir`: a fresh self-signed certificate for 127.0.0.1,
+/// its key, and the body to answer. Returns the certificate.
+fn write_files(dir: &Path, body: &[u8]) -> Result<String, String> {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+        .map_err(|e| format!("certificate: {e}"))?;
+    let write = |name: &str, data: &[u8]| {
+        std::fs::write(dir.join(name), data).map_err(|e| format!("{name}: {e}"))
+    };
+    write("cert.pem", cert.cert.pem().as_bytes())?;
+    write("key.pem", cert.key_pair.serialize_pem().as_bytes())?;
+    write("body", body)?;
+    Ok(cert.cert.pem())
+}
+
+impl Drop for BareResponder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's side: serves until its stdin closes (the benchmark ended or died) or it is killed.
+pub async fn serve(dir: PathBuf) -> Result<(), String> {
+    let (listener, acceptor, body) = bind(&dir).await?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on port {port}")
+        .and_then(|_| stdout.flush())
+        .map_err(|e| e.to_string())?;
+    // The benchmark holds the other end of stdin: end with it.
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    answer(listener, acceptor, body).await
+}
+
+/// A listener on a free loopback port, with the TLS set-up and the body read from `dir`.
+async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), String> {
+    let read = |name: &str| -> Result<Vec<u8>, String> {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let (cert_pem, key_pem) = (read("cert.pem")?, read("key.pem")?);
+    let body = Bytes::from(read("body")?);
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| format!("key: {e}"))?
+        .ok_or("no private key")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind: {e}"))?;
+    Ok((listener, TlsAcceptor::from(Arc::new(cfg)), body))
+}
+
+/// Answers every request on every connection with `body`.
+async fn answer(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) -> Result<(), String> {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, body) = (acceptor.clone(), body.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = service_fn(move |_request| {
+                let body = body.clone();
+                async move {
+                    let mut response = hyper::Response::new(Full::new(body));
+                    response.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/scim+json"),
+                    );
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// The directory named by [`ENV`], when this process is a responder.
+pub fn responder_dir() -> Option<PathBuf> {
+    std::env::var_os(ENV).map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_every_request_with_the_body_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let body =
+            br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]}"#;
+        let cert_pem = write_files(dir.path(), body).unwrap();
+        let (listener, acceptor, bytes) = bind(dir.path()).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(answer(listener, acceptor, bytes));
+        let client = trusting(&cert_pem).http1_only().build().unwrap();
+        // Any path, twice on one keep-alive connection.
+        for path in ["/scim/v2/ServiceProviderConfig", "/anything"] {
+            let resp = client
+                .get(format!("https://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+            assert_eq!(resp.headers()["content-type"], "application/scim+json");
+            assert_eq!(&resp.bytes().await.unwrap()[..], &body[..]);
+        }
+        // A client that does not trust its certificate gets no answer.
+        let stranger = reqwest::Client::builder().build().unwrap();
+        assert!(stranger
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .is_err());
+    }
+}
