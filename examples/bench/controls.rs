@@ -5,20 +5,22 @@
 //! gateway sends them (a search resolving the member's id, then the group's modify asserted on
 //! the group or that member). No gateway runs here; the ratio of the gateway's shape of the
 //! write to the plain one bounds what any gateway that writes as this one does can reach
-//! against the plain write on this directory, and its extra p50 plus the gateway's HTTPS round
-//! trip is the floor of its added latency.
+//! against the plain write on this directory.
 //!
-//! Above concurrency 1 one more variant runs in the same rounds: each worker's write with the
-//! answer's controls follows a `GET /ServiceProviderConfig` through the gateway (TLS, HTTP,
+//! Two more variants run in the same rounds: each worker's write with the answer's controls
+//! follows a `GET /ServiceProviderConfig` through the gateway (TLS, HTTP,
 //! token check, no directory work) on its own keep-alive connection. That is a gateway reduced
 //! to its HTTPS exchange, on the same 2 cores as slapd; its throughput over the plain write's
 //! bounds what a gateway that also parses the request and builds the answer can reach. A third
 //! variant sends the same request to the bare HTTPS responder (`bare.rs`) instead: what any
-//! HTTPS server, whatever its code, leaves of slapd's throughput on these cores. The match's
-//! search (no controls) is measured the same way, plain and after each round trip.
+//! HTTPS server, whatever its code, leaves of slapd's throughput on these cores. At concurrency
+//! 1 the same variant's p50 over the plain write's is the floor of the added latency: a gateway
+//! that did no work of its own would still have its HTTPS exchange, each side idle while the
+//! other works (which on this machine costs a wake-up), and the directory's answer to pay. The
+//! match's search (no controls) is measured the same way, plain and after each round trip.
 //!
 //! A member add as the gateway sends it is also timed in its two parts, the member-id search
-//! and the asserted modify, so that its floor can use the search's own p50.
+//! and the asserted modify.
 
 use crate::cells::Snapshot;
 use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport, ResolvedParts};
@@ -50,35 +52,26 @@ fn paired(direct: &[Conn], https: Vec<Http>) -> Result<Vec<Conn>, String> {
 pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport>, String> {
     let s = &b.settings;
     let conns = b.connections(Side::Direct, concurrency).await?;
-    // Above concurrency 1 the answer's write also runs after an HTTPS round trip that does no
-    // directory work, per operation on the same worker: through the gateway (what a gateway
-    // that cost nothing but its HTTPS exchange would reach, on the cores slapd shares with it)
-    // and to the bare responder (what any HTTPS server would).
-    let (through_gateway, through_bare) = if concurrency > 1 {
-        (
-            paired(
-                &conns,
-                b.https_connections(Https::Gateway, concurrency).await?,
-            )?,
-            paired(&conns, b.https_connections(Https::Bare, concurrency).await?)?,
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    // The answer's write also runs after an HTTPS round trip that does no directory work, per
+    // operation on the same worker: through the gateway (what a gateway that cost nothing but
+    // its HTTPS exchange would reach, on the cores slapd shares with it) and to the bare
+    // responder (what any HTTPS server would).
+    let through_gateway = paired(
+        &conns,
+        b.https_connections(Https::Gateway, concurrency).await?,
+    )?;
+    let through_bare = paired(&conns, b.https_connections(Https::Bare, concurrency).await?)?;
     let mut out = Vec::new();
     let member = &[Answer::Plain, Answer::Resolved][..];
-    let mut shapes = vec![
+    let shapes = [
+        // A search carries no controls: only its bounds and floor are measured.
+        (Scenario::Match, &[Answer::Plain][..]),
         (Scenario::Create, &[Answer::Plain, Answer::PostRead][..]),
         (Scenario::Update, &Answer::ALL[..]),
         (Scenario::Disable, &Answer::ALL[..]),
         (Scenario::MemberSmall, member),
         (Scenario::MemberBig, member),
     ];
-    let bounds = concurrency > 1;
-    if bounds {
-        // A search carries no controls: only its bounds are measured.
-        shapes.insert(0, (Scenario::Match, &[Answer::Plain][..]));
-    }
     for (scenario, answers) in shapes {
         let with_controls = match answers.last() {
             Some(Answer::Resolved) => {
@@ -87,11 +80,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             _ if answers.len() > 1 => "with and without the answer's controls",
             _ => "plain",
         };
-        let after = if bounds {
-            ", and after an HTTPS round trip (through the gateway, to the bare responder)"
-        } else {
-            ""
-        };
+        let after = ", and after an HTTPS round trip (through the gateway, to the bare responder)";
         let label = scenario.label(&b.dir);
         eprintln!("  {label} sent directly at concurrency {concurrency}, {with_controls}{after}");
         // The gateway's write carries the last variant: both controls, a create's post-read, or
@@ -99,10 +88,8 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         let answer = answers.len() - 1;
         let mut variants: Vec<(Answer, Option<Https>)> =
             answers.iter().map(|a| (*a, None)).collect();
-        if bounds {
-            variants.push((answers[answer], Some(Https::Gateway)));
-            variants.push((answers[answer], Some(Https::Bare)));
-        }
+        variants.push((answers[answer], Some(Https::Gateway)));
+        variants.push((answers[answer], Some(Https::Bare)));
         let n_variants = variants.len();
         let mut ops = vec![0usize; n_variants];
         let mut seconds = vec![0f64; n_variants];

@@ -361,23 +361,8 @@ impl Target {
 
     /// The floor of an at-most target, and what it is made of.
     fn with_floor(mut self, floor: Floor) -> Target {
-        let gateway = match floor.gateway_https_ms {
-            Some(g) if floor.server == Https::Bare => format!(" (the gateway's {g:.2})"),
-            _ => String::new(),
-        };
-        self.note = Some(format!(
-            "floor {:.2} = {} round trip p50 {:.2} after {:.2} ms idle{gateway} + {} {:+.2}",
-            floor.total(),
-            match floor.server {
-                Https::Bare => "bare HTTPS",
-                Https::Gateway => "HTTPS",
-            },
-            floor.https_ms,
-            floor.idle_ms,
-            floor.what,
-            floor.directory_ms
-        ));
-        self.best_possible = Some(floor.total());
+        self.note = Some(format!("floor {:.2} = {}", floor.total_ms, floor.made_of));
+        self.best_possible = Some(floor.total_ms);
         self
     }
 
@@ -428,11 +413,62 @@ impl Target {
 }
 
 /// The least added latency at concurrency 1 that a gateway answering as this one does can
-/// have, from this run's own measurements: its HTTPS round trip with no directory work after
-/// as long an idle pause as the direct write takes (while a gateway waits for slapd it is one
-/// more idle process to wake), plus what the directory itself charges for the request beyond
-/// the direct write (the answer's controls; a member add's id search), all at p50.
+/// have, from this run's own measurements, and what it is made of.
 struct Floor {
+    total_ms: f64,
+    made_of: String,
+}
+
+/// The floor of the concurrency-1 cell `scenario`: measured as one when this run did (the
+/// direct operation as the gateway sends it, each after a round trip to the bare responder,
+/// against the plain one, at p50), with its parts beside it; else summed from its parts.
+fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
+    let parts = parts_floor_of(scenario, measured);
+    let c = measured
+        .controls
+        .iter()
+        .find(|c| c.concurrency == 1 && c.scenario == scenario);
+    let paired = c.and_then(|c| {
+        let plain = ControlsReport::of(&c.p50_ms, Answer::Plain)?;
+        Some((c, c.after_bare_https?, plain))
+    });
+    let Some((c, after, plain)) = paired else {
+        return parts.map(|p| Floor {
+            total_ms: p.total(),
+            made_of: p.describe(),
+        });
+    };
+    let what = match c.answer {
+        Answer::Plain => "search",
+        _ => "write as the gateway sends it",
+    };
+    let gateway = c
+        .after_https
+        .map(|g| {
+            format!(
+                "; through the gateway with no directory work {:+.2}",
+                g.p50_ms - plain
+            )
+        })
+        .unwrap_or_default();
+    let parts = parts
+        .map(|p| format!("; summed from parts {:.2}: {}", p.total(), p.describe()))
+        .unwrap_or_default();
+    Some(Floor {
+        // A variant faster than the plain operation (noise) gives a floor of 0, never less.
+        total_ms: (after.p50_ms - plain).max(0.0),
+        made_of: format!(
+            "p50 of the direct {what}, each after a round trip to a bare HTTPS responder, {:.2} over the plain one's {plain:.2}{gateway}{parts}",
+            after.p50_ms
+        ),
+    })
+}
+
+/// A floor summed from its parts: the HTTPS round trip with no directory work after as long an
+/// idle pause as the direct write takes (while a gateway waits for slapd it is one more idle
+/// process to wake), plus what the directory itself charges for the request beyond the direct
+/// write (the answer's controls; a member add's id search), all at p50.
+struct FloorParts {
     /// The pause before the HTTPS round trip (0: back to back).
     idle_ms: f64,
     /// The server of the round trip: the bare responder when measured, else the gateway.
@@ -444,9 +480,27 @@ struct Floor {
     directory_ms: f64,
 }
 
-impl Floor {
+impl FloorParts {
     fn total(&self) -> f64 {
         self.https_ms + self.directory_ms
+    }
+
+    fn describe(&self) -> String {
+        let gateway = match self.gateway_https_ms {
+            Some(g) if self.server == Https::Bare => format!(" (the gateway's {g:.2})"),
+            _ => String::new(),
+        };
+        format!(
+            "{} round trip p50 {:.2} after {:.2} ms idle{gateway} + {} {:+.2}",
+            match self.server {
+                Https::Bare => "bare HTTPS",
+                Https::Gateway => "HTTPS",
+            },
+            self.https_ms,
+            self.idle_ms,
+            self.what,
+            self.directory_ms
+        )
     }
 }
 
@@ -462,18 +516,20 @@ fn https_of<'m>(scenario: &str, server: Https, measured: &'m Directly) -> Option
         .or_else(|| measured.https.iter().find(of_server))
 }
 
-/// The floor of the concurrency-1 write cell `scenario`, when this run measured its parts: with
-/// the bare responder's round trip when measured (what any HTTPS server would cost), else the
-/// gateway's.
-fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
+/// The floor of the concurrency-1 write cell `scenario` summed from its parts, when this run
+/// measured them: with the bare responder's round trip when measured (what any HTTPS server
+/// would cost), else the gateway's.
+fn parts_floor_of(scenario: &str, measured: &Directly) -> Option<FloorParts> {
     let gateway = https_of(scenario, Https::Gateway, measured);
     let https = https_of(scenario, Https::Bare, measured).or(gateway)?;
     let (https_ms, idle_ms) = (https.p50_ms, https.idle_ms);
     let c = measured
         .controls
         .iter()
-        .find(|c| c.concurrency == 1 && c.scenario == scenario)?;
-    Some(Floor {
+        .find(|c| c.concurrency == 1 && c.scenario == scenario)
+        // A search has no answer's controls: no parts beyond the round trip to sum.
+        .filter(|c| c.answer != Answer::Plain)?;
+    Some(FloorParts {
         idle_ms,
         server: https.server,
         https_ms,
@@ -541,11 +597,7 @@ pub fn targets(
             c.added_p50_ms,
             0.3,
         );
-        let floor = match c.kind {
-            "read" => None,
-            _ => floor_of(&c.scenario, measured),
-        };
-        out.push(match floor {
+        out.push(match floor_of(&c.scenario, measured) {
             Some(f) => target.with_floor(f),
             None => target,
         });
@@ -925,15 +977,15 @@ mod tests {
     fn a_write_floor_adds_what_its_answer_costs_the_directory_at_concurrency_1() {
         let m = measured();
         // Both controls against plain, from the concurrency-1 measurement (not the one at 8).
-        let disable = floor_of("disable", &m).unwrap();
+        let disable = parts_floor_of("disable", &m).unwrap();
         assert!(close(disable.total(), 0.2 + 0.15), "{}", disable.total());
         // A create carries the post-read only.
-        let create = floor_of("create", &m).unwrap();
+        let create = parts_floor_of("create", &m).unwrap();
         assert!(close(create.total(), 0.2 + 0.05), "{}", create.total());
         assert_eq!(create.what, "the post-read's p50");
         // A member add: its round trip after its own pause, plus its member-id search and
         // assertion against the plain modify, found by the cell's label (two group sizes).
-        let member = floor_of("membership (10)", &m).unwrap();
+        let member = parts_floor_of("membership (10)", &m).unwrap();
         assert!(close(member.total(), 0.4 + 0.3), "{}", member.total());
         assert!(close(member.idle_ms, 1.5));
         assert_eq!(
@@ -941,17 +993,17 @@ mod tests {
             "the member-id search's and the group write's assertion's p50"
         );
         // Without its own pause measured, the back-to-back round trip.
-        let big = floor_of("membership (100000)", &m).unwrap();
+        let big = parts_floor_of("membership (100000)", &m).unwrap();
         assert!(close(big.total(), 0.2 + 0.4), "{}", big.total());
         // The controls measured faster than the plain write (noise) add nothing, never less.
-        let update = floor_of("update", &m).unwrap();
+        let update = parts_floor_of("update", &m).unwrap();
         assert!(close(update.total(), 0.2), "{}", update.total());
         // Parts this run did not measure give no floor.
         let without_https = Directly {
             https: Vec::new(),
             ..measured()
         };
-        assert!(floor_of("disable", &without_https).is_none());
+        assert!(parts_floor_of("disable", &without_https).is_none());
     }
 
     #[test]
@@ -1060,24 +1112,23 @@ mod tests {
     }
 
     #[test]
-    fn a_floor_takes_the_bare_responders_round_trip_when_measured() {
+    fn a_floor_summed_from_parts_takes_the_bare_responders_round_trip_when_measured() {
         let m = measured_with_bare();
         // Back to back: 0.15 instead of the gateway's 0.2, plus both controls' 0.15.
-        let disable = floor_of("disable", &m).unwrap();
+        let disable = parts_floor_of("disable", &m).unwrap();
         assert_eq!(disable.server, Https::Bare);
         assert!(close(disable.total(), 0.15 + 0.15), "{}", disable.total());
         assert_eq!(disable.gateway_https_ms, Some(0.2));
         // After the write's own pause, the bare responder's after the same pause.
-        let member = floor_of("membership (10)", &m).unwrap();
+        let member = parts_floor_of("membership (10)", &m).unwrap();
         assert!(close(member.https_ms, 0.3) && close(member.idle_ms, 1.5));
         assert_eq!(member.gateway_https_ms, Some(0.4));
-        let target = Target::at_most("t".into(), 0.5, 0.3).with_floor(disable);
-        assert!(target.note.as_deref().unwrap().starts_with(
-            "floor 0.30 = bare HTTPS round trip p50 0.15 after 0.00 ms idle (the gateway's 0.20) + "
+        assert!(disable.describe().starts_with(
+            "bare HTTPS round trip p50 0.15 after 0.00 ms idle (the gateway's 0.20) + "
         ));
         // Without the bare responder's, the gateway's, as before.
         assert_eq!(
-            floor_of("disable", &measured()).unwrap().server,
+            parts_floor_of("disable", &measured()).unwrap().server,
             Https::Gateway
         );
     }
@@ -1085,7 +1136,7 @@ mod tests {
     #[test]
     fn a_member_add_timed_in_parts_adds_its_search_and_no_less() {
         let m = measured_with_bare();
-        let member = floor_of("membership (10)", &m).unwrap();
+        let member = parts_floor_of("membership (10)", &m).unwrap();
         // The search's own p50; the modify measured faster than plain adds nothing.
         assert!(close(member.directory_ms, 0.12), "{}", member.directory_ms);
         assert_eq!(
@@ -1099,14 +1150,14 @@ mod tests {
                 p.asserted_modify = 0.55;
             }
         }
-        let member = floor_of("membership (10)", &slower).unwrap();
+        let member = parts_floor_of("membership (10)", &slower).unwrap();
         assert!(
             close(member.directory_ms, 0.12 + 0.05),
             "{}",
             member.directory_ms
         );
         // Not timed in parts: the difference of the whole p50s, as before (0.8 - 0.5).
-        let whole = floor_of("membership (10)", &measured()).unwrap();
+        let whole = parts_floor_of("membership (10)", &measured()).unwrap();
         assert!(close(whole.directory_ms, 0.3), "{}", whole.directory_ms);
     }
 
@@ -1125,5 +1176,64 @@ mod tests {
              trip to a bare HTTPS responder (950 ops/s), over the plain one; through the \
              gateway with no directory work: 0.85"
         );
+    }
+
+    #[test]
+    fn a_floor_measured_as_one_comes_before_its_parts() {
+        let mut m = measured_with_bare();
+        for c in &mut m.controls {
+            if c.concurrency == 1 && c.scenario == "disable" {
+                // Plain 0.6: after the bare responder 0.92, through the gateway 0.97.
+                c.after_bare_https = Some(AfterHttps {
+                    ops_per_sec: 1.0,
+                    p50_ms: 0.92,
+                    over_plain: 0.6,
+                });
+                c.after_https = Some(AfterHttps {
+                    ops_per_sec: 1.0,
+                    p50_ms: 0.97,
+                    over_plain: 0.55,
+                });
+            }
+        }
+        m.controls.push(ControlsReport {
+            scenario: "match".into(),
+            concurrency: 1,
+            ops_per_sec: vec![(Answer::Plain, 1.0)],
+            slapd_cpu_ms_per_op: vec![(Answer::Plain, 1.0)],
+            p50_ms: vec![(Answer::Plain, 0.12)],
+            answer: Answer::Plain,
+            answer_over_plain: 1.0,
+            parts_p50_ms: None,
+            after_https: None,
+            after_bare_https: Some(AfterHttps {
+                ops_per_sec: 1.0,
+                p50_ms: 0.35,
+                over_plain: 0.4,
+            }),
+        });
+        let disable = floor_of("disable", &m).unwrap();
+        assert!(close(disable.total_ms, 0.32), "{}", disable.total_ms);
+        assert_eq!(
+            disable.made_of,
+            "p50 of the direct write as the gateway sends it, each after a round trip to a bare \
+             HTTPS responder, 0.92 over the plain one's 0.60; through the gateway with no \
+             directory work +0.37; summed from parts 0.30: bare HTTPS round trip p50 0.15 after \
+             0.00 ms idle (the gateway's 0.20) + the assertion's and post-read's p50 +0.15"
+        );
+        let target = Target::at_most("t".into(), 0.4, 0.3).with_floor(disable);
+        assert!(close(target.best_possible.unwrap(), 0.32));
+        assert_eq!(verdict(&target), "FAIL, floor beyond the limit");
+        // A search gets a floor only measured as one: it has no answer's controls to sum.
+        let search = floor_of("match", &m).unwrap();
+        assert!(close(search.total_ms, 0.23), "{}", search.total_ms);
+        assert!(search
+            .made_of
+            .starts_with("p50 of the direct search, each after"));
+        assert!(parts_floor_of("match", &m).is_none());
+        // Without it measured as one, the sum of the parts, as before.
+        let summed = floor_of("create", &m).unwrap();
+        assert!(close(summed.total_ms, 0.15 + 0.05), "{}", summed.total_ms);
+        assert!(summed.made_of.starts_with("bare HTTPS round trip p50 0.15"));
     }
 }
