@@ -14,7 +14,8 @@
 //! bounds what a gateway that also parses the request and builds the answer can reach. A third
 //! variant sends the same request to the bare HTTPS responder (`bare.rs`) instead: what any
 //! HTTPS server, whatever its code, leaves of slapd's throughput on these cores. At concurrency
-//! 1 the same variant's p50 over the plain write's is the floor of the added latency: a gateway
+//! 1 the same variant's p50 over the plain write's is the floor of the added latency measured
+//! as one (printed beside the floor summed from its parts; the match's only floor): a gateway
 //! that did no work of its own would still have its HTTPS exchange, each side idle while the
 //! other works (which on this machine costs a wake-up), and the directory's answer to pay. The
 //! match's search (no controls) is measured the same way, plain and after each round trip.

@@ -419,49 +419,56 @@ struct Floor {
     made_of: String,
 }
 
-/// The floor of the concurrency-1 cell `scenario`: measured as one when this run did (the
-/// direct operation as the gateway sends it, each after a round trip to the bare responder,
-/// against the plain one, at p50), with its parts beside it; else summed from its parts.
+/// The floor of the concurrency-1 cell `scenario`: summed from its parts when this run measured
+/// them, with the same measured as one beside it (the direct operation as the gateway sends it,
+/// each after a round trip to the bare responder, against the plain one, at p50); else measured
+/// as one. A search has no parts to sum, and its p50 moves little between runs; a write of
+/// milliseconds moves by a tenth of a millisecond and more between the runs of one cell, which
+/// the difference of two whole p50s takes in full (in 302007a's full run that difference came
+/// out at 0.12 ms for the disable, less than the round trip alone, and at 0 for the add to the
+/// 100,000-member group), while the parts are each measured where they are small.
 fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
     let parts = parts_floor_of(scenario, measured);
-    let c = measured
+    let as_one = measured
         .controls
         .iter()
-        .find(|c| c.concurrency == 1 && c.scenario == scenario);
-    let paired = c.and_then(|c| {
-        let plain = ControlsReport::of(&c.p50_ms, Answer::Plain)?;
-        Some((c, c.after_bare_https?, plain))
-    });
-    let Some((c, after, plain)) = paired else {
-        return parts.map(|p| Floor {
+        .find(|c| c.concurrency == 1 && c.scenario == scenario)
+        .and_then(|c| {
+            let plain = ControlsReport::of(&c.p50_ms, Answer::Plain)?;
+            let after = c.after_bare_https?;
+            let what = match c.answer {
+                Answer::Plain => "search",
+                _ => "write as the gateway sends it",
+            };
+            let gateway = c
+                .after_https
+                .map(|g| {
+                    format!(
+                        "; through the gateway with no directory work {:+.2}",
+                        g.p50_ms - plain
+                    )
+                })
+                .unwrap_or_default();
+            // Faster than the plain operation (noise) gives 0, never less.
+            let total = (after.p50_ms - plain).max(0.0);
+            let made_of = format!(
+                "p50 of the direct {what}, each after a round trip to a bare HTTPS responder, {:.2} over the plain one's {plain:.2}{gateway}",
+                after.p50_ms
+            );
+            Some((total, made_of))
+        });
+    match (parts, as_one) {
+        (Some(p), Some((total, made_of))) => Some(Floor {
+            total_ms: p.total(),
+            made_of: format!("{}; measured as one {total:.2}: {made_of}", p.describe()),
+        }),
+        (Some(p), None) => Some(Floor {
             total_ms: p.total(),
             made_of: p.describe(),
-        });
-    };
-    let what = match c.answer {
-        Answer::Plain => "search",
-        _ => "write as the gateway sends it",
-    };
-    let gateway = c
-        .after_https
-        .map(|g| {
-            format!(
-                "; through the gateway with no directory work {:+.2}",
-                g.p50_ms - plain
-            )
-        })
-        .unwrap_or_default();
-    let parts = parts
-        .map(|p| format!("; summed from parts {:.2}: {}", p.total(), p.describe()))
-        .unwrap_or_default();
-    Some(Floor {
-        // A variant faster than the plain operation (noise) gives a floor of 0, never less.
-        total_ms: (after.p50_ms - plain).max(0.0),
-        made_of: format!(
-            "p50 of the direct {what}, each after a round trip to a bare HTTPS responder, {:.2} over the plain one's {plain:.2}{gateway}{parts}",
-            after.p50_ms
-        ),
-    })
+        }),
+        (None, Some((total_ms, made_of))) => Some(Floor { total_ms, made_of }),
+        (None, None) => None,
+    }
 }
 
 /// A floor summed from its parts: the HTTPS round trip with no directory work after as long an
@@ -1179,7 +1186,7 @@ mod tests {
     }
 
     #[test]
-    fn a_floor_measured_as_one_comes_before_its_parts() {
+    fn a_floor_is_summed_from_parts_with_the_same_measured_as_one_beside_it() {
         let mut m = measured_with_bare();
         for c in &mut m.controls {
             if c.concurrency == 1 && c.scenario == "disable" {
@@ -1213,17 +1220,18 @@ mod tests {
             }),
         });
         let disable = floor_of("disable", &m).unwrap();
-        assert!(close(disable.total_ms, 0.32), "{}", disable.total_ms);
+        assert!(close(disable.total_ms, 0.30), "{}", disable.total_ms);
         assert_eq!(
             disable.made_of,
-            "p50 of the direct write as the gateway sends it, each after a round trip to a bare \
-             HTTPS responder, 0.92 over the plain one's 0.60; through the gateway with no \
-             directory work +0.37; summed from parts 0.30: bare HTTPS round trip p50 0.15 after \
-             0.00 ms idle (the gateway's 0.20) + the assertion's and post-read's p50 +0.15"
+            "bare HTTPS round trip p50 0.15 after 0.00 ms idle (the gateway's 0.20) + the \
+             assertion's and post-read's p50 +0.15; measured as one 0.32: p50 of the direct \
+             write as the gateway sends it, each after a round trip to a bare HTTPS responder, \
+             0.92 over the plain one's 0.60; through the gateway with no directory work +0.37"
         );
-        let target = Target::at_most("t".into(), 0.4, 0.3).with_floor(disable);
-        assert!(close(target.best_possible.unwrap(), 0.32));
-        assert_eq!(verdict(&target), "FAIL, floor beyond the limit");
+        // The floor is the sum (0.30), not the 0.32 measured as one.
+        let target = Target::at_most("t".into(), 0.4, 0.31).with_floor(disable);
+        assert!(close(target.best_possible.unwrap(), 0.30));
+        assert_eq!(verdict(&target), "FAIL");
         // A search gets a floor only measured as one: it has no answer's controls to sum.
         let search = floor_of("match", &m).unwrap();
         assert!(close(search.total_ms, 0.23), "{}", search.total_ms);
@@ -1231,7 +1239,7 @@ mod tests {
             .made_of
             .starts_with("p50 of the direct search, each after"));
         assert!(parts_floor_of("match", &m).is_none());
-        // Without it measured as one, the sum of the parts, as before.
+        // Without it measured as one, the sum of the parts alone.
         let summed = floor_of("create", &m).unwrap();
         assert!(close(summed.total_ms, 0.15 + 0.05), "{}", summed.total_ms);
         assert!(summed.made_of.starts_with("bare HTTPS round trip p50 0.15"));
