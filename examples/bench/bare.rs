@@ -162,6 +162,8 @@ async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), String> {
 async fn answer(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) -> Result<(), String> {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: give the machine a moment rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);

@@ -182,12 +182,13 @@ fn p50_ms(latencies: &mut [Duration]) -> f64 {
 }
 
 /// `GET /ServiceProviderConfig` one at a time on one keep-alive HTTPS connection to `server`
-/// for `limit`: the gateway's (or the bare responder's) round trip without any directory work. With `after` (a concurrency-1 write
-/// cell and its direct p50), each request follows that long a pause in which the gateway has
-/// nothing to do, as it has nothing to do while its own write waits for slapd: on this machine
-/// a process idle for milliseconds answers later than a busy one, and a gateway is one more
-/// process to wake. The pause is spun by the load generator, not slept (a timer would round
-/// it up to the millisecond and the load generator's own wake-up is not the gateway's).
+/// for `limit`: the gateway's (or the bare responder's) round trip without any directory work.
+/// With `after` (a concurrency-1 write cell and its direct p50), each request follows that long
+/// a pause in which the server has nothing to do, as the gateway has nothing to do while its own
+/// write waits for slapd: on this machine a process idle for milliseconds answers later than a
+/// busy one, and a gateway is one more process to wake. The pause is spun by the load
+/// generator, not slept (a timer would round it up to the millisecond and the load generator's
+/// own wake-up is not the gateway's).
 pub async fn https_floor(
     b: &Bench,
     server: Https,
