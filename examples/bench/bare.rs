@@ -1,6 +1,7 @@
 //! A bare HTTPS responder: the least an HTTPS server can do for a request. It is this tool run
-//! again as a process of its own (as the gateway is one), with rustls and hyper configured as
-//! the gateway's listener is (TLS 1.3 and 1.2 with ring, HTTP/1.1 keep-alive, no Nagle), and
+//! again as a process of its own (as the gateway is one), with the gateway's own TLS set-up
+//! (`http::tls::load`: TLS 1.3 and 1.2 with ring, its session cache) and hyper's HTTP/1.1 with
+//! keep-alive and no Nagle, as the gateway's listener serves its clients, and
 //! it answers every request with the same bytes as the gateway's `GET /ServiceProviderConfig`,
 //! without reading the token, routing, metrics or logging anything.
 //!
@@ -9,15 +10,16 @@
 //! are the same for every gateway. The gateway's own round trip with no directory work (its
 //! `GET /ServiceProviderConfig`) is that plus what its HTTP layer adds.
 
+use crate::release_gateway::client_trusting;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use scim_ldap_gateway::config::TlsSettings;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -79,17 +81,8 @@ impl BareResponder {
     /// A client that trusts the responder's certificate (and nothing else), as the gateway's
     /// clients trust only the gateway's.
     pub fn client(&self) -> reqwest::ClientBuilder {
-        trusting(&self.cert_pem)
+        client_trusting(&self.cert_pem)
     }
-}
-
-fn trusting(cert_pem: &str) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(cert_pem.as_bytes())
-                .expect("the responder's own certificate"),
-        )
 }
 
 /// Writes what the responder reads from `dir`: a fresh self-signed certificate for 127.0.0.1,
@@ -129,33 +122,20 @@ pub async fn serve(dir: PathBuf) -> Result<(), String> {
     answer(listener, acceptor, body).await
 }
 
-/// A listener on a free loopback port, with the TLS set-up and the body read from `dir`.
+/// A listener on a free loopback port, with the TLS set-up and the body read from `dir`. The
+/// TLS configuration is the gateway's own listener's (`http::tls::load`): the same versions,
+/// provider, ALPN and session cache.
 async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), String> {
-    let read = |name: &str| -> Result<Vec<u8>, String> {
-        let path = dir.join(name);
-        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let (cert_pem, key_pem) = (read("cert.pem")?, read("key.pem")?);
-    let body = Bytes::from(read("body")?);
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("key: {e}"))?
-        .ok_or("no private key")?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
+    let body = std::fs::read(dir.join("body")).map_err(|e| format!("body: {e}"))?;
+    let tls = scim_ldap_gateway::http::tls::load(&TlsSettings {
+        cert_file: dir.join("cert.pem"),
+        key_file: dir.join("key.pem"),
+    })
     .map_err(|e| e.to_string())?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("bind: {e}"))?;
-    Ok((listener, TlsAcceptor::from(Arc::new(cfg)), body))
+    Ok((listener, TlsAcceptor::from(tls.config), Bytes::from(body)))
 }
 
 /// Answers every request on every connection with `body`.
@@ -209,7 +189,7 @@ mod tests {
         let (listener, acceptor, bytes) = bind(dir.path()).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(answer(listener, acceptor, bytes));
-        let client = trusting(&cert_pem).http1_only().build().unwrap();
+        let client = client_trusting(&cert_pem).http1_only().build().unwrap();
         // Any path, twice on one keep-alive connection.
         for path in ["/scim/v2/ServiceProviderConfig", "/anything"] {
             let resp = client

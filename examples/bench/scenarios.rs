@@ -297,7 +297,8 @@ impl ScenarioRun {
                         &dir.pool_ids[i],
                     )
                 };
-                if self.answer == Answer::Resolved {
+                // As the gateway sends it, timed in its two parts: the search first.
+                let search = if self.answer == Answer::Resolved {
                     // As `Members::resolve_ids` searches for one id.
                     let filter = format!("(&{}(|(entryUUID={id})))", dir.user_filter);
                     let attrs = ["entryUUID".to_string(), "uid".to_string()];
@@ -309,20 +310,22 @@ impl ScenarioRun {
                         dir.group_filter, dir.user_filter
                     );
                     ldap.with_controls(vec![Assertion::new(&guard)]);
-                    let started = Instant::now();
-                    ldap.modify(group, add_members_mods([user_dn(&name)]))
-                        .await
-                        .named(|| format!("modify {group}"))?;
+                    Some(search)
+                } else {
+                    None
+                };
+                let started = Instant::now();
+                ldap.modify(group, add_members_mods([user_dn(&name)]))
+                    .await
+                    .named(|| format!("modify {group}"))?;
+                if let Some(search) = search {
                     let modify = started.elapsed();
                     self.parts
                         .lock()
                         .expect("not poisoned")
                         .push((search, modify));
-                    return Ok(());
                 }
-                ldap.modify(group, add_members_mods([user_dn(&name)]))
-                    .await
-                    .named(|| format!("modify {group}"))
+                Ok(())
             }
         }
     }

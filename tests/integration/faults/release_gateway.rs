@@ -127,6 +127,15 @@ impl Drop for ReleaseGateway {
     }
 }
 
+/// A client that trusts the server certificate `cert_pem` and nothing else, with a timeout so that
+/// a server that hangs fails the request instead of the run.
+pub fn client_trusting(cert_pem: &str) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+}
+
 impl ReleaseGateway {
     /// Starts the binary from the demo config pointed at `slapd` and changed by `edit`, with
     /// `SCIM_TOKEN` and `LDAP_ADMIN_PASSWORD` set; returns once `/healthz` answers.
@@ -245,10 +254,7 @@ impl ReleaseGateway {
 
     /// A client for the SCIM listener that trusts the gateway's certificate (and nothing else).
     pub fn client(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap())
-            .timeout(Duration::from_secs(30))
+        client_trusting(&self.cert_pem)
     }
 
     /// The `/metrics` exposition.
