@@ -10,7 +10,6 @@
 //! are the same for every gateway. The gateway's own round trip with no directory work (its
 //! `GET /ServiceProviderConfig`) is that plus what its HTTP layer adds.
 
-use crate::release_gateway::client_trusting;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -32,7 +31,8 @@ pub struct BareResponder {
     _dir: tempfile::TempDir,
     /// Its base URL: any path below it gets the same answer.
     pub base: String,
-    cert_pem: String,
+    /// Its certificate (self-signed, for 127.0.0.1), PEM.
+    pub cert_pem: String,
 }
 
 impl BareResponder {
@@ -77,17 +77,11 @@ impl BareResponder {
             cert_pem,
         })
     }
-
-    /// A client that trusts the responder's certificate (and nothing else), as the gateway's
-    /// clients trust only the gateway's.
-    pub fn client(&self) -> reqwest::ClientBuilder {
-        client_trusting(&self.cert_pem)
-    }
 }
 
 /// Writes what the responder reads from `dir`: a fresh self-signed certificate for 127.0.0.1,
 /// its key, and the body to answer. Returns the certificate.
-fn write_files(dir: &Path, body: &[u8]) -> Result<String, String> {
+pub fn write_files(dir: &Path, body: &[u8]) -> Result<String, String> {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
         .map_err(|e| format!("certificate: {e}"))?;
     let write = |name: &str, data: &[u8]| {
@@ -125,7 +119,7 @@ pub async fn serve(dir: PathBuf) -> Result<(), String> {
 /// A listener on a free loopback port, with the TLS set-up and the body read from `dir`. The
 /// TLS configuration is the gateway's own listener's (`http::tls::load`): the same versions,
 /// provider, ALPN and session cache.
-async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), String> {
+pub async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), String> {
     let body = std::fs::read(dir.join("body")).map_err(|e| format!("body: {e}"))?;
     let tls = scim_ldap_gateway::http::tls::load(&TlsSettings {
         cert_file: dir.join("cert.pem"),
@@ -179,6 +173,7 @@ pub fn responder_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::release_gateway::client_trusting;
 
     #[tokio::test]
     async fn answers_every_request_with_the_body_over_tls() {

@@ -5,7 +5,7 @@
 use crate::process::{cpu_ticks, difference, directory_operations, histogram_seconds, status_kib};
 use crate::report::{CellReport, SideTotals};
 use crate::runner::{run_pool, Conn, Run, Side};
-use crate::scenarios::{Answer, Scenario, ScenarioRun};
+use crate::scenarios::{Answer, ReadUsers, Scenario, ScenarioRun};
 use crate::Bench;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,8 +85,12 @@ pub async fn run_cell(
     };
     let label = scenario.label(&b.dir);
     eprintln!("  {label} at concurrency {concurrency}");
+    let mut warm_ops = 0;
     for side in [Side::Direct, Side::Gateway] {
-        measured(b, scenario, side, conns(side), s.warmup, None).await?;
+        warm_ops = measured(b, scenario, side, conns(side), s.warmup, None).await?;
+    }
+    if scenario.patches_users() {
+        read_users(b, scenario, &gateway, warm_ops).await?;
     }
     let mut totals = [SideTotals::default(), SideTotals::default()];
     for round in 0..s.rounds {
@@ -109,7 +113,7 @@ pub async fn run_cell(
 }
 
 /// One run of `scenario` on `side`, added to `totals` when it counts (not for a warm-up); then
-/// what it changed is undone, untimed.
+/// what it changed is undone, untimed. Returns how many operations it did.
 async fn measured(
     b: &Bench,
     scenario: Scenario,
@@ -117,7 +121,7 @@ async fn measured(
     conns: &[Conn],
     limit: Duration,
     totals: Option<&mut SideTotals>,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let work = Arc::new(ScenarioRun::new(
         scenario,
         side,
@@ -146,5 +150,30 @@ async fn measured(
             if side == Side::Gateway { rss } else { 0 },
         );
     }
-    work.undo(&b.admins, run.latencies.len()).await
+    work.undo(&b.admins, run.latencies.len()).await?;
+    Ok(run.latencies.len())
+}
+
+/// Untimed, the gateway reads the users that the measured runs of a cell of `scenario` will
+/// patch (see [`Scenario::patches_users`]): those of half as many operations again as a run of
+/// the cell's length would do at the warm-up's rate (`warm_ops` in the warm-up), so that the
+/// rounds' drift stays inside. Twice over: the gateway's id memory starts over when it is full,
+/// and a first pass that filled it would have lost its beginning; the second then finds it all.
+/// The searches per request in the table show what still missed.
+async fn read_users(
+    b: &Bench,
+    scenario: Scenario,
+    conns: &[Conn],
+    warm_ops: usize,
+) -> Result<(), String> {
+    let s = &b.settings;
+    let per_run = warm_ops as f64 * s.seconds.as_secs_f64() / s.warmup.as_secs_f64().max(1e-3);
+    let count = ((per_run * 1.5).ceil() as usize).min(scenario.capacity(&b.dir));
+    let reads = Arc::new(ReadUsers::new(scenario, &b.dir, count));
+    for _ in 0..2 {
+        run_pool(conns, reads.clone(), reads.len(), None)
+            .await
+            .map_err(|e| format!("reading the users to patch: {e}"))?;
+    }
+    Ok(())
 }

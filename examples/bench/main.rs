@@ -25,6 +25,7 @@ mod controls;
 mod cycle;
 mod entra;
 mod idle;
+mod lean;
 mod mirror;
 mod process;
 mod report;
@@ -273,7 +274,7 @@ impl Bench {
                     .as_ref()
                     .ok_or("the bare HTTPS responder is not running")?;
                 let out: Vec<Http> = (0..n)
-                    .map(|_| Http::to(bare.client(), &bare.base))
+                    .map(|_| Http::to(&bare.base, &bare.cert_pem))
                     .collect();
                 for http in &out {
                     http.get("/ServiceProviderConfig", 200).await?;

@@ -4,8 +4,11 @@
 //! The first failure stops every worker and is returned: a broken side never makes a table.
 
 use crate::gateway::TOKEN;
+use crate::lean::LeanHttps;
 use crate::release_gateway::ReleaseGateway;
 use crate::slapd::SERVICE_DN;
+use bytes::Bytes;
+use hyper::Method;
 use ldap3::{Ldap, LdapConnAsync, Scope, SearchEntry};
 use serde_json::Value;
 use std::future::Future;
@@ -54,11 +57,10 @@ pub enum Conn {
     Paired(Ldap, Http),
 }
 
-/// A keep-alive HTTPS client of the gateway's SCIM base URL.
+/// A keep-alive HTTPS client of the gateway's SCIM base URL; its clones share the connection.
 #[derive(Clone)]
 pub struct Http {
-    client: reqwest::Client,
-    base: String,
+    client: Arc<LeanHttps>,
 }
 
 pub type OpFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -189,20 +191,13 @@ impl Http {
     /// A client with one HTTP/1.1 connection (it sends one request at a time), trusting only the
     /// gateway's certificate.
     pub fn new(gw: &ReleaseGateway) -> Http {
-        Http::to(gw.client(), &gw.base)
+        Http::to(&gw.base, gw.cert_pem())
     }
 
-    /// The same for another server: `client` trusts its certificate, `base` is its base URL.
-    pub fn to(client: reqwest::ClientBuilder, base: &str) -> Http {
-        let client = client
-            .http1_only()
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(Duration::from_secs(600))
-            .build()
-            .expect("an HTTPS client");
+    /// The same for another server: `base` is its base URL, `cert_pem` its certificate.
+    pub fn to(base: &str, cert_pem: &str) -> Http {
         Http {
-            client,
-            base: base.to_string(),
+            client: Arc::new(LeanHttps::new(base, cert_pem, TOKEN).expect("an HTTPS client")),
         }
     }
 
@@ -210,42 +205,31 @@ impl Http {
     /// naming the request and quoting the answer. Returns the body.
     pub async fn send(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         body: Option<&Value>,
         expect: &[u16],
-    ) -> Result<bytes::Bytes, String> {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/scim+json")
-                .body(b.to_string());
-        }
+    ) -> Result<Bytes, String> {
         let what = || format!("{method} {path}");
-        let resp = req
-            .send()
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let answer = self
+            .client
+            .send(method.clone(), path, body)
             .await
-            .map_err(|e| format!("{}: {}", what(), error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("{}: reading the body: {}", what(), error_chain(&e)))?;
-        if !expect.contains(&status) {
+            .map_err(|e| format!("{}: {e}", what()))?;
+        if !expect.contains(&answer.status) {
             return Err(format!(
-                "{} answered {status} (expected {expect:?}): {}",
+                "{} answered {} (expected {expect:?}): {}",
                 what(),
-                String::from_utf8_lossy(&bytes)
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
             ));
         }
-        Ok(bytes)
+        Ok(answer.body)
     }
 
-    pub async fn get(&self, path: &str, expect: u16) -> Result<bytes::Bytes, String> {
-        self.send(reqwest::Method::GET, path, None, &[expect]).await
+    pub async fn get(&self, path: &str, expect: u16) -> Result<Bytes, String> {
+        self.send(Method::GET, path, None, &[expect]).await
     }
 
     /// A list request that must find exactly `expected` resources; returns the first one's id.
@@ -259,11 +243,7 @@ impl Http {
 
     /// POST that must create (201); returns the new resource's id.
     pub async fn create(&self, path: &str, body: &Value) -> Result<String, String> {
-        let created = json_of(
-            &self
-                .send(reqwest::Method::POST, path, Some(body), &[201])
-                .await?,
-        )?;
+        let created = json_of(&self.send(Method::POST, path, Some(body), &[201]).await?)?;
         created["id"]
             .as_str()
             .map(str::to_string)
@@ -284,7 +264,7 @@ impl Http {
 
     /// PATCH that must succeed (200 with the resource, or 204).
     pub async fn patch(&self, path: &str, body: &Value) -> Result<(), String> {
-        self.send(reqwest::Method::PATCH, path, Some(body), &[200, 204])
+        self.send(Method::PATCH, path, Some(body), &[200, 204])
             .await
             .map(drop)
     }
@@ -293,17 +273,6 @@ impl Http {
 fn json_of(bytes: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(bytes)
         .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
-}
-
-/// An error with its causes, which reqwest keeps apart.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    out
 }
 
 /// ldap3 results as this tool's errors, naming what was asked.

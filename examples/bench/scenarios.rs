@@ -87,6 +87,29 @@ impl Scenario {
         self == Scenario::Match
     }
 
+    /// The user operation `k` of a match (spread over the whole directory, the same sequence on
+    /// both sides), update (the first half of the users, round robin) or disable (the second
+    /// half, each once per run).
+    pub fn user(self, dir: &Directory, k: usize) -> usize {
+        let users = dir.users;
+        match self {
+            Scenario::Match => (mix(k as u64) % users as u64) as usize,
+            Scenario::Update => k % (users / 2),
+            Scenario::Disable => users / 2 + k,
+            // The small group holds bulk000000..bulk000009 already.
+            Scenario::MemberSmall => 10 + k,
+            Scenario::Create | Scenario::MemberBig => k,
+        }
+    }
+
+    /// Whether a run's requests name bulk users by id in a PATCH (update, disable). Entra reads a
+    /// user before it patches it (the read-back it diffs against), so in a cycle the gateway has
+    /// the user's DN from that read; the cell has the gateway read them first, untimed
+    /// ([`ReadUsers`]), so that its PATCHes find what they would find there.
+    pub fn patches_users(self) -> bool {
+        matches!(self, Scenario::Update | Scenario::Disable)
+    }
+
     /// How many operations one run may do before it runs out of fresh data.
     pub fn capacity(self, dir: &Directory) -> usize {
         match self {
@@ -198,19 +221,8 @@ impl ScenarioRun {
         format!("{}{}-{k}", self.side.letter(), self.run)
     }
 
-    /// The user operation `k` of a match (spread over the whole directory, the same sequence on
-    /// both sides), update (the first half of the users, round robin) or disable (the second
-    /// half, each once per run).
     fn user(&self, k: usize) -> usize {
-        let users = self.dir.users;
-        match self.scenario {
-            Scenario::Match => (mix(k as u64) % users as u64) as usize,
-            Scenario::Update => k % (users / 2),
-            Scenario::Disable => users / 2 + k,
-            // The small group holds bulk000000..bulk000009 already.
-            Scenario::MemberSmall => 10 + k,
-            Scenario::Create | Scenario::MemberBig => k,
-        }
+        self.scenario.user(&self.dir, k)
     }
 
     async fn gateway(&self, conn: &Conn, k: usize) -> Result<(), String> {
@@ -380,5 +392,75 @@ impl Workload for Enable {
                 .await
                 .named(|| format!("enabling {dn} again"))
         })
+    }
+}
+
+/// `GET /Users/<id>` of the users that operations `0..count` of a run of `scenario` patch: what
+/// Entra's read-back before a PATCH gives the gateway (see [`Scenario::patches_users`]).
+pub struct ReadUsers {
+    paths: Vec<String>,
+}
+
+impl ReadUsers {
+    pub fn new(scenario: Scenario, dir: &Directory, count: usize) -> ReadUsers {
+        let mut seen = HashSet::new();
+        let paths = (0..count)
+            .map(|k| scenario.user(dir, k))
+            .filter(|&i| seen.insert(i))
+            .map(|i| format!("/Users/{}", dir.bulk_ids[i]))
+            .collect();
+        ReadUsers { paths }
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+}
+
+impl Workload for ReadUsers {
+    fn op<'a>(&'a self, conn: &'a mut Conn, k: usize) -> OpFuture<'a> {
+        Box::pin(async move { conn.http()?.get(&self.paths[k], 200).await.map(drop) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(users: usize) -> Directory {
+        Directory {
+            users,
+            pool: 0,
+            bulk_ids: (0..users).map(|i| format!("id{i}")).collect(),
+            pool_ids: Vec::new(),
+            small_group_id: String::new(),
+            big_group_id: String::new(),
+            user_read_attrs: Vec::new(),
+            user_filter: String::new(),
+            group_filter: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_users_read_before_the_patches_are_those_the_patches_name_once_each() {
+        let dir = directory(10);
+        // A disable patches the second half, each user once per run.
+        assert_eq!(
+            ReadUsers::new(Scenario::Disable, &dir, 3).paths,
+            ["/Users/id5", "/Users/id6", "/Users/id7"]
+        );
+        // An update goes round the first half: more operations than users read each once.
+        assert_eq!(
+            ReadUsers::new(Scenario::Update, &dir, 12).paths,
+            [
+                "/Users/id0",
+                "/Users/id1",
+                "/Users/id2",
+                "/Users/id3",
+                "/Users/id4"
+            ]
+        );
+        assert!(Scenario::Update.patches_users() && Scenario::Disable.patches_users());
+        assert!(!Scenario::Create.patches_users() && !Scenario::MemberSmall.patches_users());
     }
 }

@@ -137,6 +137,11 @@ pub fn client_trusting(cert_pem: &str) -> reqwest::ClientBuilder {
 }
 
 impl ReleaseGateway {
+    /// The certificate the gateway serves (self-signed), PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
     /// Starts the binary from the demo config pointed at `slapd` and changed by `edit`, with
     /// `SCIM_TOKEN` and `LDAP_ADMIN_PASSWORD` set; returns once `/healthz` answers.
     pub async fn start(slapd: &Slapd, edit: impl Fn(String) -> String) -> ReleaseGateway {
@@ -254,7 +259,7 @@ impl ReleaseGateway {
 
     /// A client for the SCIM listener that trusts the gateway's certificate (and nothing else).
     pub fn client(&self) -> reqwest::ClientBuilder {
-        client_trusting(&self.cert_pem)
+        client_trusting(self.cert_pem())
     }
 
     /// The `/metrics` exposition.
