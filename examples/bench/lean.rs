@@ -5,6 +5,7 @@
 //! pool, URL parsing, redirect policy and per-request timer on every request, on the cores the
 //! gateway and slapd share.
 
+use crate::release_gateway::tls_connector_trusting;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -13,7 +14,6 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -40,7 +40,7 @@ pub struct Answer {
 
 impl LeanHttps {
     /// A client of `base` (`https://127.0.0.1:<port>[/prefix]`) that trusts only the certificate
-    /// `cert_pem` and sends `Authorization: Bearer <token>` with every request.
+    /// `cert_pem` (TLS 1.3 and 1.2, ALPN http/1.1) and sends `Authorization: Bearer <token>` with every request.
     pub fn new(base: &str, cert_pem: &str, token: &str) -> Result<LeanHttps, String> {
         let rest = base
             .strip_prefix("https://")
@@ -49,23 +49,8 @@ impl LeanHttps {
         let addr: SocketAddr = authority
             .parse()
             .map_err(|e| format!("{base}: the lean client takes an IP and a port ({e})"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut cert_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("the server's certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("the server's certificate: {e}"))?;
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(LeanHttps {
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: tls_connector_trusting(cert_pem.as_bytes(), rustls::DEFAULT_VERSIONS, b"http/1.1"),
             addr,
             host: HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
             prefix: prefix.to_string(),
@@ -155,6 +140,7 @@ mod tests {
     use crate::bare;
     use hyper::service::service_fn;
     use std::convert::Infallible;
+    use std::sync::Arc;
 
     /// A TLS server (the bare responder's set-up) that answers each request with what it got:
     /// the method, the target, the `Host`, `Authorization` and `Content-Type` headers and the body.

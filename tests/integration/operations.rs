@@ -8,7 +8,6 @@ use crate::gateway::{
 use crate::slapd::{Slapd, SUFFIX};
 use scim_ldap_gateway::config::Config;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -736,18 +735,7 @@ pub(crate) fn tls_connector(
     versions: &[&'static rustls::SupportedProtocolVersion],
     alpn: &[u8],
 ) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut gw.ca_pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    crate::faults::release_gateway::tls_connector_trusting(&gw.ca_pem, versions, alpn)
 }
 
 /// A new TCP connection to the gateway's SCIM listener, through the TLS handshake.

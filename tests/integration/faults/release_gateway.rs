@@ -136,6 +136,28 @@ pub fn client_trusting(cert_pem: &str) -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(30))
 }
 
+/// A TLS client that trusts the server certificate `cert_pem` and nothing else, offering
+/// `versions` and only `alpn`, with the ring provider. One connector is one client: its
+/// connections share a session store.
+pub fn tls_connector_trusting(
+    cert_pem: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[u8],
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &cert_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 impl ReleaseGateway {
     /// The certificate the gateway serves (self-signed), PEM.
     pub fn cert_pem(&self) -> &str {
