@@ -1,6 +1,6 @@
 //! Every Users flow of SCIM-CLIENTS.md against a real slapd: the HTTP answer and what the directory holds.
 
-use crate::gateway::{first, people_dn, values, TestGateway};
+use crate::gateway::{first, people_dn, values, Resp, TestGateway};
 use serde_json::{json, Value};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -483,6 +483,28 @@ async fn paging_is_stable_and_complete() {
     assert_eq!(r.body["itemsPerPage"], 0);
     let r = gw.get("/Users?startIndex=1&count=100").await.expect(200);
     assert_eq!(r.body["itemsPerPage"], 10);
+    // A first window that ends exactly at the last user holds them all (one search with a size
+    // limit: the directory's own order, which need not be the paged one); one short of it sends
+    // the gateway walking the ids, and so does any later window, in the order of the pages above.
+    let ids = |r: &Resp| -> Vec<String> {
+        r.body["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = gw.get("/Users?startIndex=1&count=10").await.expect(200);
+    assert_eq!(r.body["totalResults"], 10);
+    let mut all = ids(&r);
+    all.sort();
+    assert_eq!(all, unique);
+    let r = gw.get("/Users?startIndex=1&count=9").await.expect(200);
+    assert_eq!(r.body["totalResults"], 10);
+    assert_eq!(ids(&r), seen[..9]);
+    let r = gw.get("/Users?startIndex=2&count=10").await.expect(200);
+    assert_eq!(r.body["totalResults"], 10);
+    assert_eq!(ids(&r), seen[1..]);
     gw.get("/Users?count=abc")
         .await
         .expect_error(400, Some("invalidValue"));

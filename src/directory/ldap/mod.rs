@@ -15,7 +15,7 @@ use crate::config::DirectorySettings;
 use crate::directory::capabilities::{self, Capabilities};
 use crate::metrics::DirectoryMetrics;
 use ldap3::controls::{Control, ControlType, MatchedValues, PagedResults, RawControl};
-use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchResult};
+use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchOptions, SearchResult};
 use pool::{Pool, PooledConn};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 /// Page size of the id-only walk over a large result set.
 const WALK_PAGE_SIZE: i32 = 1000;
-/// Windows ending at or before this index are fetched with one paged request carrying all attributes.
+/// Windows ending at or before this index are fetched with one request carrying all attributes.
 const SMALL_WINDOW: usize = 200;
 
 /// The LDAP implementation of the directory traits.
@@ -654,6 +654,36 @@ impl LdapDirectory {
         Ok((entries, next))
     }
 
+    /// The entries of `req` in one plain search with a size limit of `size`, or `None` when the
+    /// directory has more (it answers `sizeLimitExceeded`; the entries sent are dropped).
+    async fn at_most(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        size: i32,
+    ) -> Result<Option<Vec<Entry>>, DirectoryError> {
+        ldap.with_timeout(self.op_timeout);
+        ldap.with_search_options(SearchOptions::new().sizelimit(size));
+        let SearchResult(entries, result) = self
+            .timed(
+                "search",
+                ldap.search(
+                    &req.base,
+                    scope(req.scope),
+                    &ad::binary_guid_filter(&req.filter),
+                    req.attrs.clone(),
+                ),
+            )
+            .await?;
+        match result.rc {
+            0 => {}
+            4 => return Ok(None),
+            _ => return Err(classify(LdapError::LdapResult { result }, self.op_timeout)),
+        }
+        let entries = self.complete_ranges(ldap, entries_of(entries)).await?;
+        Ok(Some(entries))
+    }
+
     /// Active Directory returns a large multi-valued attribute in ranges (`member;range=0-1499`):
     /// fetch the rest with base searches and merge the values under the plain name.
     async fn complete_ranges(
@@ -924,15 +954,30 @@ impl LdapDirectory {
         if end <= SMALL_WINDOW {
             // Entra's match and Test Connection: one round trip carries everything.
             let size = end.max(1) as i32;
-            let (entries, next) = self
-                .page(ldap, req, &req.attrs, size, Vec::new(), sort)
-                .await?;
-            if next.is_empty() {
+            let found = match sort {
+                // From the first entry on, a plain search with a size limit: no control for the
+                // server to parse and answer, no paging state for it to keep. It answers in an
+                // order of its own (slapd's one-level search without paging does), so only
+                // where the window is the whole result set: later windows come in the paged
+                // order, as the walk's do.
+                None if offset == 0 => self.at_most(ldap, req, size).await?,
+                _ => {
+                    let (entries, next) = self
+                        .page(ldap, req, &req.attrs, size, Vec::new(), sort)
+                        .await?;
+                    if next.is_empty() {
+                        Some(entries)
+                    } else {
+                        self.abandon_paging(ldap, req, next, sort).await;
+                        None
+                    }
+                }
+            };
+            if let Some(entries) = found {
                 let total = entries.len();
                 let entries = entries.into_iter().skip(offset).take(limit).collect();
                 return Ok(Page { total, entries });
             }
-            self.abandon_paging(ldap, req, next, sort).await;
         }
         // Large result sets: walk ids only, then fetch the window's entries in one search.
         let ids = self
