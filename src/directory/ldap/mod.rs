@@ -610,6 +610,26 @@ impl LdapDirectory {
         });
     }
 
+    /// `req`'s search for `attrs` on `ldap`, timed and counted, with whatever controls and
+    /// options were set on `ldap` for it; the answer's result code is the caller's to read.
+    async fn send_search(
+        &self,
+        ldap: &mut Ldap,
+        req: &SearchRequest,
+        attrs: Vec<String>,
+    ) -> Result<SearchResult, DirectoryError> {
+        self.timed(
+            "search",
+            ldap.search(
+                &req.base,
+                scope(req.scope),
+                &ad::binary_guid_filter(&req.filter),
+                attrs,
+            ),
+        )
+        .await
+    }
+
     /// One page of a paged search on `ldap` (the cookie binds it to that connection).
     async fn page(
         &self,
@@ -624,17 +644,7 @@ impl LdapDirectory {
         let mut controls = vec![RawControl::from(PagedResults { size, cookie })];
         controls.extend(sort.map(sort::sort_control));
         ldap.with_controls(controls);
-        let res = self
-            .timed(
-                "search",
-                ldap.search(
-                    &req.base,
-                    scope(req.scope),
-                    &ad::binary_guid_filter(&req.filter),
-                    attrs.to_vec(),
-                ),
-            )
-            .await?;
+        let res = self.send_search(ldap, req, attrs.to_vec()).await?;
         let (entries, result) = match res.success() {
             Ok(ok) => ok,
             Err(e) => return Err(classify(e, self.op_timeout)),
@@ -664,17 +674,7 @@ impl LdapDirectory {
     ) -> Result<Option<Vec<Entry>>, DirectoryError> {
         ldap.with_timeout(self.op_timeout);
         ldap.with_search_options(SearchOptions::new().sizelimit(size));
-        let SearchResult(entries, result) = self
-            .timed(
-                "search",
-                ldap.search(
-                    &req.base,
-                    scope(req.scope),
-                    &ad::binary_guid_filter(&req.filter),
-                    req.attrs.clone(),
-                ),
-            )
-            .await?;
+        let SearchResult(entries, result) = self.send_search(ldap, req, req.attrs.clone()).await?;
         match result.rc {
             0 => {}
             4 => return Ok(None),
@@ -833,17 +833,7 @@ impl EntryReader for LdapDirectory {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
         let mut ldap = self.read_handle().await?;
-        let res = self
-            .timed(
-                "search",
-                ldap.search(
-                    &req.base,
-                    scope(req.scope),
-                    &ad::binary_guid_filter(&req.filter),
-                    req.attrs.clone(),
-                ),
-            )
-            .await?;
+        let res = self.send_search(&mut ldap, &req, req.attrs.clone()).await?;
         let entries = match res.success() {
             Ok((entries, _)) => entries_of(entries),
             Err(e) => return Err(classify(e, self.op_timeout)),
