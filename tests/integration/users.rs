@@ -182,11 +182,13 @@ async fn match_filters_on_mapped_attributes() {
     }
     let r = gw.filter("externalId eq \"ext-42\"").await;
     assert_eq!(r.body["Resources"][0]["id"], id);
-    // Okta's existence check carries paging parameters.
+    // Okta's existence check carries paging parameters. It costs one LDAP request.
+    let before = gw.directory_operations();
     let r = gw
         .get("/Users?filter=userName%20eq%20%22matcher%40contoso.com%22&startIndex=1&count=100")
         .await
         .expect(200);
+    assert_eq!(gw.directory_operations() - before, 1);
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["id"], id);
 }
@@ -494,12 +496,19 @@ async fn paging_is_stable_and_complete() {
             .map(|u| u["id"].as_str().unwrap().to_string())
             .collect()
     };
+    // LDAP requests per window: the whole result in one; one short of it, the limited search,
+    // one page of ids and the window's fetch (no abandon of a paged search in between).
+    let sent = |before: u64| gw.directory_operations() - before;
+    let before = gw.directory_operations();
     let r = gw.get("/Users?startIndex=1&count=10").await.expect(200);
+    assert_eq!(sent(before), 1, "a first window holding every user");
     assert_eq!(r.body["totalResults"], 10);
     let mut all = ids(&r);
     all.sort();
     assert_eq!(all, unique);
+    let before = gw.directory_operations();
     let r = gw.get("/Users?startIndex=1&count=9").await.expect(200);
+    assert_eq!(sent(before), 3, "a first window one short of every user");
     assert_eq!(r.body["totalResults"], 10);
     assert_eq!(ids(&r), seen[..9]);
     let r = gw.get("/Users?startIndex=2&count=10").await.expect(200);
