@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,6 +25,8 @@ pub struct TcpRelay {
     pub address: SocketAddr,
     control: watch::Sender<Control>,
     accepted: Arc<AtomicUsize>,
+    /// Bytes relayed from the client so far, per connection in the order accepted.
+    from_clients: Arc<Mutex<Vec<Arc<AtomicUsize>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,6 +47,8 @@ impl TcpRelay {
         });
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
+        let from_clients = Arc::new(Mutex::new(Vec::new()));
+        let counters = from_clients.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -53,7 +57,9 @@ impl TcpRelay {
                     continue;
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                connections.spawn(relay(client, upstream, watching.clone()));
+                let sent = Arc::new(AtomicUsize::new(0));
+                counters.lock().unwrap().push(sent.clone());
+                connections.spawn(relay(client, upstream, watching.clone(), sent));
                 // Reap finished connections so the set does not grow with the test.
                 while connections.try_join_next().is_some() {}
             }
@@ -62,6 +68,7 @@ impl TcpRelay {
             address,
             control,
             accepted,
+            from_clients,
             task,
         }
     }
@@ -74,6 +81,12 @@ impl TcpRelay {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes relayed from the client so far, per connection in the order accepted.
+    pub fn bytes_from_clients(&self) -> Vec<usize> {
+        let counters = self.from_clients.lock().unwrap();
+        counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Resets every connection open now (SO_LINGER 0, then close: an RST to each side).
@@ -89,7 +102,12 @@ impl TcpRelay {
 }
 
 /// One relayed connection, until either side closes it or a reset.
-async fn relay(client: TcpStream, upstream: SocketAddr, mut control: watch::Receiver<Control>) {
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mut control: watch::Receiver<Control>,
+    sent: Arc<AtomicUsize>,
+) {
     let born = control.borrow().generation;
     let Ok(server) = TcpStream::connect(upstream).await else {
         let _ = client.set_zero_linger();
@@ -113,6 +131,7 @@ async fn relay(client: TcpStream, upstream: SocketAddr, mut control: watch::Rece
             }
             read = client.read(&mut from_client), if now.forwarding => match read {
                 Ok(n) if n > 0 => {
+                    sent.fetch_add(n, Ordering::Relaxed);
                     if server.write_all(&from_client[..n]).await.is_err() {
                         return;
                     }
