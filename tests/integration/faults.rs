@@ -1023,69 +1023,6 @@ async fn a_cut_or_black_holed_directory_connection_fails_in_bounded_time_and_rec
     );
 }
 
-/// Requests one at a time keep to one pooled connection (its task and slapd's side of it stay
-/// warm); requests at once, each holding a connection busy, spread over the others. Counted in
-/// the bytes each of the pool's connections carried to slapd through a relay.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pooled_connections_one_for_sequential_requests_all_for_concurrent_ones() {
-    let slapd = Slapd::start();
-    let relay = TcpRelay::start(format!("127.0.0.1:{}", slapd.port).parse().unwrap()).await;
-    let gw = ReleaseGateway::start(&slapd, |t| {
-        let t = set_key(&t, "[rate_limits]", "enabled", "false");
-        set_key(&t, "[directory]", "url", &format!("{:?}", relay.url()))
-    })
-    .await;
-    let client = gw.client().build().unwrap();
-    let open = r#"scim_gateway_directory_pool_connections{state="open"}"#;
-    wait_for_metric(&gw, open, 4.0).await;
-    let url = filter_url(&gw.base, "alice");
-    // Served once first, so that anything read once at start is behind us.
-    let first = send(client.get(&url), None).await.unwrap();
-    assert_eq!(first.status, 200, "{first:?}\n{}", gw.output());
-    let grown = |before: &[usize], after: &[usize]| -> Vec<usize> {
-        (0..after.len())
-            .filter(|&i| after[i] > before.get(i).copied().unwrap_or(0))
-            .collect()
-    };
-
-    let before = relay.bytes_from_clients();
-    assert_eq!(before.len(), 4, "connections through the relay: {before:?}");
-    for _ in 0..20 {
-        let r = send(client.get(&url), None).await.unwrap();
-        assert_eq!(r.status, 200, "{r:?}\n{}", gw.output());
-        assert_eq!(r.json()["totalResults"], 1, "{r}");
-    }
-    let after = relay.bytes_from_clients();
-    assert_eq!(
-        grown(&before, &after).len(),
-        1,
-        "20 requests one at a time went out on more than one connection: {before:?} -> {after:?}"
-    );
-
-    // Four at once while slapd's answers are held: each takes a connection of its own.
-    relay.blackhole(true);
-    let before = relay.bytes_from_clients();
-    let requests: Vec<_> = (0..4)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { send(client.get(&url), None).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    relay.blackhole(false);
-    for r in requests {
-        let r = r.await.unwrap().unwrap();
-        assert_eq!(r.status, 200, "{r:?}\n{}", gw.output());
-    }
-    let after = relay.bytes_from_clients();
-    assert_eq!(
-        grown(&before, &after).len(),
-        4,
-        "4 requests at once did not use all 4 connections: {before:?} -> {after:?}"
-    );
-    assert_eq!(after.len(), 4, "the pool reconnected: {after:?}");
-}
-
 /// Scrapes until the sample `name` equals `value`; panics after 5 s.
 async fn wait_for_metric(
     gw: &ReleaseGateway,

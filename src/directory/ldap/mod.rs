@@ -14,7 +14,6 @@ use crate::audit::{AuditChange, AuditWrite, Auditor};
 use crate::config::DirectorySettings;
 use crate::directory::capabilities::{self, Capabilities};
 use crate::metrics::DirectoryMetrics;
-use ldap3::asn1::{StructureTag, PL};
 use ldap3::controls::{Control, ControlType, MatchedValues, PagedResults, RawControl};
 use ldap3::{Ldap, LdapError, LdapResult, Mod, SearchEntry, SearchOptions, SearchResult};
 use pool::{Pool, PooledConn};
@@ -266,50 +265,11 @@ fn entries_of(found: Vec<ldap3::ResultEntry>) -> Vec<Entry> {
     found
         .into_iter()
         .filter(|e| !e.is_ref() && !e.is_intermediate())
-        .map(|e| match raw_entry(&e.0) {
-            Some((dn, attrs)) => entry_from_raw(dn.to_string(), attrs),
-            None => {
-                let se = SearchEntry::construct(e);
-                entry_from(se.dn, se.attrs, se.bin_attrs)
-            }
+        .map(|e| {
+            let se = SearchEntry::construct(e);
+            entry_from(se.dn, se.attrs, se.bin_attrs)
         })
         .collect()
-}
-
-/// The DN and attributes of a SearchResultEntry (RFC 4511 4.5.2) as ldap3 decoded it, borrowed
-/// from its tag tree; `None` when it is not shaped so. The same reading as ldap3's
-/// `SearchEntry::construct` without its two hash maps (keyed with SipHash) and the copy of every
-/// attribute into them, which a callgrind profile of the match showed among its larger costs.
-fn raw_entry(tag: &StructureTag) -> Option<(&str, Vec<ber::RawAttribute<'_>>)> {
-    fn primitive(t: &StructureTag) -> Option<&[u8]> {
-        match &t.payload {
-            PL::P(bytes) => Some(bytes),
-            PL::C(_) => None,
-        }
-    }
-    fn constructed(t: &StructureTag) -> Option<&[StructureTag]> {
-        match &t.payload {
-            PL::C(parts) => Some(parts),
-            PL::P(_) => None,
-        }
-    }
-    if tag.id != 4 {
-        return None;
-    }
-    let parts = constructed(tag)?;
-    let dn = std::str::from_utf8(primitive(parts.first()?)?).ok()?;
-    let list = constructed(parts.get(1)?)?;
-    let mut attrs = Vec::with_capacity(list.len());
-    for attr in list {
-        let pair = constructed(attr)?;
-        let name = std::str::from_utf8(primitive(pair.first()?)?).ok()?;
-        let values = constructed(pair.get(1)?)?
-            .iter()
-            .map(primitive)
-            .collect::<Option<Vec<&[u8]>>>()?;
-        attrs.push((name, values));
-    }
-    Some((dn, attrs))
 }
 
 /// A value as sent on the wire: `unicodePwd` in AD's encoding, everything else as is.
@@ -1538,85 +1498,6 @@ mod tests {
             assert_eq!(assertion_value(text), theirs.val, "{text}");
         }
         assert_eq!(assertion_value("(uid=a"), None);
-    }
-
-    /// A SearchResultEntry's tag tree as ldap3 decodes one from the wire.
-    fn entry_tag(dn: &str, attrs: &[(&str, &[&[u8]])]) -> StructureTag {
-        use ldap3::asn1::{ASNTag, OctetString, Sequence, Set, Tag, TagClass};
-        let octets = |b: &[u8]| {
-            Tag::OctetString(OctetString {
-                inner: b.to_vec(),
-                ..Default::default()
-            })
-        };
-        let attrs = attrs
-            .iter()
-            .map(|(name, values)| {
-                Tag::Sequence(Sequence {
-                    inner: vec![
-                        octets(name.as_bytes()),
-                        Tag::Set(Set {
-                            inner: values.iter().map(|v| octets(v)).collect(),
-                            ..Default::default()
-                        }),
-                    ],
-                    ..Default::default()
-                })
-            })
-            .collect();
-        Tag::Sequence(Sequence {
-            class: TagClass::Application,
-            id: 4,
-            inner: vec![
-                octets(dn.as_bytes()),
-                Tag::Sequence(Sequence {
-                    inner: attrs,
-                    ..Default::default()
-                }),
-            ],
-        })
-        .into_structure()
-    }
-
-    /// The gateway's reading of a search entry gives the entry that ldap3's `SearchEntry` gives:
-    /// names lowercased, text kept, a binary GUID as GUID text, other binary values dropped, an
-    /// attribute with no values kept empty. A tree not shaped as an entry is left to ldap3.
-    #[test]
-    fn search_entries_read_as_ldap3_reads_them() {
-        let guid: &[u8] = &[
-            0x5a, 0x4c, 0x6e, 0x0b, 0x0e, 0x1f, 0x43, 0x4a, 0x9d, 0x1c, 0x2b, 0x2f, 0x6f, 0x0e,
-            0x9a, 0xff,
-        ];
-        let tag = entry_tag(
-            "uid=Ann,ou=people,dc=example,dc=org",
-            &[
-                ("objectClass", &[b"top", b"inetOrgPerson"]),
-                ("UID", &[b"Ann"]),
-                ("cn", &[b"Ann \xc3\xa9".as_slice(), b"A"]),
-                ("objectGUID", &[guid]),
-                ("jpegPhoto", &[&[0xff, 0xd8, 0xff]]),
-                ("mixed", &[b"text", &[0xc3]]),
-                ("description", &[]),
-            ],
-        );
-        let ours = entries_of(vec![ldap3::ResultEntry::new(tag.clone())]);
-        let se = SearchEntry::construct(ldap3::ResultEntry::new(tag));
-        let theirs = entry_from(se.dn, se.attrs, se.bin_attrs);
-        assert_eq!(ours, vec![theirs.clone()]);
-        assert_eq!(theirs.values("uid"), ["Ann"]);
-        assert_eq!(theirs.values("objectguid").len(), 1);
-        assert!(theirs.attrs.contains_key("description"));
-        assert!(!theirs.attrs.contains_key("jpegphoto"));
-        assert!(!theirs.attrs.contains_key("mixed"));
-
-        let mut wrong_id = entry_tag("uid=a,dc=example,dc=org", &[("uid", &[b"a"])]);
-        wrong_id.id = 5;
-        assert!(raw_entry(&wrong_id).is_none());
-        let mut primitive_values = entry_tag("uid=a,dc=example,dc=org", &[("uid", &[b"a"])]);
-        if let PL::C(parts) = &mut primitive_values.payload {
-            parts[1].payload = PL::P(b"uid".to_vec());
-        }
-        assert!(raw_entry(&primitive_values).is_none());
     }
 
     /// A guard becomes the assertion control with that filter; a guard that is no filter refuses

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,8 +25,6 @@ pub struct TcpRelay {
     pub address: SocketAddr,
     control: watch::Sender<Control>,
     accepted: Arc<AtomicUsize>,
-    /// Bytes relayed from the client so far, per connection in the order accepted.
-    from_clients: Arc<Mutex<Vec<Arc<AtomicUsize>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,8 +45,6 @@ impl TcpRelay {
         });
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
-        let from_clients = Arc::new(Mutex::new(Vec::new()));
-        let counters = from_clients.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -57,9 +53,7 @@ impl TcpRelay {
                     continue;
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                let sent = Arc::new(AtomicUsize::new(0));
-                counters.lock().unwrap().push(sent.clone());
-                connections.spawn(relay(client, upstream, watching.clone(), sent));
+                connections.spawn(relay(client, upstream, watching.clone()));
                 // Reap finished connections so the set does not grow with the test.
                 while connections.try_join_next().is_some() {}
             }
@@ -68,7 +62,6 @@ impl TcpRelay {
             address,
             control,
             accepted,
-            from_clients,
             task,
         }
     }
@@ -81,12 +74,6 @@ impl TcpRelay {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
-    }
-
-    /// Bytes relayed from the client so far, per connection in the order accepted.
-    pub fn bytes_from_clients(&self) -> Vec<usize> {
-        let counters = self.from_clients.lock().unwrap();
-        counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Resets every connection open now (SO_LINGER 0, then close: an RST to each side).
@@ -102,12 +89,7 @@ impl TcpRelay {
 }
 
 /// One relayed connection, until either side closes it or a reset.
-async fn relay(
-    client: TcpStream,
-    upstream: SocketAddr,
-    mut control: watch::Receiver<Control>,
-    sent: Arc<AtomicUsize>,
-) {
+async fn relay(client: TcpStream, upstream: SocketAddr, mut control: watch::Receiver<Control>) {
     let born = control.borrow().generation;
     let Ok(server) = TcpStream::connect(upstream).await else {
         let _ = client.set_zero_linger();
@@ -131,7 +113,6 @@ async fn relay(
             }
             read = client.read(&mut from_client), if now.forwarding => match read {
                 Ok(n) if n > 0 => {
-                    sent.fetch_add(n, Ordering::Relaxed);
                     if server.write_all(&from_client[..n]).await.is_err() {
                         return;
                     }
