@@ -46,6 +46,17 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The ids of a ListResponse's `Resources`, in the order answered.
+    #[track_caller]
+    pub fn resource_ids(&self) -> Vec<String> {
+        self.body["Resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Resources: {}", self.body))
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Assert the status, printing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Resp {

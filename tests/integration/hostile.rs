@@ -33,12 +33,7 @@ async fn filter_metacharacters_never_widen_a_search() {
         ("userName sw \"par(\"", vec![paren.clone()]),
     ] {
         let r = gw.filter(filter).await.expect(200);
-        let got: Vec<String> = r.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_string())
-            .collect();
+        let got = r.resource_ids();
         assert_eq!(got, expect, "filter {filter}");
     }
     // No LDAP value holds NUL; slapd would read one as the end of a substring assertion.

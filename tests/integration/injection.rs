@@ -94,14 +94,7 @@ async fn search(gw: &TestGateway, collection: &str, filter: &str) -> Option<BTre
         return None;
     }
     let r = r.expect(200);
-    Some(
-        r.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_string())
-            .collect(),
-    )
+    Some(r.resource_ids().into_iter().collect())
 }
 
 /// Sets the attribute on each user by PATCH; the directory may refuse a value its syntax does

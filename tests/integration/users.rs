@@ -1,6 +1,6 @@
 //! Every Users flow of SCIM-CLIENTS.md against a real slapd: the HTTP answer and what the directory holds.
 
-use crate::gateway::{first, people_dn, values, Resp, TestGateway};
+use crate::gateway::{first, people_dn, values, TestGateway};
 use serde_json::{json, Value};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -447,13 +447,13 @@ async fn paging_is_stable_and_complete() {
             .expect(200);
         assert_eq!(r.body["totalResults"], 10);
         assert_eq!(r.body["startIndex"], start);
-        let page = r.body["Resources"].as_array().unwrap().clone();
+        let page = r.resource_ids();
         assert_eq!(r.body["itemsPerPage"], page.len());
         if page.is_empty() {
             break;
         }
         assert!(page.len() <= 3);
-        seen.extend(page.iter().map(|u| u["id"].as_str().unwrap().to_string()));
+        seen.extend(page);
         start += 3;
     }
     assert_eq!(seen.len(), 10);
@@ -465,13 +465,7 @@ async fn paging_is_stable_and_complete() {
     let mut again = Vec::new();
     for start in [1, 4, 7, 10] {
         let r = gw.get(&format!("/Users?startIndex={start}&count=3")).await;
-        again.extend(
-            r.body["Resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["id"].as_str().unwrap().to_string()),
-        );
+        again.extend(r.resource_ids());
     }
     assert_eq!(again, seen);
     // RFC edge cases.
@@ -488,14 +482,6 @@ async fn paging_is_stable_and_complete() {
     // A first window that ends exactly at the last user holds them all (one search with a size
     // limit: the directory's own order, which need not be the paged one); one short of it sends
     // the gateway walking the ids, and so does any later window, in the order of the pages above.
-    let ids = |r: &Resp| -> Vec<String> {
-        r.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_string())
-            .collect()
-    };
     // LDAP requests per window: the whole result in one; one short of it, the limited search,
     // one page of ids and the window's fetch (no abandon of a paged search in between).
     let sent = |before: u64| gw.directory_operations() - before;
@@ -503,17 +489,17 @@ async fn paging_is_stable_and_complete() {
     let r = gw.get("/Users?startIndex=1&count=10").await.expect(200);
     assert_eq!(sent(before), 1, "a first window holding every user");
     assert_eq!(r.body["totalResults"], 10);
-    let mut all = ids(&r);
+    let mut all = r.resource_ids();
     all.sort();
     assert_eq!(all, unique);
     let before = gw.directory_operations();
     let r = gw.get("/Users?startIndex=1&count=9").await.expect(200);
     assert_eq!(sent(before), 3, "a first window one short of every user");
     assert_eq!(r.body["totalResults"], 10);
-    assert_eq!(ids(&r), seen[..9]);
+    assert_eq!(r.resource_ids(), seen[..9]);
     let r = gw.get("/Users?startIndex=2&count=10").await.expect(200);
     assert_eq!(r.body["totalResults"], 10);
-    assert_eq!(ids(&r), seen[1..]);
+    assert_eq!(r.resource_ids(), seen[1..]);
     gw.get("/Users?count=abc")
         .await
         .expect_error(400, Some("invalidValue"));
