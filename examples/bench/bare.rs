@@ -10,8 +10,10 @@
 //! are the same for every gateway. The gateway's own round trip with no directory work (its
 //! `GET /ServiceProviderConfig`) is that plus what its HTTP layer adds.
 
+use crate::proxy::{Proxy, ProxySettings};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use scim_ldap_gateway::config::TlsSettings;
@@ -19,6 +21,7 @@ use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -37,11 +40,19 @@ pub struct BareResponder {
 
 impl BareResponder {
     /// Starts the responder answering `body`, with `worker_threads` runtime threads (tokio's
-    /// default, one per core, when `None`: as the gateway is started).
-    pub fn start(body: &[u8], worker_threads: Option<usize>) -> Result<BareResponder, String> {
+    /// default, one per core, when `None`: as the gateway is started), and with the thin
+    /// proxy's routes (`proxy.rs`) when `proxy` is given.
+    pub fn start(
+        body: &[u8],
+        worker_threads: Option<usize>,
+        proxy: Option<&ProxySettings>,
+    ) -> Result<BareResponder, String> {
         let err = |what: &str, e: &dyn std::fmt::Display| format!("bare responder: {what}: {e}");
         let dir = tempfile::tempdir().map_err(|e| err("temporary directory", &e))?;
         let cert_pem = write_files(dir.path(), body).map_err(|e| err("set-up", &e))?;
+        if let Some(p) = proxy {
+            p.write(dir.path()).map_err(|e| err("proxy set-up", &e))?;
+        }
         let exe = std::env::current_exe().map_err(|e| err("own executable", &e))?;
         let mut command = Command::new(exe);
         command
@@ -103,6 +114,7 @@ impl Drop for BareResponder {
 /// The child's side: serves until its stdin closes (the benchmark ended or died) or it is killed.
 pub async fn serve(dir: PathBuf) -> Result<(), String> {
     let (listener, acceptor, body) = bind(&dir).await?;
+    let proxy = Proxy::open(&dir).await?.map(Arc::new);
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on port {port}")
@@ -113,7 +125,7 @@ pub async fn serve(dir: PathBuf) -> Result<(), String> {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
     });
-    answer(listener, acceptor, body).await
+    answer(listener, acceptor, body, proxy).await
 }
 
 /// A listener on a free loopback port, with the TLS set-up and the body read from `dir`. The
@@ -132,8 +144,14 @@ pub async fn bind(dir: &Path) -> Result<(TcpListener, TlsAcceptor, Bytes), Strin
     Ok((listener, TlsAcceptor::from(tls.config), Bytes::from(body)))
 }
 
-/// Answers every request on every connection with `body`.
-async fn answer(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) -> Result<(), String> {
+/// Answers every request on every connection with `body`, but the thin proxy's (`proxy.rs`)
+/// when it runs: `GET …/Users?…` and `POST …/Users`.
+async fn answer(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    body: Bytes,
+    proxy: Option<Arc<Proxy>>,
+) -> Result<(), String> {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             // Out of descriptors, say: give the machine a moment rather than spin.
@@ -141,15 +159,23 @@ async fn answer(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) -> Re
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, body) = (acceptor.clone(), body.clone());
+        let (acceptor, body, proxy) = (acceptor.clone(), body.clone(), proxy.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let service = service_fn(move |_request| {
-                let body = body.clone();
+            let service = service_fn(move |request: hyper::Request<Incoming>| {
+                let (body, proxy) = (body.clone(), proxy.clone());
                 async move {
+                    let (status, body) = match proxy {
+                        Some(proxy) if request.uri().path().ends_with("/Users") => {
+                            proxied(&proxy, request).await
+                        }
+                        _ => (200, body),
+                    };
                     let mut response = hyper::Response::new(Full::new(body));
+                    *response.status_mut() =
+                        hyper::StatusCode::from_u16(status).expect("a valid status");
                     response.headers_mut().insert(
                         hyper::header::CONTENT_TYPE,
                         hyper::header::HeaderValue::from_static("application/scim+json"),
@@ -162,6 +188,17 @@ async fn answer(listener: TcpListener, acceptor: TlsAcceptor, body: Bytes) -> Re
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
         });
+    }
+}
+
+/// The thin proxy's answer to a request for `…/Users`.
+async fn proxied(proxy: &Proxy, request: hyper::Request<Incoming>) -> (u16, Bytes) {
+    if request.method() == hyper::Method::GET {
+        return proxy.find(request.uri().query().unwrap_or("")).await;
+    }
+    match request.into_body().collect().await {
+        Ok(body) => proxy.create(&body.to_bytes()).await,
+        Err(e) => (400, Bytes::from(e.to_string())),
     }
 }
 
@@ -183,7 +220,7 @@ mod tests {
         let cert_pem = write_files(dir.path(), body).unwrap();
         let (listener, acceptor, bytes) = bind(dir.path()).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(answer(listener, acceptor, bytes));
+        tokio::spawn(answer(listener, acceptor, bytes, None));
         let client = client_trusting(&cert_pem).http1_only().build().unwrap();
         // Any path, twice on one keep-alive connection.
         for path in ["/scim/v2/ServiceProviderConfig", "/anything"] {

@@ -39,6 +39,9 @@ pub enum Https {
     Gateway,
     /// The same request to the bare HTTPS responder.
     Bare,
+    /// Not a round trip before the operation but the operation itself, the gateway's request
+    /// sent to the thin proxy in the bare responder's process (`proxy.rs`).
+    Proxy,
 }
 
 /// Each direct connection with an HTTPS client beside it: one worker of a paired variant.
@@ -62,6 +65,14 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         b.https_connections(Https::Gateway, concurrency).await?,
     )?;
     let through_bare = paired(&conns, b.https_connections(Https::Bare, concurrency).await?)?;
+    // The thin proxy's clients: the match and the create as the gateway gets them, answered
+    // from the directory by the least a gateway can do (`proxy.rs`).
+    let to_proxy: Vec<Conn> = b
+        .https_connections(Https::Bare, concurrency)
+        .await?
+        .into_iter()
+        .map(Conn::Http)
+        .collect();
     let mut out = Vec::new();
     let member = &[Answer::Plain, Answer::Resolved][..];
     let shapes = [
@@ -91,6 +102,12 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             answers.iter().map(|a| (*a, None)).collect();
         variants.push((answers[answer], Some(Https::Gateway)));
         variants.push((answers[answer], Some(Https::Bare)));
+        // The thin proxy, for the match and the create: no controls of the load generator's
+        // own (the proxy's add carries the post-read) and no round trip before.
+        let proxied = matches!(scenario, Scenario::Match | Scenario::Create);
+        if proxied {
+            variants.push((Answer::Plain, Some(Https::Proxy)));
+        }
         let n_variants = variants.len();
         let mut ops = vec![0usize; n_variants];
         let mut seconds = vec![0f64; n_variants];
@@ -103,9 +120,14 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 // A different variant first in each round.
                 let v = (n + round) % n_variants;
                 let (controls, before) = variants[v];
+                // The proxy gets the gateway's requests.
+                let side = match before {
+                    Some(Https::Proxy) => Side::Gateway,
+                    _ => Side::Direct,
+                };
                 let work = Arc::new(ScenarioRun::new(
                     scenario,
-                    Side::Direct,
+                    side,
                     b.next_run(),
                     b.dir.clone(),
                     controls,
@@ -115,6 +137,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     None => &conns,
                     Some(Https::Gateway) => &through_gateway,
                     Some(Https::Bare) => &through_bare,
+                    Some(Https::Proxy) => &to_proxy,
                 };
                 let before_run = Snapshot::take(b, Side::Direct).await?;
                 let run = run_pool(
@@ -154,6 +177,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 ops_per_sec: rate(v),
                 p50_ms: p50[v],
                 over_plain: rate(v) / rate(0),
+                slapd_cpu_ms_per_op: cpu(v),
             })
         };
         out.push(ControlsReport {
@@ -170,6 +194,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             }),
             after_https: after(Some(Https::Gateway)),
             after_bare_https: after(Some(Https::Bare)),
+            thin_proxy: after(Some(Https::Proxy)),
         });
     }
     Ok(out)

@@ -28,6 +28,7 @@ mod idle;
 mod lean;
 mod mirror;
 mod process;
+mod proxy;
 mod report;
 mod runner;
 mod scenarios;
@@ -268,7 +269,7 @@ impl Bench {
                 .iter()
                 .map(|c| c.http().cloned())
                 .collect(),
-            Https::Bare => {
+            Https::Bare | Https::Proxy => {
                 let bare = self
                     .bare
                     .as_ref()
@@ -385,9 +386,18 @@ async fn run(settings: Settings) -> Result<(), String> {
         let body = b.https_connections(Https::Gateway, 1).await?[0]
             .get("/ServiceProviderConfig", 200)
             .await?;
+        // With the thin proxy's routes, on as many LDAP connections as the gateway's pool.
+        let proxy = proxy::ProxySettings {
+            url: b.slapd.url.clone(),
+            password: b.slapd.admin_password.clone(),
+            pool: b.settings.pool_size as usize,
+            user_filter: b.dir.user_filter.clone(),
+            user_read_attrs: b.dir.user_read_attrs.clone(),
+        };
         b.bare = Some(BareResponder::start(
             &body,
             b.settings.gateway_worker_threads,
+            Some(&proxy),
         )?);
         for c in b.settings.concurrency.clone() {
             directly.controls.extend(controls::measure(&b, c).await?);
