@@ -84,7 +84,9 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         (Scenario::MemberSmall, member),
         (Scenario::MemberBig, member),
     ];
-    for (scenario, answers) in shapes {
+    // The shapes of the scenarios this run measures; all of them when it measures none.
+    let wanted = |s: Scenario| b.settings.scenarios.is_empty() || b.settings.scenarios.contains(&s);
+    for (scenario, answers) in shapes.into_iter().filter(|(s, _)| wanted(*s)) {
         let with_controls = match answers.last() {
             Some(Answer::Resolved) => {
                 "plain and as the gateway sends it (member-id search, asserted)"

@@ -61,7 +61,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// What to run, comma-separated: match, create, update, disable, membership, controls,
-    /// idle, entra-cycle. Default: all.
+    /// idle, entra-cycle. Default: all. `controls` measures the shapes of the scenarios
+    /// listed with it (all six when none is).
     #[arg(long, value_delimiter = ',')]
     scenarios: Option<Vec<String>>,
     /// Concurrencies of the scenario cells. Default: 1,8,64.
