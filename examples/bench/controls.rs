@@ -22,6 +22,10 @@
 //!
 //! A member add as the gateway sends it is also timed in its two parts, the member-id search
 //! and the asserted modify.
+//!
+//! The match and the create have one more variant: the gateway's own request sent to the thin
+//! proxy (`proxy.rs`), the least a gateway can do for it, measured whole against the plain
+//! operation.
 
 use crate::cells::Snapshot;
 use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport, ResolvedParts};
@@ -39,9 +43,18 @@ pub enum Https {
     Gateway,
     /// The same request to the bare HTTPS responder.
     Bare,
-    /// Not a round trip before the operation but the operation itself, the gateway's request
-    /// sent to the thin proxy in the bare responder's process (`proxy.rs`).
-    Proxy,
+}
+
+/// How one variant of a shape reaches the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The load generator's own ldap3 connection.
+    Direct,
+    /// The same, each operation after an HTTPS round trip with no directory work.
+    After(Https),
+    /// The gateway's request, sent to the thin proxy in the bare responder's process
+    /// (`proxy.rs`).
+    ThinProxy,
 }
 
 /// Each direct connection with an HTTPS client beside it: one worker of a paired variant.
@@ -96,19 +109,25 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         };
         let after = ", and after an HTTPS round trip (through the gateway, to the bare responder)";
         let label = scenario.label(&b.dir);
-        eprintln!("  {label} sent directly at concurrency {concurrency}, {with_controls}{after}");
+        let proxied = matches!(scenario, Scenario::Match | Scenario::Create);
+        let thin = if proxied {
+            "; the gateway's request to the thin proxy"
+        } else {
+            ""
+        };
+        eprintln!(
+            "  {label} sent directly at concurrency {concurrency}, {with_controls}{after}{thin}"
+        );
         // The gateway's write carries the last variant: both controls, a create's post-read, or
         // a member add's search and assertion.
         let answer = answers.len() - 1;
-        let mut variants: Vec<(Answer, Option<Https>)> =
-            answers.iter().map(|a| (*a, None)).collect();
-        variants.push((answers[answer], Some(Https::Gateway)));
-        variants.push((answers[answer], Some(Https::Bare)));
+        let mut variants: Vec<(Answer, Via)> = answers.iter().map(|a| (*a, Via::Direct)).collect();
+        variants.push((answers[answer], Via::After(Https::Gateway)));
+        variants.push((answers[answer], Via::After(Https::Bare)));
         // The thin proxy, for the match and the create: no controls of the load generator's
         // own (the proxy's add carries the post-read) and no round trip before.
-        let proxied = matches!(scenario, Scenario::Match | Scenario::Create);
         if proxied {
-            variants.push((Answer::Plain, Some(Https::Proxy)));
+            variants.push((Answer::Plain, Via::ThinProxy));
         }
         let n_variants = variants.len();
         let mut ops = vec![0usize; n_variants];
@@ -121,10 +140,10 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             for n in 0..n_variants {
                 // A different variant first in each round.
                 let v = (n + round) % n_variants;
-                let (controls, before) = variants[v];
+                let (controls, via) = variants[v];
                 // The proxy gets the gateway's requests.
-                let side = match before {
-                    Some(Https::Proxy) => Side::Gateway,
+                let side = match via {
+                    Via::ThinProxy => Side::Gateway,
                     _ => Side::Direct,
                 };
                 let work = Arc::new(ScenarioRun::new(
@@ -135,11 +154,11 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     controls,
                 ));
                 let limit = if warmup { s.warmup } else { s.seconds };
-                let workers = match before {
-                    None => &conns,
-                    Some(Https::Gateway) => &through_gateway,
-                    Some(Https::Bare) => &through_bare,
-                    Some(Https::Proxy) => &to_proxy,
+                let workers = match via {
+                    Via::Direct => &conns,
+                    Via::After(Https::Gateway) => &through_gateway,
+                    Via::After(Https::Bare) => &through_bare,
+                    Via::ThinProxy => &to_proxy,
                 };
                 let before_run = Snapshot::take(b, Side::Direct).await?;
                 let run = run_pool(
@@ -156,7 +175,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     seconds[v] += run.elapsed.as_secs_f64();
                     slapd_ticks[v] += after_run.slapd_ticks() - before_run.slapd_ticks();
                     latencies[v].extend(&run.latencies);
-                    if before.is_none() {
+                    if via == Via::Direct {
                         for (search, modify) in work.parts.lock().expect("not poisoned").iter() {
                             searches.push(*search);
                             modifies.push(*modify);
@@ -173,8 +192,8 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             (0..answers.len()).map(|v| (answers[v], value(v))).collect()
         };
         let p50: Vec<f64> = latencies.iter_mut().map(|l| p50_ms(l)).collect();
-        let after = |before: Option<Https>| {
-            let v = variants.iter().position(|x| x.1 == before)?;
+        let after = |via: Via| {
+            let v = variants.iter().position(|x| x.1 == via)?;
             Some(AfterHttps {
                 ops_per_sec: rate(v),
                 p50_ms: p50[v],
@@ -194,9 +213,9 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 search: p50_ms(&mut searches),
                 asserted_modify: p50_ms(&mut modifies),
             }),
-            after_https: after(Some(Https::Gateway)),
-            after_bare_https: after(Some(Https::Bare)),
-            thin_proxy: after(Some(Https::Proxy)),
+            after_https: after(Via::After(Https::Gateway)),
+            after_bare_https: after(Via::After(Https::Bare)),
+            thin_proxy: after(Via::ThinProxy),
         });
     }
     Ok(out)

@@ -270,7 +270,7 @@ impl Bench {
                 .iter()
                 .map(|c| c.http().cloned())
                 .collect(),
-            Https::Bare | Https::Proxy => {
+            Https::Bare => {
                 let bare = self
                     .bare
                     .as_ref()

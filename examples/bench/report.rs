@@ -533,7 +533,7 @@ impl FloorParts {
         format!(
             "{} round trip p50 {:.2} after {:.2} ms idle{gateway} + {} {:+.2}",
             match self.server {
-                Https::Bare | Https::Proxy => "bare HTTPS",
+                Https::Bare => "bare HTTPS",
                 Https::Gateway => "HTTPS",
             },
             self.https_ms,
@@ -822,7 +822,7 @@ pub fn markdown(
     for server in [Https::Gateway, Https::Bare] {
         let name = match server {
             Https::Gateway => "The gateway's HTTPS round trip with no directory work",
-            Https::Bare | Https::Proxy => "The bare HTTPS responder's round trip",
+            Https::Bare => "The bare HTTPS responder's round trip",
         };
         let of_server = |f: &&FloorReport| f.server == server;
         if let Some(f) = measured.https.iter().find(of_server) {
