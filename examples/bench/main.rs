@@ -400,6 +400,8 @@ async fn run(settings: Settings) -> Result<(), String> {
             b.settings.gateway_worker_threads,
             Some(&proxy),
         )?);
+        let thin_proxy = b.https_connections(Https::Bare, 1).await?.remove(0);
+        mirror::check_thin_proxy(&b, &thin_proxy).await?;
         for c in b.settings.concurrency.clone() {
             directly.controls.extend(controls::measure(&b, c).await?);
         }

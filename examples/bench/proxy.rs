@@ -164,38 +164,13 @@ impl Proxy {
     }
 }
 
-/// The quoted value of a `filter=userName eq "<value>"` query, percent-decoded.
+/// The quoted value of a `filter=userName eq "<value>"` query, decoded as the gateway decodes
+/// its queries (`form_urlencoded`).
 fn user_name_of(query: &str) -> Option<String> {
-    let filter = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("filter="))?;
-    let filter = percent_decode(filter)?;
+    let filter =
+        form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == "filter").then_some(v))?;
     let rest = filter.strip_prefix("userName eq \"")?;
     Some(rest.strip_suffix('"')?.to_string())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A list response of `entries`: each entry's id (`entryUUID`), then every attribute's first
@@ -235,7 +210,7 @@ fn error_body(detail: &str) -> Bytes {
 }
 
 fn push_json_string(out: &mut String, s: &str) {
-    out.push_str(&serde_json::Value::from(s).to_string());
+    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
 }
 
 #[cfg(test)]

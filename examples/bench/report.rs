@@ -470,26 +470,24 @@ fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
                     )
                 })
                 .unwrap_or_default();
+            // The thin proxy's added p50, beside it (a difference of two whole p50s as well).
+            let proxy = c
+                .thin_proxy
+                .map(|p| {
+                    format!(
+                        "; the thin proxy (the request answered by the least a gateway can do) {:+.2} at p50",
+                        p.p50_ms - plain
+                    )
+                })
+                .unwrap_or_default();
             // Faster than the plain operation (noise) gives 0, never less.
             let total = (after.p50_ms - plain).max(0.0);
             let made_of = format!(
-                "p50 of the direct {what}, each after a round trip to a bare HTTPS responder, {:.2} over the plain one's {plain:.2}{gateway}",
+                "p50 of the direct {what}, each after a round trip to a bare HTTPS responder, {:.2} over the plain one's {plain:.2}{gateway}{proxy}",
                 after.p50_ms
             );
             Some((total, made_of))
         });
-    // The thin proxy's added p50, beside the floor (a difference of two whole p50s, as noisy
-    // for a write as the floor measured as one).
-    let proxy = measured
-        .controls
-        .iter()
-        .find(|c| c.concurrency == 1 && c.scenario == scenario)
-        .and_then(|c| Some((c.thin_proxy?.p50_ms, ControlsReport::of(&c.p50_ms, Answer::Plain)?)))
-        .map(|(proxy, plain)| {
-            format!("; the thin proxy (the request answered by the least a gateway can do) {:+.2} at p50", proxy - plain)
-        })
-        .unwrap_or_default();
-    let as_one = as_one.map(|(total, made_of)| (total, format!("{made_of}{proxy}")));
     match (parts, as_one) {
         (Some(p), Some((total, made_of))) => Some(Floor {
             total_ms: p.total(),
