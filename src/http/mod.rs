@@ -372,14 +372,34 @@ fn list_response(mut page: ListPage, p: &Projection, core: &str) -> Response {
     for r in &mut page.resources {
         p.apply(r, core);
     }
-    let body = json!({
-        "schemas": [LIST_RESPONSE],
-        "totalResults": page.total,
-        "startIndex": page.start_index,
-        "itemsPerPage": page.resources.len(),
-        "Resources": page.resources,
-    });
-    scim_json(StatusCode::OK, &body)
+    let mut resp = (StatusCode::OK, list_body(&page)).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    resp
+}
+
+/// The bytes of a ListResponse: the envelope written in place, each resource serialized into it
+/// as it is (a `json!` envelope would first copy every resource into a new `Value`).
+fn list_body(page: &ListPage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 1024 * page.resources.len());
+    out.extend_from_slice(b"{\"schemas\":[\"");
+    out.extend_from_slice(LIST_RESPONSE.as_bytes());
+    out.extend_from_slice(b"\"],\"totalResults\":");
+    out.extend_from_slice(page.total.to_string().as_bytes());
+    out.extend_from_slice(b",\"startIndex\":");
+    out.extend_from_slice(page.start_index.to_string().as_bytes());
+    out.extend_from_slice(b",\"itemsPerPage\":");
+    out.extend_from_slice(page.resources.len().to_string().as_bytes());
+    out.extend_from_slice(b",\"Resources\":[");
+    for (i, r) in page.resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // A `Value` always serializes: its keys are strings and its numbers finite.
+        let _ = serde_json::to_writer(&mut out, r);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// A SCIM JSON response; a single resource also carries its version as `ETag`.
@@ -1046,5 +1066,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bytes, body.to_string().as_bytes());
+    }
+    #[test]
+    fn list_body_is_the_list_response_envelope_around_the_resources_as_they_are() {
+        let resources = [
+            serde_json::json!({"schemas": [CORE_USER], "id": "a\"1", "userName": "zoë",
+                "emails": [{"value": "z@example.org", "primary": true}], "n": 2.5,
+                "meta": {"version": "W/\"3\""}}),
+            serde_json::json!({"id": "b", "active": false, "x": null}),
+        ];
+        for n in 0..=resources.len() {
+            let page = ListPage {
+                total: 1234,
+                start_index: 7,
+                resources: resources[..n].to_vec(),
+            };
+            let expected = serde_json::json!({
+                "schemas": [LIST_RESPONSE],
+                "totalResults": 1234,
+                "startIndex": 7,
+                "itemsPerPage": n,
+                "Resources": resources[..n],
+            });
+            let body = list_body(&page);
+            assert_eq!(
+                String::from_utf8(body).unwrap(),
+                expected.to_string(),
+                "{n} resources"
+            );
+        }
     }
 }
