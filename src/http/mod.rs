@@ -372,7 +372,12 @@ fn list_response(mut page: ListPage, p: &Projection, core: &str) -> Response {
     for r in &mut page.resources {
         p.apply(r, core);
     }
-    let mut resp = (StatusCode::OK, list_body(&page)).into_response();
+    json_bytes(list_body(&page))
+}
+
+/// `200 OK` with SCIM JSON already serialized.
+fn json_bytes(body: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
     resp
@@ -381,16 +386,7 @@ fn list_response(mut page: ListPage, p: &Projection, core: &str) -> Response {
 /// The bytes of a ListResponse: the envelope written in place, each resource serialized into it
 /// as it is (a `json!` envelope would first copy every resource into a new `Value`).
 fn list_body(page: &ListPage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + 1024 * page.resources.len());
-    out.extend_from_slice(b"{\"schemas\":[\"");
-    out.extend_from_slice(LIST_RESPONSE.as_bytes());
-    out.extend_from_slice(b"\"],\"totalResults\":");
-    out.extend_from_slice(page.total.to_string().as_bytes());
-    out.extend_from_slice(b",\"startIndex\":");
-    out.extend_from_slice(page.start_index.to_string().as_bytes());
-    out.extend_from_slice(b",\"itemsPerPage\":");
-    out.extend_from_slice(page.resources.len().to_string().as_bytes());
-    out.extend_from_slice(b",\"Resources\":[");
+    let mut out = crate::scim::list_json_start(page.total, page.start_index, page.resources.len());
     for (i, r) in page.resources.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -398,7 +394,7 @@ fn list_body(page: &ListPage) -> Vec<u8> {
         // A `Value` always serializes: its keys are strings and its numbers finite.
         let _ = serde_json::to_writer(&mut out, r);
     }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(crate::scim::LIST_JSON_END);
     out
 }
 
@@ -727,6 +723,10 @@ async fn list_users<D: EntryReader + EntryWriter + 'static>(
 ) -> ApiResult {
     let q = list_query(raw, state.max_page_size)?;
     let base = base_url(&state, &headers, &uri);
+    if q.projection == Projection::default() {
+        // Nothing to trim: each user is written straight into the body.
+        return Ok(json_bytes(state.users.list_json(&q, &base).await?));
+    }
     let page = state.users.list(&q, &base).await?;
     Ok(list_response(page, &q.projection, CORE_USER))
 }

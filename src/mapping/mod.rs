@@ -6,6 +6,7 @@
 //! reads, writes, filters on or advertises is derived from these slots.
 
 pub mod groups;
+pub mod node;
 pub mod resource;
 pub mod translate;
 

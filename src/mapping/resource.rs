@@ -4,6 +4,7 @@
 //! slots hold SCIM ids here; the service turns DNs into ids on read and ids into
 //! DNs on write, because that needs the directory.
 
+use super::node::{Node, Obj};
 use super::{Slot, Target, UserMapping, ValueKind, CORE_USER};
 use crate::directory::{Entry, Modification};
 use crate::scim::ScimError;
@@ -108,8 +109,18 @@ impl UserMapping {
 
     /// Render a user as SCIM JSON. Reference slots must hold ids.
     pub fn to_json(&self, values: &UserValues, meta: &UserMeta) -> Value {
-        let mut root = Map::new();
-        let schemas: Vec<&str> = self
+        self.tree(values, meta).to_value()
+    }
+
+    /// Render a user as compact SCIM JSON appended to `out`: the bytes of `to_json`'s value.
+    pub fn write_json(&self, values: &UserValues, meta: &UserMeta, out: &mut Vec<u8>) {
+        self.tree(values, meta).write_to(out);
+    }
+
+    /// The rendered user, borrowing its strings from `values`, `meta` and the mapping.
+    fn tree<'a>(&'a self, values: &'a UserValues, meta: &'a UserMeta) -> Node<'a> {
+        let mut root = Obj::new();
+        let schemas: Vec<Node<'a>> = self
             .schemas()
             .into_iter()
             .filter(|urn| {
@@ -120,9 +131,10 @@ impl UserMapping {
                         .zip(&values.slots)
                         .any(|(s, v)| s.schema.eq_ignore_ascii_case(urn) && !v.is_empty())
             })
+            .map(Node::Str)
             .collect();
-        root.insert("schemas".into(), Value::from(schemas));
-        root.insert("id".into(), Value::from(meta.id.clone()));
+        root.insert("schemas", Node::Arr(schemas));
+        root.insert("id", Node::Str(&meta.id));
 
         for (slot, vals) in self.slots.iter().zip(&values.slots) {
             if vals.is_empty() {
@@ -131,33 +143,30 @@ impl UserMapping {
             let container = if slot.schema == CORE_USER {
                 &mut root
             } else {
-                match root
-                    .entry(slot.schema.clone())
-                    .or_insert_with(|| Value::Object(Map::new()))
-                {
-                    Value::Object(m) => m,
+                match root.entry_or(&slot.schema, || Node::Obj(Obj::new())) {
+                    Node::Obj(m) => m,
                     _ => continue,
                 }
             };
             render_slot(container, slot, vals);
         }
         if self.disable != super::DisableStrategy::None {
-            root.insert("active".into(), Value::Bool(values.active.unwrap_or(true)));
+            root.insert("active", Node::Bool(values.active.unwrap_or(true)));
         }
-        let mut m = Map::new();
-        m.insert("resourceType".into(), Value::from("User"));
+        let mut m = Obj::new();
+        m.insert("resourceType", Node::Str("User"));
         if let Some(c) = &meta.created {
-            m.insert("created".into(), Value::from(c.clone()));
+            m.insert("created", Node::Str(c));
         }
         if let Some(c) = meta.last_modified.as_ref().or(meta.created.as_ref()) {
-            m.insert("lastModified".into(), Value::from(c.clone()));
+            m.insert("lastModified", Node::Str(c));
         }
-        m.insert("location".into(), Value::from(meta.location.clone()));
+        m.insert("location", Node::Str(&meta.location));
         if let Some(v) = &meta.version {
-            m.insert("version".into(), Value::from(v.clone()));
+            m.insert("version", Node::Str(v));
         }
-        root.insert("meta".into(), Value::Object(m));
-        Value::Object(root)
+        root.insert("meta", Node::Obj(m));
+        Node::Obj(root)
     }
 
     /// Read a full SCIM User (POST or PUT body, or the result of a PATCH) into values.
@@ -502,25 +511,22 @@ fn unmapped(path: &str) -> ScimError {
     ))
 }
 
-fn render_slot(container: &mut Map<String, Value>, slot: &Slot, vals: &[String]) {
+fn render_slot<'a>(container: &mut Obj<'a>, slot: &'a Slot, vals: &'a [String]) {
     match &slot.target {
         Target::Simple { attr } => {
             let v = match slot.kind {
                 ValueKind::Reference => {
-                    let mut m = Map::new();
-                    m.insert("value".into(), Value::from(vals[0].clone()));
-                    Value::Object(m)
+                    let mut m = Obj::new();
+                    m.insert("value", Node::Str(&vals[0]));
+                    Node::Obj(m)
                 }
-                ValueKind::String => Value::from(vals[0].clone()),
+                ValueKind::String => Node::Str(&vals[0]),
             };
-            container.insert(attr.clone(), v);
+            container.insert(attr, v);
         }
         Target::Sub { attr, sub } => {
-            if let Value::Object(m) = container
-                .entry(attr.clone())
-                .or_insert_with(|| Value::Object(Map::new()))
-            {
-                m.insert(sub.clone(), Value::from(vals[0].clone()));
+            if let Node::Obj(m) = container.entry_or(attr, || Node::Obj(Obj::new())) {
+                m.insert(sub, Node::Str(&vals[0]));
             }
         }
         Target::Typed {
@@ -528,30 +534,28 @@ fn render_slot(container: &mut Map<String, Value>, slot: &Slot, vals: &[String])
             type_value,
             sub,
         } => {
-            let Value::Array(elements) = container
-                .entry(attr.clone())
-                .or_insert_with(|| Value::Array(Vec::new()))
-            else {
+            let Node::Arr(elements) = container.entry_or(attr, || Node::Arr(Vec::new())) else {
                 return;
             };
             // The i-th value of every slot of one type shares the i-th element of that type.
             for (i, v) in vals.iter().enumerate() {
                 let existing = elements
                     .iter_mut()
-                    .filter(|e| e.get("type").and_then(Value::as_str) == Some(type_value.as_str()))
+                    .filter(|e| match e {
+                        Node::Obj(o) => o.get("type") == Some(&Node::Str(type_value)),
+                        _ => false,
+                    })
                     .nth(i);
                 match existing {
-                    Some(Value::Object(e)) => {
-                        e.insert(sub.clone(), Value::from(v.clone()));
-                    }
+                    Some(Node::Obj(e)) => e.insert(sub, Node::Str(v)),
                     _ => {
-                        let mut e = Map::new();
-                        e.insert("type".into(), Value::from(type_value.clone()));
-                        e.insert(sub.clone(), Value::from(v.clone()));
+                        let mut e = Obj::new();
+                        e.insert("type", Node::Str(type_value));
+                        e.insert(sub, Node::Str(v));
                         if slot.primary && i == 0 {
-                            e.insert("primary".into(), Value::Bool(true));
+                            e.insert("primary", Node::Bool(true));
                         }
-                        elements.push(Value::Object(e));
+                        elements.push(Node::Obj(e));
                     }
                 }
             }

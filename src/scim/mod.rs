@@ -16,6 +16,25 @@ pub mod users;
 use crate::directory::DirectoryError;
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// A ListResponse's bytes up to the `[` of its `Resources`, for `items` resources written after
+/// it (comma-separated) and then `LIST_JSON_END`: the keys in the order lists have always had.
+pub fn list_json_start(total: usize, start_index: usize, items: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 1024 * items);
+    out.extend_from_slice(b"{\"schemas\":[\"");
+    out.extend_from_slice(LIST_RESPONSE.as_bytes());
+    out.extend_from_slice(b"\"],\"totalResults\":");
+    out.extend_from_slice(total.to_string().as_bytes());
+    out.extend_from_slice(b",\"startIndex\":");
+    out.extend_from_slice(start_index.to_string().as_bytes());
+    out.extend_from_slice(b",\"itemsPerPage\":");
+    out.extend_from_slice(items.to_string().as_bytes());
+    out.extend_from_slice(b",\"Resources\":[");
+    out
+}
+
+/// The end of a ListResponse begun by `list_json_start`.
+pub const LIST_JSON_END: &[u8] = b"]}";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";

@@ -10,7 +10,7 @@ use super::time::generalized_to_rfc3339;
 use super::{etag, IfMatch, ScimError};
 use crate::config::Secret;
 use crate::directory::{
-    dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Scope, SearchRequest,
+    dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest,
     SortKey,
 };
 use crate::mapping::groups::{GroupMapping, MemberValue, MembershipIntegrity};
@@ -490,6 +490,38 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     pub async fn list(&self, q: &ListQuery, base_url: &str) -> Result<ListPage, ScimError> {
+        let (page, start_index) = self.list_entries(q).await?;
+        let mut cache = HashMap::new();
+        let mut resources = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            resources.push(self.render(e, base_url, &mut cache).await?);
+        }
+        Ok(ListPage {
+            total: page.total,
+            start_index,
+            resources,
+        })
+    }
+
+    /// `list`'s page as the bytes of its ListResponse, each user written straight from its
+    /// values: for a request with no attribute selection, which has nothing to trim from them.
+    pub async fn list_json(&self, q: &ListQuery, base_url: &str) -> Result<Vec<u8>, ScimError> {
+        let (page, start_index) = self.list_entries(q).await?;
+        let mut cache = HashMap::new();
+        let mut out = super::list_json_start(page.total, start_index, page.entries.len());
+        for (i, e) in page.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let (values, meta) = self.rendered(e, base_url, &mut cache).await?;
+            self.mapping.write_json(&values, &meta, &mut out);
+        }
+        out.extend_from_slice(super::LIST_JSON_END);
+        Ok(out)
+    }
+
+    /// The entries of `list`'s page, remembered in the id cache, and the page's start index.
+    async fn list_entries(&self, q: &ListQuery) -> Result<(Page, usize), ScimError> {
         let m = &self.mapping;
         let filter = match q.parsed_filter()? {
             None => m.object_filter.clone(),
@@ -524,16 +556,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             )
             .await?;
         self.remember(&page.entries);
-        let mut cache = HashMap::new();
-        let mut resources = Vec::with_capacity(page.entries.len());
-        for e in &page.entries {
-            resources.push(self.render(e, base_url, &mut cache).await?);
-        }
-        Ok(ListPage {
-            total: page.total,
-            start_index,
-            resources,
-        })
+        Ok((page, start_index))
     }
 
     pub async fn create(&self, body: &Value, base_url: &str) -> Result<Value, ScimError> {
@@ -1216,6 +1239,18 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         base_url: &str,
         cache: &mut HashMap<String, Option<String>>,
     ) -> Result<Value, ScimError> {
+        let (values, meta) = self.rendered(entry, base_url, cache).await?;
+        Ok(self.mapping.to_json(&values, &meta))
+    }
+
+    /// What a render shows of `entry`: its values, references turned into ids (looked up once
+    /// per render pass through `cache`), and its id and meta.
+    async fn rendered(
+        &self,
+        entry: &Entry,
+        base_url: &str,
+        cache: &mut HashMap<String, Option<String>>,
+    ) -> Result<(UserValues, UserMeta), ScimError> {
         let m = &self.mapping;
         let mut values = m.values_from_entry(entry);
         for (i, s) in m.slots.iter().enumerate() {
@@ -1252,7 +1287,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             version: self.version_of(entry).map(etag),
             id,
         };
-        Ok(m.to_json(&values, &meta))
+        Ok((values, meta))
     }
 }
 

@@ -1136,6 +1136,64 @@ fn last_page_call(dir: &FakeDir) -> (usize, usize) {
 }
 
 #[tokio::test]
+async fn list_json_is_the_list_page_serialized() {
+    let odd = person(
+        "zoë",
+        "zoe-uuid",
+        &[
+            ("displayName", &["quote \" backslash \\ tab \t \u{1} é"]),
+            ("mail", &["z1@example.org", "z2@example.org"]),
+            ("mobile", &["+1 555 0002"]),
+            ("manager", &["uid=gone,ou=people,dc=example,dc=org"]),
+            (LOCK, &[PPOLICY_LOCKED_FOREVER]),
+        ],
+    );
+    let bare = person("bare", "bare-uuid", &[]);
+    let dir = FakeDir::with(vec![alice(&[]), boss(), odd, bare]);
+    let svc = service(&dir);
+    for (filter, start_index, count) in [
+        (None, None, None),
+        (None, Some(2), Some(2)),
+        (Some("userName eq \"alice\""), None, None),
+        (Some("userName eq \"nobody\""), None, None),
+    ] {
+        let q = ListQuery {
+            filter: filter.map(str::to_string),
+            start_index,
+            count,
+            ..Default::default()
+        };
+        let page = svc.list(&q, BASE_URL).await.unwrap();
+        let expected = json!({
+            "schemas": [crate::scim::LIST_RESPONSE],
+            "totalResults": page.total,
+            "startIndex": page.start_index,
+            "itemsPerPage": page.resources.len(),
+            "Resources": page.resources,
+        });
+        let bytes = svc.list_json(&q, BASE_URL).await.unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            expected.to_string(),
+            "{filter:?} {start_index:?} {count:?}"
+        );
+    }
+    // The comparison saw every shape a user renders in: a reference, typed multi-values, the
+    // extension, a disabled user and a user with nothing but the required attributes.
+    let page = svc.list(&ListQuery::default(), BASE_URL).await.unwrap();
+    let text = serde_json::to_string(&page.resources).unwrap();
+    for shape in [
+        "\"manager\":{\"value\":\"boss-uuid\"}",
+        "\"value\":\"z2@example.org\"",
+        "\"active\":false",
+        "\\\"",
+    ] {
+        assert!(text.contains(shape), "{shape} in {text}");
+    }
+    assert_eq!(page.resources.len(), 4);
+}
+
+#[tokio::test]
 async fn list_delegates_the_window_to_search_page() {
     let dir = five_users();
     let page = list(&dir, None, Some(3), Some(2)).await;
