@@ -570,8 +570,10 @@ impl UserMapping {
         self.slots
             .iter()
             .enumerate()
+            // The attribute name first: it tells most slots apart at its first letter, where
+            // the schema URNs share their first 30.
             .filter(|(_, s)| {
-                s.schema.eq_ignore_ascii_case(schema) && s.target.attr().eq_ignore_ascii_case(attr)
+                s.target.attr().eq_ignore_ascii_case(attr) && s.schema.eq_ignore_ascii_case(schema)
             })
             .collect()
     }

@@ -129,7 +129,7 @@ impl UserMapping {
                         .slots
                         .iter()
                         .zip(&values.slots)
-                        .any(|(s, v)| s.schema.eq_ignore_ascii_case(urn) && !v.is_empty())
+                        .any(|(s, v)| !v.is_empty() && s.schema.eq_ignore_ascii_case(urn))
             })
             .map(Node::Str)
             .collect();
