@@ -281,4 +281,54 @@ mod tests {
             assert_eq!(entry_from_raw("t".into(), raw), expected, "{attrs:?}");
         }
     }
+
+    /// A search's entries, read from ldap3's tag tree, equal ldap3's `SearchEntry` kept as the
+    /// gateway kept it before; a tree that is no entry is refused instead of panicking.
+    #[test]
+    fn search_entries_equal_ldap3s_search_entries() {
+        use crate::directory::ldap::{entry_from, entry_of_result};
+        use ldap3::{ResultEntry, SearchEntry};
+        let guid: &[u8] = &[
+            0xff, 0xfe, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        let utf8_guid: &[u8] = b"0123456789abcdef";
+        let cases: Vec<Vec<RawAttribute<'_>>> = vec![
+            vec![],
+            vec![("uid", vec![b"alice"]), ("cn", vec![b"Alice Liddell"])],
+            vec![
+                ("mail", vec![b"a@example.org", b"b@example.org"]),
+                ("empty", vec![]),
+            ],
+            vec![("objectGUID", vec![guid]), ("entryUUID", vec![b"u-1"])],
+            vec![("objectGUID", vec![utf8_guid]), ("objectSid", vec![guid])],
+            vec![("jpegPhoto", vec![&[0xff, 0xd8, 0xff]]), ("sn", vec![b"L"])],
+            vec![("description", vec![b"text", &[0xc3, 0x28]])],
+            vec![
+                ("Mail", vec![b"x@example.org"]),
+                ("uid", vec!["\u{e9}l\u{e8}ve".as_bytes()]),
+            ],
+        ];
+        let tree = |bytes: &[u8]| ldap3::asn1::parse_tag(bytes).unwrap().1;
+        for attrs in cases {
+            let pairs: Vec<(&str, &[&[u8]])> =
+                attrs.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let bytes = encoded("uid=a,ou=people,dc=example,dc=org", &pairs);
+            let theirs = SearchEntry::construct(ResultEntry::new(tree(&bytes)));
+            let expected = entry_from(theirs.dn, theirs.attrs, theirs.bin_attrs);
+            let ours = entry_of_result(ResultEntry::new(tree(&bytes)));
+            assert_eq!(ours, Some(expected), "{attrs:?}");
+        }
+        // An octet string where the entry should be, and an entry without its attribute list.
+        let not_entry = ldap3::asn1::StructureTag {
+            class: ldap3::asn1::TagClass::Application,
+            id: 4,
+            payload: ldap3::asn1::PL::P(b"x".to_vec()),
+        };
+        assert_eq!(entry_of_result(ResultEntry::new(not_entry)), None);
+        let mut short = tree(&encoded("uid=a", &[]));
+        if let ldap3::asn1::PL::C(parts) = &mut short.payload {
+            parts.truncate(1);
+        }
+        assert_eq!(entry_of_result(ResultEntry::new(short)), None);
+    }
 }

@@ -160,6 +160,7 @@ fn scope(s: Scope) -> ldap3::Scope {
     }
 }
 
+#[cfg(test)]
 /// An entry from ldap3's text and binary attributes. Binary GUIDs become GUID text (wherever
 /// ldap3 put them: a GUID's bytes are sometimes valid UTF-8); other binary values are dropped.
 fn entry_from(
@@ -261,15 +262,47 @@ fn post_read_control(attrs: &[String]) -> RawControl {
 }
 
 /// The entries of a search result (referrals and intermediate messages left out).
-fn entries_of(found: Vec<ldap3::ResultEntry>) -> Vec<Entry> {
+fn entries_of(found: Vec<ldap3::ResultEntry>) -> Result<Vec<Entry>, DirectoryError> {
     found
         .into_iter()
         .filter(|e| !e.is_ref() && !e.is_intermediate())
         .map(|e| {
-            let se = SearchEntry::construct(e);
-            entry_from(se.dn, se.attrs, se.bin_attrs)
+            entry_of_result(e).ok_or_else(|| DirectoryError::Other {
+                code: "malformedEntry",
+                message: "the directory sent a search result entry that is not one".into(),
+            })
         })
         .collect()
+}
+
+/// An entry straight from ldap3's tag tree of a SearchResultEntry (RFC 4511 §4.5.2), its values
+/// moved out rather than copied, kept as `entry_from` keeps ldap3's `SearchEntry` (an attribute
+/// with a value that is not UTF-8 is binary); `None` when the tree is no such entry (where
+/// `SearchEntry::construct` would panic).
+fn entry_of_result(e: ldap3::ResultEntry) -> Option<Entry> {
+    let mut parts = e.0.match_id(4)?.expect_constructed()?.into_iter();
+    let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+    let mut out = BTreeMap::new();
+    for attribute in parts.next()?.expect_constructed()? {
+        let mut attribute = attribute.expect_constructed()?.into_iter();
+        let name = String::from_utf8(attribute.next()?.expect_primitive()?).ok()?;
+        let values = attribute
+            .next()?
+            .expect_constructed()?
+            .into_iter()
+            .map(ldap3::asn1::StructureTag::expect_primitive)
+            .collect::<Option<Vec<Vec<u8>>>>()?;
+        if values.iter().all(|v| std::str::from_utf8(v).is_ok()) {
+            let text = values
+                .into_iter()
+                .filter_map(|v| String::from_utf8(v).ok())
+                .collect();
+            push_text(&mut out, &name, text);
+        } else {
+            push_binary(&mut out, &name, values.iter().map(Vec::as_slice));
+        }
+    }
+    Some(Entry { dn, attrs: out })
 }
 
 /// A value as sent on the wire: `unicodePwd` in AD's encoding, everything else as is.
@@ -401,7 +434,7 @@ impl LdapDirectory {
                     )
                     .await?;
                 let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
-                let dse = entries_of(entries).into_iter().next().unwrap_or_default();
+                let dse = entries_of(entries)?.into_iter().next().unwrap_or_default();
                 let caps = Capabilities::from_root_dse(&dse);
                 tracing::info!(server = %caps.kind, version = ?caps.version, assertion = caps.assertion, permissive_modify = caps.permissive_modify, post_read = caps.post_read, "directory capabilities read");
                 Ok(caps)
@@ -659,7 +692,7 @@ impl LdapDirectory {
                 _ => None,
             })
             .unwrap_or_default();
-        let entries = entries_of(entries);
+        let entries = entries_of(entries)?;
         let entries = self.complete_ranges(ldap, entries).await?;
         Ok((entries, next))
     }
@@ -680,7 +713,7 @@ impl LdapDirectory {
             4 => return Ok(None),
             _ => return Err(classify(LdapError::LdapResult { result }, self.op_timeout)),
         }
-        let entries = self.complete_ranges(ldap, entries_of(entries)).await?;
+        let entries = self.complete_ranges(ldap, entries_of(entries)?).await?;
         Ok(Some(entries))
     }
 
@@ -820,7 +853,7 @@ impl LdapDirectory {
             )
             .await?;
         let (entries, _) = res.success().map_err(|e| classify(e, self.op_timeout))?;
-        let entries = entries_of(entries);
+        let entries = entries_of(entries)?;
         let entries = self.complete_ranges(&mut ldap, entries).await?;
         entries
             .into_iter()
@@ -835,7 +868,7 @@ impl EntryReader for LdapDirectory {
         let mut ldap = self.read_handle().await?;
         let res = self.send_search(&mut ldap, &req, req.attrs.clone()).await?;
         let entries = match res.success() {
-            Ok((entries, _)) => entries_of(entries),
+            Ok((entries, _)) => entries_of(entries)?,
             Err(e) => return Err(classify(e, self.op_timeout)),
         };
         self.complete_ranges(&mut ldap, entries).await
