@@ -25,9 +25,19 @@ pub struct Entry {
 impl Entry {
     /// All values of an attribute (case-insensitive name); empty when absent.
     pub fn values(&self, attr: &str) -> &[String] {
+        // The key that is `attr` lowercased, found by a scan: an entry has a few dozen
+        // attributes at most, the length tells most apart, and a render looks up every mapped
+        // attribute, where a lowercased copy and a tree search each cost more than the scan.
+        let lowered = |k: &str| {
+            k.len() == attr.len()
+                && k.bytes()
+                    .zip(attr.bytes())
+                    .all(|(k, a)| k == a.to_ascii_lowercase())
+        };
         self.attrs
-            .get(&attr.to_ascii_lowercase())
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(k, _)| lowered(k))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or(&[])
     }
 
