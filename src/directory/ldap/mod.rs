@@ -649,7 +649,7 @@ impl LdapDirectory {
         &self,
         ldap: &mut Ldap,
         req: &SearchRequest,
-        attrs: Vec<String>,
+        attrs: &[String],
     ) -> Result<SearchResult, DirectoryError> {
         self.timed(
             "search",
@@ -677,7 +677,7 @@ impl LdapDirectory {
         let mut controls = vec![RawControl::from(PagedResults { size, cookie })];
         controls.extend(sort.map(sort::sort_control));
         ldap.with_controls(controls);
-        let res = self.send_search(ldap, req, attrs.to_vec()).await?;
+        let res = self.send_search(ldap, req, attrs).await?;
         let (entries, result) = match res.success() {
             Ok(ok) => ok,
             Err(e) => return Err(classify(e, self.op_timeout)),
@@ -707,7 +707,7 @@ impl LdapDirectory {
     ) -> Result<Option<Vec<Entry>>, DirectoryError> {
         ldap.with_timeout(self.op_timeout);
         ldap.with_search_options(SearchOptions::new().sizelimit(size));
-        let SearchResult(entries, result) = self.send_search(ldap, req, req.attrs.clone()).await?;
+        let SearchResult(entries, result) = self.send_search(ldap, req, &req.attrs).await?;
         match result.rc {
             0 => {}
             4 => return Ok(None),
@@ -866,7 +866,7 @@ impl EntryReader for LdapDirectory {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
         let mut ldap = self.read_handle().await?;
-        let res = self.send_search(&mut ldap, &req, req.attrs.clone()).await?;
+        let res = self.send_search(&mut ldap, &req, &req.attrs).await?;
         let entries = match res.success() {
             Ok((entries, _)) => entries_of(entries)?,
             Err(e) => return Err(classify(e, self.op_timeout)),
