@@ -195,10 +195,34 @@ fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
     Entry { dn, attrs: out }
 }
 
+/// The values as text when every one is UTF-8 (each checked once, none copied), else as bytes.
+fn texts(values: Vec<Vec<u8>>) -> Result<Vec<String>, Vec<Vec<u8>>> {
+    let mut text = Vec::with_capacity(values.len());
+    let mut rest = values.into_iter();
+    while let Some(v) = rest.next() {
+        match String::from_utf8(v) {
+            Ok(t) => text.push(t),
+            Err(e) => {
+                let mut bytes: Vec<Vec<u8>> = text.into_iter().map(String::into_bytes).collect();
+                bytes.push(e.into_bytes());
+                bytes.extend(rest);
+                return Err(bytes);
+            }
+        }
+    }
+    Ok(text)
+}
+
 /// Text values of attribute `name` into `out` (GUID attributes as GUID text).
 fn push_text(out: &mut BTreeMap<String, Vec<String>>, name: &str, values: Vec<String>) {
-    let k = name.to_ascii_lowercase();
-    let values = if ad::GUID_ATTRIBUTES.contains(&k.as_str()) {
+    push_text_owned(out, name.to_string(), values);
+}
+
+/// `push_text` for a name and values the caller gives away: lowercased in place, and the values
+/// kept as they are when the name is new.
+fn push_text_owned(out: &mut BTreeMap<String, Vec<String>>, mut name: String, values: Vec<String>) {
+    name.make_ascii_lowercase();
+    let values = if ad::GUID_ATTRIBUTES.contains(&name.as_str()) {
         values
             .iter()
             .filter_map(|s| ad::guid_to_string(s.as_bytes()))
@@ -206,7 +230,12 @@ fn push_text(out: &mut BTreeMap<String, Vec<String>>, name: &str, values: Vec<St
     } else {
         values
     };
-    out.entry(k).or_default().extend(values);
+    match out.entry(name) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(values);
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().extend(values),
+    }
 }
 
 /// Binary values of attribute `name` into `out`: GUIDs as GUID text, anything else dropped.
@@ -292,14 +321,9 @@ fn entry_of_result(e: ldap3::ResultEntry) -> Option<Entry> {
             .into_iter()
             .map(ldap3::asn1::StructureTag::expect_primitive)
             .collect::<Option<Vec<Vec<u8>>>>()?;
-        if values.iter().all(|v| std::str::from_utf8(v).is_ok()) {
-            let text = values
-                .into_iter()
-                .filter_map(|v| String::from_utf8(v).ok())
-                .collect();
-            push_text(&mut out, &name, text);
-        } else {
-            push_binary(&mut out, &name, values.iter().map(Vec::as_slice));
+        match texts(values) {
+            Ok(text) => push_text_owned(&mut out, name, text),
+            Err(bytes) => push_binary(&mut out, &name, bytes.iter().map(Vec::as_slice)),
         }
     }
     Some(Entry { dn, attrs: out })
