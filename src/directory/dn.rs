@@ -62,6 +62,10 @@ fn same_rdn(a: &str, b: &str) -> bool {
 /// True when `dn` equals `base` or lies below it (compared as `normalize` forms; checked on
 /// every directory operation, so it copies nothing).
 pub fn is_within(dn: &str, base: &str) -> bool {
+    // The common case, a search at the configured base itself, needs no splitting.
+    if dn == base && !base.trim().is_empty() {
+        return true;
+    }
     let dn = rdn_slices(dn);
     let base = rdn_slices(base);
     if base.is_empty() || dn.len() < base.len() {
