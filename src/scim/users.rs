@@ -395,7 +395,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     fn read_attributes_for(&self, p: &Projection) -> Vec<String> {
         let m = &self.mapping;
         let meta = p.wants(CORE_USER, CORE_USER, "meta");
-        let mut attrs = vec![m.id_attribute.clone()];
+        let mut attrs = Vec::with_capacity(m.slots.len() + 5);
+        attrs.push(m.id_attribute.clone());
         if meta {
             attrs.push(m.created_attribute.clone());
             attrs.push(m.modified_attribute.clone());
