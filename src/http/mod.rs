@@ -1067,6 +1067,7 @@ mod tests {
             .unwrap();
         assert_eq!(bytes, body.to_string().as_bytes());
     }
+
     #[test]
     fn list_body_is_the_list_response_envelope_around_the_resources_as_they_are() {
         let resources = [
