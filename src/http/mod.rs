@@ -383,19 +383,13 @@ fn json_bytes(body: Vec<u8>) -> Response {
     resp
 }
 
-/// The bytes of a ListResponse: the envelope written in place, each resource serialized into it
-/// as it is (a `json!` envelope would first copy every resource into a new `Value`).
+/// The bytes of a ListResponse: each resource serialized as it is into the envelope (a `json!`
+/// envelope would first copy every resource into a new `Value`).
 fn list_body(page: &ListPage) -> Vec<u8> {
-    let mut out = crate::scim::list_json_start(page.total, page.start_index, page.resources.len());
-    for (i, r) in page.resources.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    crate::scim::list_json(page.total, page.start_index, &page.resources, |r, out| {
         // A `Value` always serializes: its keys are strings and its numbers finite.
-        let _ = serde_json::to_writer(&mut out, r);
-    }
-    out.extend_from_slice(crate::scim::LIST_JSON_END);
-    out
+        let _ = serde_json::to_writer(out, r);
+    })
 }
 
 /// A SCIM JSON response; a single resource also carries its version as `ETag`.

@@ -17,10 +17,15 @@ use crate::directory::DirectoryError;
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
-/// A ListResponse's bytes up to the `[` of its `Resources`, for `items` resources written after
-/// it (comma-separated) and then `LIST_JSON_END`: the keys in the order lists have always had.
-pub fn list_json_start(total: usize, start_index: usize, items: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + 1024 * items);
+/// A ListResponse's bytes around `items`, each written by `write` (the keys in the order lists
+/// have always had): no `Value` of the whole page is built.
+pub fn list_json<T>(
+    total: usize,
+    start_index: usize,
+    items: &[T],
+    mut write: impl FnMut(&T, &mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 1024 * items.len());
     out.extend_from_slice(b"{\"schemas\":[\"");
     out.extend_from_slice(LIST_RESPONSE.as_bytes());
     out.extend_from_slice(b"\"],\"totalResults\":");
@@ -28,13 +33,17 @@ pub fn list_json_start(total: usize, start_index: usize, items: usize) -> Vec<u8
     out.extend_from_slice(b",\"startIndex\":");
     out.extend_from_slice(start_index.to_string().as_bytes());
     out.extend_from_slice(b",\"itemsPerPage\":");
-    out.extend_from_slice(items.to_string().as_bytes());
+    out.extend_from_slice(items.len().to_string().as_bytes());
     out.extend_from_slice(b",\"Resources\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, &mut out);
+    }
+    out.extend_from_slice(b"]}");
     out
 }
-
-/// The end of a ListResponse begun by `list_json_start`.
-pub const LIST_JSON_END: &[u8] = b"]}";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";

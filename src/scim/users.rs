@@ -509,16 +509,16 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     pub async fn list_json(&self, q: &ListQuery, base_url: &str) -> Result<Vec<u8>, ScimError> {
         let (page, start_index) = self.list_entries(q).await?;
         let mut cache = HashMap::new();
-        let mut out = super::list_json_start(page.total, start_index, page.entries.len());
-        for (i, e) in page.entries.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            let (values, meta) = self.rendered(e, base_url, &mut cache).await?;
-            self.mapping.write_json(&values, &meta, &mut out);
+        let mut users = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            users.push(self.rendered(e, base_url, &mut cache).await?);
         }
-        out.extend_from_slice(super::LIST_JSON_END);
-        Ok(out)
+        Ok(super::list_json(
+            page.total,
+            start_index,
+            &users,
+            |(values, meta), out| self.mapping.write_json(values, meta, out),
+        ))
     }
 
     /// The entries of `list`'s page, remembered in the id cache, and the page's start index.

@@ -104,6 +104,19 @@ async fn entra_create_round_trips_and_lands_in_the_directory() {
         json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE])
     );
     assert_eq!(u["id"], id);
+
+    // Entra's match lists the same user: written straight from the entry when no attribute
+    // selection asks for trimming, and through the trimmed path when one does.
+    let listed = gw
+        .filter("userName eq \"Test_User_ab6490ee@testuser.com\"")
+        .await
+        .expect(200);
+    assert_eq!(listed.body["Resources"], json!([g.body]));
+    let trimmed = gw
+        .get("/Users?filter=userName%20eq%20%22Test_User_ab6490ee%40testuser.com%22&excludedAttributes=groups")
+        .await
+        .expect(200);
+    assert_eq!(trimmed.body, listed.body);
 }
 
 #[tokio::test]

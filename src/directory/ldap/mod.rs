@@ -160,24 +160,6 @@ fn scope(s: Scope) -> ldap3::Scope {
     }
 }
 
-#[cfg(test)]
-/// An entry from ldap3's text and binary attributes. Binary GUIDs become GUID text (wherever
-/// ldap3 put them: a GUID's bytes are sometimes valid UTF-8); other binary values are dropped.
-fn entry_from(
-    dn: String,
-    attrs: HashMap<String, Vec<String>>,
-    bin_attrs: HashMap<String, Vec<Vec<u8>>>,
-) -> Entry {
-    let mut out = BTreeMap::new();
-    for (k, v) in attrs {
-        push_text(&mut out, &k, v);
-    }
-    for (k, v) in bin_attrs {
-        push_binary(&mut out, &k, v.iter().map(Vec::as_slice));
-    }
-    Entry { dn, attrs: out }
-}
-
 /// An entry from the attributes of a decoded post-read control, kept as `entry_from` keeps
 /// ldap3's: an attribute whose values are all UTF-8 is text, any other counts as binary.
 fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
@@ -188,7 +170,7 @@ fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
             .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
             .collect();
         match text {
-            Some(text) => push_text(&mut out, name, text),
+            Some(text) => push_text(&mut out, name.to_string(), text),
             None => push_binary(&mut out, name, values),
         }
     }
@@ -213,14 +195,9 @@ fn texts(values: Vec<Vec<u8>>) -> Result<Vec<String>, Vec<Vec<u8>>> {
     Ok(text)
 }
 
-/// Text values of attribute `name` into `out` (GUID attributes as GUID text).
-fn push_text(out: &mut BTreeMap<String, Vec<String>>, name: &str, values: Vec<String>) {
-    push_text_owned(out, name.to_string(), values);
-}
-
-/// `push_text` for a name and values the caller gives away: lowercased in place, and the values
-/// kept as they are when the name is new.
-fn push_text_owned(out: &mut BTreeMap<String, Vec<String>>, mut name: String, values: Vec<String>) {
+/// Text values of attribute `name` into `out` (GUID attributes as GUID text): the name
+/// lowercased in place, and the values kept as they are when the name is new.
+fn push_text(out: &mut BTreeMap<String, Vec<String>>, mut name: String, values: Vec<String>) {
     name.make_ascii_lowercase();
     let values = if ad::GUID_ATTRIBUTES.contains(&name.as_str()) {
         values
@@ -322,7 +299,7 @@ fn entry_of_result(e: ldap3::ResultEntry) -> Option<Entry> {
             .map(ldap3::asn1::StructureTag::expect_primitive)
             .collect::<Option<Vec<Vec<u8>>>>()?;
         match texts(values) {
-            Ok(text) => push_text_owned(&mut out, name, text),
+            Ok(text) => push_text(&mut out, name, text),
             Err(bytes) => push_binary(&mut out, &name, bytes.iter().map(Vec::as_slice)),
         }
     }
