@@ -62,47 +62,56 @@ pub struct AppState<D> {
 type Shared<D> = Arc<AppState<D>>;
 type ApiResult = Result<Response, ApiError>;
 
-/// Build the router for one listener.
+/// Build the router for one listener: the SCIM routes under the base path, and one middleware
+/// (`observe`, which admits the requests below the base path) in front of them all. The routes
+/// carry the base path themselves rather than sit in a nested router: nesting rebuilt each
+/// request's URI without the prefix and added a router and a middleware layer per request.
 pub fn router<D: EntryReader + EntryWriter + 'static>(state: Shared<D>) -> Router {
-    let scim = Router::new()
-        .route("/Users", get(list_users::<D>).post(create_user::<D>))
+    let at = |path: &str| format!("{}{path}", state.base_path);
+    Router::new()
+        .route(&at("/Users"), get(list_users::<D>).post(create_user::<D>))
         .route(
-            "/Users/{id}",
+            &at("/Users/{id}"),
             get(get_user::<D>)
                 .put(replace_user::<D>)
                 .patch(patch_user::<D>)
                 .delete(delete_user::<D>),
         )
-        .route("/Groups", get(list_groups::<D>).post(create_group::<D>))
         .route(
-            "/Groups/{id}",
+            &at("/Groups"),
+            get(list_groups::<D>).post(create_group::<D>),
+        )
+        .route(
+            &at("/Groups/{id}"),
             get(get_group::<D>)
                 .put(replace_group::<D>)
                 .patch(patch_group::<D>)
                 .delete(delete_group::<D>),
         )
-        .route("/Users/.search", post(search_users::<D>))
-        .route("/Groups/.search", post(search_groups::<D>))
-        .route("/.search", post(search_all::<D>))
-        .route("/Bulk", post(bulk_request::<D>))
-        .route("/Me", any(me))
-        .route("/ServiceProviderConfig", any(service_provider_config::<D>))
-        .route("/Schemas", any(schemas::<D>))
-        .route("/Schemas/{id}", any(schema::<D>))
-        .route("/ResourceTypes", any(resource_types::<D>))
-        .route("/ResourceTypes/{id}", any(resource_type::<D>))
+        .route(&at("/Users/.search"), post(search_users::<D>))
+        .route(&at("/Groups/.search"), post(search_groups::<D>))
+        .route(&at("/.search"), post(search_all::<D>))
+        .route(&at("/Bulk"), post(bulk_request::<D>))
+        .route(&at("/Me"), any(me))
+        .route(
+            &at("/ServiceProviderConfig"),
+            any(service_provider_config::<D>),
+        )
+        .route(&at("/Schemas"), any(schemas::<D>))
+        .route(&at("/Schemas/{id}"), any(schema::<D>))
+        .route(&at("/ResourceTypes"), any(resource_types::<D>))
+        .route(&at("/ResourceTypes/{id}"), any(resource_type::<D>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), admit::<D>))
-        .with_state(state.clone());
-    let app = if state.base_path.is_empty() {
-        scim
-    } else {
-        Router::new()
-            .nest(&state.base_path, scim)
-            .fallback(not_found)
-    };
-    app.layer(middleware::from_fn_with_state(state, observe::<D>))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::<D>))
+        .with_state(state)
+}
+
+/// The part of `path` below `base` (`""` for `base` itself), or `None` when `path` is not
+/// under `base`. An empty base holds every path.
+fn below_base<'a>(base: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(base)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 /// The TCP peer of a connection, attached to each of its requests by the server.
@@ -168,8 +177,9 @@ fn time_based_prefix(bytes: &mut [u8; 8]) {
     bytes.copy_from_slice(&(t as u64).to_be_bytes());
 }
 
-/// The outermost layer: a request id on the request, its log lines and its response; metrics;
-/// the access log (never headers or bodies, so never a token); and `Retry-After` on every 503.
+/// The one layer in front of the routes: a request id on the request, its log lines and its
+/// response; metrics; the access log (never headers or bodies, so never a token); `Retry-After`
+/// on every 503; and, for the requests below the base path, admission (`admit`).
 async fn observe<D: Send + Sync + 'static>(
     State(state): State<Shared<D>>,
     mut req: Request,
@@ -177,8 +187,8 @@ async fn observe<D: Send + Sync + 'static>(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resource =
-        crate::metrics::resource_label(path.strip_prefix(state.base_path.as_str()).unwrap_or(""));
+    let below = below_base(&state.base_path, &path);
+    let resource = crate::metrics::resource_label(below.unwrap_or(""));
     let method_label = crate::metrics::method_label(&method);
     let rid = request_id(req.headers());
     req.extensions_mut().insert(RequestId(rid.clone()));
@@ -186,7 +196,15 @@ async fn observe<D: Send + Sync + 'static>(
     let m = &state.metrics;
     m.in_flight.inc();
     let started = Instant::now();
-    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    // Paths outside the base path get their 404 without admission, as from any other server.
+    let handled = async {
+        if below.is_some() {
+            admit(&state, resource, req, next).await
+        } else {
+            next.run(req).await
+        }
+    };
+    let mut resp = tracing::Instrument::instrument(handled, span.clone()).await;
     m.in_flight.dec();
     let elapsed = started.elapsed();
     let status = resp.status();
@@ -255,7 +273,8 @@ fn limited<D>(state: &AppState<D>, l: ratelimit::Limited) -> Response {
 /// quotas; then the cap on concurrent requests, before any body is read. The request then runs
 /// within the total request timeout, with its audit context set.
 async fn admit<D: Send + Sync + 'static>(
-    State(state): State<Shared<D>>,
+    state: &AppState<D>,
+    resource: &'static str,
     req: Request,
     next: Next,
 ) -> Response {
@@ -270,13 +289,13 @@ async fn admit<D: Send + Sync + 'static>(
         None => peer,
     };
     if let Some(Err(l)) = limiter.map(|l| l.check_blocked(ip)) {
-        return limited(&state, l);
+        return limited(state, l);
     }
     let token = match state.tokens.authenticate(req.headers()) {
         Some(t) => t.to_string(),
         None => {
             if let Some(Err(l)) = limiter.map(|l| l.record_failed_auth(ip)) {
-                return limited(&state, l);
+                return limited(state, l);
             }
             tracing::info!(client = %ip, "authentication failed");
             return ApiError(ScimError::Unauthorized(
@@ -286,7 +305,7 @@ async fn admit<D: Send + Sync + 'static>(
         }
     };
     if let Some(Err(l)) = limiter.map(|l| l.check(&token, access(req.method(), req.uri().path()))) {
-        return limited(&state, l);
+        return limited(state, l);
     }
     let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
         state.metrics.overloaded.inc();
@@ -295,8 +314,6 @@ async fn admit<D: Send + Sync + 'static>(
         ))
         .into_response();
     };
-    // Nested under the base path, the router has already stripped it.
-    let resource = crate::metrics::resource_label(req.uri().path());
     let context = crate::audit::RequestContext {
         request_id: req
             .extensions()
@@ -1013,6 +1030,18 @@ async fn resource_type<D: EntryReader + EntryWriter + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn below_base_takes_whole_segments_only() {
+        assert_eq!(below_base("/scim/v2", "/scim/v2/Users"), Some("/Users"));
+        assert_eq!(below_base("/scim/v2", "/scim/v2"), Some(""));
+        assert_eq!(below_base("/scim/v2", "/scim/v2/"), Some("/"));
+        assert_eq!(below_base("/scim/v2", "/scim/v2x/Users"), None);
+        assert_eq!(below_base("/scim/v2", "/scim"), None);
+        assert_eq!(below_base("/scim/v2", "/Users"), None);
+        assert_eq!(below_base("", "/Users"), Some("/Users"));
+        assert_eq!(below_base("", "/"), Some("/"));
+    }
 
     #[test]
     fn generated_request_ids_are_32_lowercase_hex_digits_and_differ() {

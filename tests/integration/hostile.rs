@@ -318,6 +318,7 @@ async fn authentication_is_required_everywhere() {
         "/ServiceProviderConfig",
         "/Schemas",
         "/nonexistent",
+        "",
     ] {
         let url = format!("{}{path}", gw.base);
         for req in [
@@ -338,6 +339,24 @@ async fn authentication_is_required_everywhere() {
                 .starts_with("Bearer"));
             let body: serde_json::Value = resp.json().await.unwrap();
             assert_eq!(body["status"], "401");
+        }
+    }
+    // Outside the base path there is nothing to authenticate for: 404 with or without a token,
+    // also where a path only begins like the base path.
+    let origin = gw
+        .base
+        .strip_suffix("/scim/v2")
+        .expect("the demo base path");
+    for path in ["/", "/Users", "/scim/v2x/Users", "/scim", "/metrics"] {
+        let url = format!("{origin}{path}");
+        for req in [
+            gw.client.get(&url),
+            gw.client.get(&url).bearer_auth(crate::gateway::TOKEN),
+        ] {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 404, "{path}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["status"], "404", "{path}");
         }
     }
     // The token in the query string is not a credential.
