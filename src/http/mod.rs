@@ -23,7 +23,7 @@ use crate::scim::users::{ListPage, ListQuery, UserService};
 use crate::scim::{discovery, IfMatch, ScimError, LIST_RESPONSE, SEARCH_REQUEST};
 use auth::TokenSet;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -365,6 +365,21 @@ async fn method_not_allowed() -> ApiError {
     ApiError(ScimError::MethodNotAllowed(
         "method not allowed on this endpoint".into(),
     ))
+}
+
+/// `base_url` of a request, for the handlers that read no other header: axum's `HeaderMap`
+/// extractor copies every header of the request, this reads the one it needs in place.
+struct BaseUrl(String);
+
+impl<D: Send + Sync + 'static> FromRequestParts<Shared<D>> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared<D>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(BaseUrl(base_url(state, &parts.headers, &parts.uri)))
+    }
 }
 
 /// `https://host:port/scim/v2`, from the request's Host (or HTTP/2 authority) when it is well-formed.
@@ -728,12 +743,10 @@ async fn search_all<D: EntryReader + EntryWriter + 'static>(
 
 async fn list_users<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let q = list_query(raw, state.max_page_size)?;
-    let base = base_url(&state, &headers, &uri);
     if q.projection == Projection::default() {
         // Nothing to trim: each user is written straight into the body.
         return Ok(json_bytes(state.users.list_json(&q, &base).await?));
@@ -829,14 +842,12 @@ fn group_service<D>(state: &AppState<D>) -> Result<&GroupService<D>, ApiError> {
 
 async fn list_groups<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let groups = group_service(&state)?;
     let q = list_query(raw, state.max_page_size)?;
     let with_members = q.projection.wants(CORE_GROUP, CORE_GROUP, "members");
-    let base = base_url(&state, &headers, &uri);
     let page = groups.list(&q, &base, with_members).await?;
     Ok(list_response(page, &q.projection, CORE_GROUP))
 }
@@ -958,11 +969,9 @@ fn one_by_id(resources: Vec<Value>, id: &str, what: &str) -> ApiResult {
 async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
 ) -> ApiResult {
     read_only(&method)?;
-    let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
         &discovery::service_provider_config(
@@ -978,11 +987,9 @@ async fn service_provider_config<D: EntryReader + EntryWriter + 'static>(
 async fn schemas<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
 ) -> ApiResult {
     read_only(&method)?;
-    let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
         &list_of(all_schemas(&state, &base)),
@@ -992,23 +999,19 @@ async fn schemas<D: EntryReader + EntryWriter + 'static>(
 async fn schema<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
 ) -> ApiResult {
     read_only(&method)?;
-    let base = base_url(&state, &headers, &uri);
     one_by_id(all_schemas(&state, &base), &id, "schema")
 }
 
 async fn resource_types<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
 ) -> ApiResult {
     read_only(&method)?;
-    let base = base_url(&state, &headers, &uri);
     Ok(scim_json(
         StatusCode::OK,
         &list_of(all_resource_types(&state, &base)),
@@ -1018,12 +1021,10 @@ async fn resource_types<D: EntryReader + EntryWriter + 'static>(
 async fn resource_type<D: EntryReader + EntryWriter + 'static>(
     State(state): State<Shared<D>>,
     method: Method,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
+    BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
 ) -> ApiResult {
     read_only(&method)?;
-    let base = base_url(&state, &headers, &uri);
     one_by_id(all_resource_types(&state, &base), &id, "resource type")
 }
 

@@ -584,21 +584,29 @@ impl UserMapping {
 
     /// The schema URN owning `attr` when the client wrote no URN: the core schema first,
     /// then the only extension that maps an attribute of that name.
-    pub fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
+    /// Borrowed from the mapping: a filter's translation asks for each attribute it names.
+    pub fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<&str> {
         if let Some(urn) = urn {
+            // `schemas()`, without collecting it: the core schema, then each slot's.
+            if urn.eq_ignore_ascii_case(CORE_USER) {
+                return Some(CORE_USER);
+            }
             return self
-                .schemas()
-                .into_iter()
-                .find(|s| s.eq_ignore_ascii_case(urn))
-                .map(str::to_string);
+                .slots
+                .iter()
+                .map(|s| s.schema.as_str())
+                .find(|s| s.eq_ignore_ascii_case(urn));
         }
-        if !self.slots_of(CORE_USER, attr).is_empty() || is_core_common(attr) {
-            return Some(CORE_USER.to_string());
+        let core_slot = self.slots.iter().any(|s| {
+            s.target.attr().eq_ignore_ascii_case(attr) && s.schema.eq_ignore_ascii_case(CORE_USER)
+        });
+        if core_slot || is_core_common(attr) {
+            return Some(CORE_USER);
         }
         self.slots
             .iter()
             .find(|s| s.target.attr().eq_ignore_ascii_case(attr))
-            .map(|s| s.schema.clone())
+            .map(|s| s.schema.as_str())
     }
 }
 

@@ -29,6 +29,11 @@ impl<'a> Obj<'a> {
         Obj(Vec::new())
     }
 
+    /// Room for `n` members before the first reallocation.
+    pub fn with_capacity(n: usize) -> Self {
+        Obj(Vec::with_capacity(n))
+    }
+
     pub fn insert(&mut self, key: &'a str, value: Node<'a>) {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,

@@ -119,7 +119,9 @@ impl UserMapping {
 
     /// The rendered user, borrowing its strings from `values`, `meta` and the mapping.
     fn tree<'a>(&'a self, values: &'a UserValues, meta: &'a UserMeta) -> Node<'a> {
-        let mut root = Obj::new();
+        // schemas, id, the attributes, active, meta: sized so that a user with a dozen mapped
+        // attributes is built without growing it.
+        let mut root = Obj::with_capacity(16);
         let schemas: Vec<Node<'a>> = self
             .schemas()
             .into_iter()
@@ -143,7 +145,7 @@ impl UserMapping {
             let container = if slot.schema == CORE_USER {
                 &mut root
             } else {
-                match root.entry_or(&slot.schema, || Node::Obj(Obj::new())) {
+                match root.entry_or(&slot.schema, || Node::Obj(Obj::with_capacity(4))) {
                     Node::Obj(m) => m,
                     _ => continue,
                 }
@@ -153,7 +155,7 @@ impl UserMapping {
         if self.disable != super::DisableStrategy::None {
             root.insert("active", Node::Bool(values.active.unwrap_or(true)));
         }
-        let mut m = Obj::new();
+        let mut m = Obj::with_capacity(5);
         m.insert("resourceType", Node::Str("User"));
         if let Some(c) = &meta.created {
             m.insert("created", Node::Str(c));
@@ -525,7 +527,7 @@ fn render_slot<'a>(container: &mut Obj<'a>, slot: &'a Slot, vals: &'a [String]) 
             container.insert(attr, v);
         }
         Target::Sub { attr, sub } => {
-            if let Node::Obj(m) = container.entry_or(attr, || Node::Obj(Obj::new())) {
+            if let Node::Obj(m) = container.entry_or(attr, || Node::Obj(Obj::with_capacity(4))) {
                 m.insert(sub, Node::Str(&vals[0]));
             }
         }
@@ -549,7 +551,7 @@ fn render_slot<'a>(container: &mut Obj<'a>, slot: &'a Slot, vals: &'a [String]) 
                 match existing {
                     Some(Node::Obj(e)) => e.insert(sub, Node::Str(v)),
                     _ => {
-                        let mut e = Obj::new();
+                        let mut e = Obj::with_capacity(3);
                         e.insert("type", Node::Str(type_value));
                         e.insert(sub, Node::Str(v));
                         if slot.primary && i == 0 {

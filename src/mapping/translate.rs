@@ -95,7 +95,7 @@ fn collect_refs(mapping: &UserMapping, filter: &Filter, out: &mut Vec<String>) {
 fn reference_slot<'a>(mapping: &'a UserMapping, path: &AttrPath) -> Option<&'a Slot> {
     let schema = mapping.schema_of(path.urn.as_deref(), &path.name)?;
     mapping
-        .slots_of(&schema, &path.name)
+        .slots_of(schema, &path.name)
         .into_iter()
         .map(|(_, s)| s)
         .find(|s| s.kind == ValueKind::Reference)
@@ -160,7 +160,7 @@ impl Translator<'_> {
             .ok_or_else(|| not_filterable(path))?;
         let slots: Vec<&Slot> = self
             .mapping
-            .slots_of(&schema, name)
+            .slots_of(schema, name)
             .into_iter()
             .map(|(_, s)| s)
             .collect();
@@ -224,7 +224,7 @@ impl Translator<'_> {
             .ok_or_else(|| not_filterable(attr))?;
         let slots: Vec<&Slot> = self
             .mapping
-            .slots_of(&schema, &attr.name)
+            .slots_of(schema, &attr.name)
             .into_iter()
             .map(|(_, s)| s)
             .collect();

@@ -169,7 +169,7 @@ fn target(
         return None;
     }
     let schema = m.schema_of(attr.urn.as_deref(), &attr.name)?;
-    let candidates = m.slots_of(&schema, &attr.name);
+    let candidates = m.slots_of(schema, &attr.name);
     let found: Vec<usize> = match (&path.filter, &attr.sub, &path.sub) {
         (None, None, None) => candidates
             .iter()

@@ -217,7 +217,7 @@ impl SchemaLookup for UserMapping {
             .map(str::to_string)
     }
     fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
-        UserMapping::schema_of(self, urn, attr)
+        UserMapping::schema_of(self, urn, attr).map(str::to_string)
     }
     fn core(&self) -> &str {
         CORE_USER
@@ -361,7 +361,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             Some(m.modified_attribute.clone())
         } else {
             m.schema_of(p.urn.as_deref(), &p.name).and_then(|schema| {
-                let slots = m.slots_of(&schema, &p.name);
+                let slots = m.slots_of(schema, &p.name);
                 // A multi-valued attribute sorts by its primary (else first) element's value.
                 let want = sub.unwrap_or("value");
                 slots
