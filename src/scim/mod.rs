@@ -25,16 +25,14 @@ pub fn list_json<T>(
     items: &[T],
     mut write: impl FnMut(&T, &mut Vec<u8>),
 ) -> Vec<u8> {
+    use std::io::Write;
     let mut out = Vec::with_capacity(256 + 1024 * items.len());
-    out.extend_from_slice(b"{\"schemas\":[\"");
-    out.extend_from_slice(LIST_RESPONSE.as_bytes());
-    out.extend_from_slice(b"\"],\"totalResults\":");
-    out.extend_from_slice(total.to_string().as_bytes());
-    out.extend_from_slice(b",\"startIndex\":");
-    out.extend_from_slice(start_index.to_string().as_bytes());
-    out.extend_from_slice(b",\"itemsPerPage\":");
-    out.extend_from_slice(items.len().to_string().as_bytes());
-    out.extend_from_slice(b",\"Resources\":[");
+    // Writing to a `Vec` cannot fail.
+    let _ = write!(
+        out,
+        "{{\"schemas\":[\"{LIST_RESPONSE}\"],\"totalResults\":{total},\"startIndex\":{start_index},\"itemsPerPage\":{},\"Resources\":[",
+        items.len()
+    );
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');

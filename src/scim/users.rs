@@ -491,34 +491,43 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     pub async fn list(&self, q: &ListQuery, base_url: &str) -> Result<ListPage, ScimError> {
-        let (page, start_index) = self.list_entries(q).await?;
-        let mut cache = HashMap::new();
-        let mut resources = Vec::with_capacity(page.entries.len());
-        for e in &page.entries {
-            resources.push(self.render(e, base_url, &mut cache).await?);
-        }
+        let (total, start_index, users) = self.rendered_page(q, base_url).await?;
         Ok(ListPage {
-            total: page.total,
+            total,
             start_index,
-            resources,
+            resources: users
+                .iter()
+                .map(|(values, meta)| self.mapping.to_json(values, meta))
+                .collect(),
         })
     }
 
     /// `list`'s page as the bytes of its ListResponse, each user written straight from its
     /// values: for a request with no attribute selection, which has nothing to trim from them.
     pub async fn list_json(&self, q: &ListQuery, base_url: &str) -> Result<Vec<u8>, ScimError> {
+        let (total, start_index, users) = self.rendered_page(q, base_url).await?;
+        Ok(super::list_json(
+            total,
+            start_index,
+            &users,
+            |(values, meta), out| self.mapping.write_json(values, meta, out),
+        ))
+    }
+
+    /// `list`'s page before it is JSON: the total, the start index and each user's values and
+    /// meta (references looked up once for the whole page).
+    async fn rendered_page(
+        &self,
+        q: &ListQuery,
+        base_url: &str,
+    ) -> Result<(usize, usize, Vec<(UserValues, UserMeta)>), ScimError> {
         let (page, start_index) = self.list_entries(q).await?;
         let mut cache = HashMap::new();
         let mut users = Vec::with_capacity(page.entries.len());
         for e in &page.entries {
             users.push(self.rendered(e, base_url, &mut cache).await?);
         }
-        Ok(super::list_json(
-            page.total,
-            start_index,
-            &users,
-            |(values, meta), out| self.mapping.write_json(values, meta, out),
-        ))
+        Ok((page.total, start_index, users))
     }
 
     /// The entries of `list`'s page, remembered in the id cache, and the page's start index.

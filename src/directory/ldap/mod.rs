@@ -160,21 +160,25 @@ fn scope(s: Scope) -> ldap3::Scope {
     }
 }
 
-/// An entry from the attributes of a decoded post-read control, kept as `entry_from` keeps
-/// ldap3's: an attribute whose values are all UTF-8 is text, any other counts as binary.
+/// An entry from the attributes of a decoded post-read control, kept as a search's entries are
+/// (`push_values`).
 fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
     let mut out = BTreeMap::new();
     for (name, values) in attrs {
-        let text: Option<Vec<String>> = values
-            .iter()
-            .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
-            .collect();
-        match text {
-            Some(text) => push_text(&mut out, name.to_string(), text),
-            None => push_binary(&mut out, name, values),
-        }
+        let values = values.into_iter().map(<[u8]>::to_vec).collect();
+        push_values(&mut out, name.to_string(), values);
     }
     Entry { dn, attrs: out }
+}
+
+/// The values of attribute `name` into `out`: as text when every value is UTF-8, as ldap3's
+/// `SearchEntry` keeps them (GUID attributes as GUID text); otherwise as binary
+/// (`push_binary`).
+fn push_values(out: &mut BTreeMap<String, Vec<String>>, name: String, values: Vec<Vec<u8>>) {
+    match texts(values) {
+        Ok(text) => push_text(out, name, text),
+        Err(bytes) => push_binary(out, &name, bytes.iter().map(Vec::as_slice)),
+    }
 }
 
 /// The values as text when every one is UTF-8 (each checked once, none copied), else as bytes.
@@ -282,8 +286,8 @@ fn entries_of(found: Vec<ldap3::ResultEntry>) -> Result<Vec<Entry>, DirectoryErr
 }
 
 /// An entry straight from ldap3's tag tree of a SearchResultEntry (RFC 4511 §4.5.2), its values
-/// moved out rather than copied, kept as `entry_from` keeps ldap3's `SearchEntry` (an attribute
-/// with a value that is not UTF-8 is binary); `None` when the tree is no such entry (where
+/// moved out rather than copied, kept as ldap3's `SearchEntry` keeps them (`push_values`);
+/// `None` when the tree is no such entry (where
 /// `SearchEntry::construct` would panic).
 fn entry_of_result(e: ldap3::ResultEntry) -> Option<Entry> {
     let mut parts = e.0.match_id(4)?.expect_constructed()?.into_iter();
@@ -298,10 +302,7 @@ fn entry_of_result(e: ldap3::ResultEntry) -> Option<Entry> {
             .into_iter()
             .map(ldap3::asn1::StructureTag::expect_primitive)
             .collect::<Option<Vec<Vec<u8>>>>()?;
-        match texts(values) {
-            Ok(text) => push_text(&mut out, name, text),
-            Err(bytes) => push_binary(&mut out, &name, bytes.iter().map(Vec::as_slice)),
-        }
+        push_values(&mut out, name, values);
     }
     Some(Entry { dn, attrs: out })
 }
