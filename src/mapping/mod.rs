@@ -556,17 +556,25 @@ impl UserMapping {
 
     /// Schema URNs that at least one slot uses, core first.
     pub fn schemas(&self) -> Vec<&str> {
-        let mut out = vec![CORE_USER];
-        for s in &self.slots {
+        let mut out: Vec<&str> = Vec::new();
+        for urn in self.schema_urns() {
             // Most slots repeat a URN exactly: an exact comparison settles them quicker.
-            if !out
-                .iter()
-                .any(|u| *u == s.schema || u.eq_ignore_ascii_case(&s.schema))
-            {
-                out.push(&s.schema);
+            if !out.iter().any(|u| *u == urn || u.eq_ignore_ascii_case(urn)) {
+                out.push(urn);
             }
         }
         out
+    }
+
+    /// The core schema's URN, then each slot's, repeats included: what `schemas()` lists.
+    fn schema_urns(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(CORE_USER).chain(self.slots.iter().map(|s| s.schema.as_str()))
+    }
+
+    /// The mapping's own spelling of the schema URN `key` names (case-insensitive), core or
+    /// extension; `None` for a schema no slot uses.
+    pub fn schema_urn(&self, key: &str) -> Option<&str> {
+        self.schema_urns().find(|u| u.eq_ignore_ascii_case(key))
     }
 
     /// Slots of one SCIM attribute (case-insensitive), in config order.
@@ -574,11 +582,7 @@ impl UserMapping {
         self.slots
             .iter()
             .enumerate()
-            // The attribute name first: it tells most slots apart at its first letter, where
-            // the schema URNs share their first 30.
-            .filter(|(_, s)| {
-                s.target.attr().eq_ignore_ascii_case(attr) && s.schema.eq_ignore_ascii_case(schema)
-            })
+            .filter(|(_, s)| s.maps(schema, attr))
             .collect()
     }
 
@@ -587,20 +591,9 @@ impl UserMapping {
     /// Borrowed from the mapping: a filter's translation asks for each attribute it names.
     pub fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<&str> {
         if let Some(urn) = urn {
-            // `schemas()`, without collecting it: the core schema, then each slot's.
-            if urn.eq_ignore_ascii_case(CORE_USER) {
-                return Some(CORE_USER);
-            }
-            return self
-                .slots
-                .iter()
-                .map(|s| s.schema.as_str())
-                .find(|s| s.eq_ignore_ascii_case(urn));
+            return self.schema_urn(urn);
         }
-        let core_slot = self.slots.iter().any(|s| {
-            s.target.attr().eq_ignore_ascii_case(attr) && s.schema.eq_ignore_ascii_case(CORE_USER)
-        });
-        if core_slot || is_core_common(attr) {
+        if self.slots.iter().any(|s| s.maps(CORE_USER, attr)) || is_core_common(attr) {
             return Some(CORE_USER);
         }
         self.slots
@@ -660,6 +653,13 @@ pub fn is_core_common(attr: &str) -> bool {
 }
 
 impl Slot {
+    /// Whether this slot maps SCIM attribute `attr` of `schema` (both case-insensitive). The
+    /// attribute name is compared first: it tells most slots apart at its first letter, where
+    /// the schema URNs share their first 30.
+    fn maps(&self, schema: &str, attr: &str) -> bool {
+        self.target.attr().eq_ignore_ascii_case(attr) && self.schema.eq_ignore_ascii_case(schema)
+    }
+
     fn same_location(&self, other: &Slot) -> bool {
         self.schema.eq_ignore_ascii_case(&other.schema)
             && match (&self.target, &other.target) {

@@ -195,6 +195,13 @@ fn schema_of_and_slots_of() {
         m.schema_of(Some(&CORE_USER.to_uppercase()), "anything"),
         Some(CORE_USER)
     );
+    assert_eq!(
+        m.schema_urn(&ENTERPRISE_USER.to_uppercase()),
+        Some(ENTERPRISE_USER)
+    );
+    assert_eq!(m.schema_urn(&CORE_USER.to_lowercase()), Some(CORE_USER));
+    assert_eq!(m.schema_urn("urn:example:unknown"), None);
+    assert_eq!(m.slots_of(&CORE_USER.to_uppercase(), "username").len(), 1);
     let phones: Vec<&str> = m
         .slots_of(CORE_USER, "PHONENUMBERS")
         .into_iter()

@@ -211,10 +211,7 @@ impl<D> Clone for UserService<D> {
 
 impl SchemaLookup for UserMapping {
     fn schema_urn(&self, key: &str) -> Option<String> {
-        self.schemas()
-            .into_iter()
-            .find(|s| s.eq_ignore_ascii_case(key))
-            .map(str::to_string)
+        UserMapping::schema_urn(self, key).map(str::to_string)
     }
     fn schema_of(&self, urn: Option<&str>, attr: &str) -> Option<String> {
         UserMapping::schema_of(self, urn, attr).map(str::to_string)
