@@ -48,6 +48,8 @@ pub struct DirectoryMetrics {
     pub rejected: IntCounterVec,
     /// Pool connections by state (`open`, `idle`).
     pub connections: IntGaugeVec,
+    /// The gateway's own search connections by state (`open`, `idle`).
+    pub search_connections: IntGaugeVec,
     /// Connections re-established after one was lost or failed.
     pub reconnects: IntCounter,
     /// 1 when the directory answers, 0 while it is unreachable.
@@ -249,6 +251,17 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            search_connections: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "scim_gateway_directory_search_connections",
+                        "The gateway's own connections for plain searches, by state (open, idle).",
+                    ),
+                    &["state"],
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             reconnects: counter(
                 r,
                 "scim_gateway_directory_reconnects_total",
@@ -304,6 +317,7 @@ impl Metrics {
         }
         for state in ["open", "idle"] {
             directory.connections.with_label_values(&[state]);
+            directory.search_connections.with_label_values(&[state]);
         }
         for q in crate::http::ratelimit::QuotaKind::ALL {
             http.rate_limited.with_label_values(&[q.label()]);
@@ -360,6 +374,7 @@ mod tests {
             "scim_gateway_directory_operations_total",
             "scim_gateway_directory_operation_duration_seconds",
             "scim_gateway_directory_pool_connections",
+            "scim_gateway_directory_search_connections",
             "scim_gateway_directory_reconnects_total",
             "scim_gateway_directory_up",
             "scim_gateway_tls_handshake_failures_total",

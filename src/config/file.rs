@@ -219,6 +219,9 @@ pub struct DirectoryFile {
     pub bind_password: SecretFile,
     /// Number of pooled connections, each with its own driver task. Default 4.
     pub pool_size: Option<usize>,
+    /// Connections the gateway keeps for plain searches, each lent to one request at a time and
+    /// opened as the searches need them; 0 sends every search through the pool. Default 64.
+    pub search_connections: Option<usize>,
     /// Timeout for TCP connect, TLS and bind. Default 5.
     pub connect_timeout_secs: Option<u64>,
     /// Timeout for one directory operation. Default 10.

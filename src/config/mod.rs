@@ -102,6 +102,8 @@ pub struct DirectorySettings {
     pub bind_dn: String,
     pub bind_password: Secret,
     pub pool_size: usize,
+    /// The gateway's own search connections at most (0: none).
+    pub search_connections: usize,
     pub connect_timeout: Duration,
     pub operation_timeout: Duration,
     pub retry_after: Duration,
@@ -421,6 +423,13 @@ impl Config {
                 format!("{pool_size} must be between 1 and 256"),
             );
         }
+        let search_connections = d.search_connections.unwrap_or(64);
+        if search_connections > 1024 {
+            problems.push(
+                "directory.search_connections",
+                format!("{search_connections} must be at most 1024"),
+            );
+        }
         let max_in_flight = match d.max_in_flight {
             Some(0) => {
                 problems.push("directory.max_in_flight", "must be at least 1");
@@ -439,6 +448,7 @@ impl Config {
             bind_dn: d.bind_dn.clone(),
             bind_password: bind_password.unwrap_or_else(|| Secret::new("")),
             pool_size,
+            search_connections,
             connect_timeout: Duration::from_secs(d.connect_timeout_secs.unwrap_or(5).max(1)),
             operation_timeout: Duration::from_secs(d.operation_timeout_secs.unwrap_or(10).max(1)),
             retry_after: Duration::from_secs(d.retry_after_secs.unwrap_or(5).max(1)),

@@ -42,6 +42,7 @@ fn exported_families() -> BTreeMap<String, String> {
                 queued,
                 rejected,
                 connections: pool_connections,
+                search_connections,
                 reconnects,
                 up,
             },
@@ -68,6 +69,7 @@ fn exported_families() -> BTreeMap<String, String> {
     queued.set(1);
     rejected.with_label_values(&["queue_full"]).inc();
     pool_connections.with_label_values(&["open"]).set(4);
+    search_connections.with_label_values(&["open"]).set(8);
     reconnects.inc();
     up.set(1);
     reloads.with_label_values(&["success"]).inc();
@@ -82,8 +84,8 @@ fn exported_families() -> BTreeMap<String, String> {
             (name.to_string(), kind.to_string())
         })
         .collect();
-    // The 19 families above, plus scim_gateway_build_info.
-    assert_eq!(families.len(), 20, "{families:?}");
+    // The 20 families above, plus scim_gateway_build_info.
+    assert_eq!(families.len(), 21, "{families:?}");
     families
 }
 

@@ -542,6 +542,7 @@ async fn metrics_families_move_and_promtool_accepts_them() {
     const DIR_DURATION: &str = "scim_gateway_directory_operation_duration_seconds";
     const POOL: &str = "scim_gateway_directory_pool_connections";
     const RECONNECTS: &str = "scim_gateway_directory_reconnects_total";
+    const SEARCH_CONNS: &str = "scim_gateway_directory_search_connections";
     const UP: &str = "scim_gateway_directory_up";
     const TLS_FAILURES: &str = "scim_gateway_tls_handshake_failures_total";
     const RELOADS: &str = "scim_gateway_config_reloads_total";
@@ -829,10 +830,25 @@ async fn metrics_families_move_and_promtool_accepts_them() {
     assert!(m.value(DIR_OPS, &[("operation", "search"), ("result", "success")]) >= 3.0);
     let reconnects = m.value(RECONNECTS, &[]);
     assert!(reconnects > 0.0, "no reconnect counted after the restart");
-    // Every bind after a slot's first is a reconnect.
-    assert_eq!(
-        m.value(DIR_OPS, &[("operation", "bind"), ("result", "success")]),
-        4.0 + reconnects
+    // Every bind after a slot's first is a reconnect or opens one of the gateway's own search
+    // connections: each of those is open now, or was closed by the search that found it broken
+    // (counted as a connection error; after the restart, the first search on each one that
+    // was idle through it).
+    let binds = m.value(DIR_OPS, &[("operation", "bind"), ("result", "success")]);
+    let searching = m.value(SEARCH_CONNS, &[("state", "open")]);
+    let broken = m.value(
+        DIR_OPS,
+        &[("operation", "search"), ("result", "connection_error")],
+    );
+    assert!(
+        binds >= 4.0 + reconnects + searching && binds <= 4.0 + reconnects + searching + broken,
+        "{binds} binds, {reconnects} reconnects, {searching} search connections, {broken} broken\n{}",
+        m.text
+    );
+    assert!(
+        m.value(SEARCH_CONNS, &[("state", "idle")]) <= searching,
+        "{}",
+        m.text
     );
     assert_eq!(
         m.value(&format!("{DIR_DURATION}_count"), &[("operation", "add")]),

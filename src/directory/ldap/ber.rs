@@ -78,7 +78,7 @@ fn all(mut input: &[u8], tag: u8) -> Option<Vec<&[u8]>> {
 }
 
 /// The contents of the element at the start of `input` if its tag is `tag`, and what follows it.
-fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+pub(super) fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (&first, input) = input.split_first()?;
     if first != tag {
         return None;

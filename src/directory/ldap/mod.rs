@@ -5,6 +5,7 @@ mod ber;
 mod filter_ber;
 pub mod pool;
 pub mod sort;
+mod wire;
 
 use super::{
     dn, DirectoryError, Entry, EntryReader, EntryWriter, Modification, Page, Scope, SearchRequest,
@@ -125,6 +126,12 @@ pub fn result_code_name(rc: u32) -> &'static str {
     }
 }
 
+impl ResultCode for (Vec<Entry>, wire::Outcome) {
+    fn rc(&self) -> u32 {
+        self.1.rc
+    }
+}
+
 /// Classify an ldap3 error into the directory layer's error.
 pub fn classify(e: LdapError, timeout: Duration) -> DirectoryError {
     match e {
@@ -149,6 +156,15 @@ pub fn classify(e: LdapError, timeout: Duration) -> DirectoryError {
         }
         LdapError::Timeout { .. } => DirectoryError::Timeout(timeout),
         other => DirectoryError::Unavailable(other.to_string()),
+    }
+}
+
+/// The scope's code in a search request (RFC 4511 section 4.5.1.2).
+fn scope_code(s: Scope) -> u8 {
+    match s {
+        Scope::Base => 0,
+        Scope::OneLevel => 1,
+        Scope::Subtree => 2,
     }
 }
 
@@ -269,6 +285,11 @@ fn post_read_control(attrs: &[String]) -> RawControl {
         crit: false,
         val: Some(ber::attribute_selection(attrs)),
     }
+}
+
+/// Whether `entry` holds an attribute in ranges (`complete_ranges`).
+fn has_ranges(entry: &Entry) -> bool {
+    entry.attrs.keys().any(|k| ad::parse_range(k).is_some())
 }
 
 /// The entries of a search result (referrals and intermediate messages left out).
@@ -665,6 +686,56 @@ impl LdapDirectory {
         .await
     }
 
+    /// `req`'s plain search for its attributes, with `size` as its size limit (0: none), sent on
+    /// one of the gateway's own search connections (`wire`), timed and counted as
+    /// `send_search` is: its entries and result. `None` where it goes through ldap3 instead:
+    /// the gateway's filter writer leaves the filter to ldap3, no search connection is idle, or
+    /// the connection failed before the answer was in (a search changes nothing, so the caller
+    /// sends it again).
+    async fn wire_search(
+        &self,
+        req: &SearchRequest,
+        size: i32,
+    ) -> Option<Result<(Vec<Entry>, LdapResult), DirectoryError>> {
+        let search = wire::Search::new(
+            &req.base,
+            scope_code(req.scope),
+            &ad::binary_guid_filter(&req.filter),
+            &req.attrs,
+            size,
+        )?;
+        let pool = self.read_pool.as_ref().unwrap_or(&self.pool);
+        let mut conn = pool.take_search()?;
+        let answer = self
+            .timed("search", async {
+                conn.search(&search).await.map_err(|e| match e {
+                    wire::WireError::Io(source) => LdapError::Io { source },
+                    other => LdapError::Io {
+                        source: std::io::Error::other(other.to_string()),
+                    },
+                })
+            })
+            .await;
+        match answer {
+            Ok((entries, outcome)) => {
+                conn.keep();
+                let result = LdapResult {
+                    rc: outcome.rc,
+                    matched: outcome.matched,
+                    text: outcome.text,
+                    refs: Vec::new(),
+                    ctrls: Vec::new(),
+                };
+                Some(Ok((entries, result)))
+            }
+            Err(DirectoryError::Unavailable(error)) => {
+                tracing::debug!(%error, "a search connection failed; the search goes through the pool");
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// One page of a paged search on `ldap` (the cookie binds it to that connection).
     async fn page(
         &self,
@@ -707,26 +778,36 @@ impl LdapDirectory {
         req: &SearchRequest,
         size: i32,
     ) -> Result<Option<Vec<Entry>>, DirectoryError> {
-        ldap.with_timeout(self.op_timeout);
-        ldap.with_search_options(SearchOptions::new().sizelimit(size));
-        let SearchResult(entries, result) = self.send_search(ldap, req, &req.attrs).await?;
+        let (entries, result) = match self.wire_search(req, size).await {
+            Some(answer) => answer?,
+            None => {
+                ldap.with_timeout(self.op_timeout);
+                ldap.with_search_options(SearchOptions::new().sizelimit(size));
+                let SearchResult(entries, result) = self.send_search(ldap, req, &req.attrs).await?;
+                (entries_of(entries)?, result)
+            }
+        };
         match result.rc {
             0 => {}
             4 => return Ok(None),
             _ => return Err(classify(LdapError::LdapResult { result }, self.op_timeout)),
         }
-        let entries = self.complete_ranges(ldap, entries_of(entries)?).await?;
+        let entries = self.complete_ranges(ldap, entries).await?;
         Ok(Some(entries))
     }
 
     /// Active Directory returns a large multi-valued attribute in ranges (`member;range=0-1499`):
     /// fetch the rest with base searches and merge the values under the plain name.
+    /// (`has_ranges` tells whether an entry needs this.)
     async fn complete_ranges(
         &self,
         ldap: &mut Ldap,
         mut entries: Vec<Entry>,
     ) -> Result<Vec<Entry>, DirectoryError> {
         for entry in &mut entries {
+            if !has_ranges(entry) {
+                continue;
+            }
             let ranged: Vec<String> = entry
                 .attrs
                 .keys()
@@ -867,6 +948,17 @@ impl LdapDirectory {
 impl EntryReader for LdapDirectory {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
+        if let Some(answer) = self.wire_search(&req, 0).await {
+            let (entries, result) = answer?;
+            if result.rc != 0 {
+                return Err(classify(LdapError::LdapResult { result }, self.op_timeout));
+            }
+            if !entries.iter().any(has_ranges) {
+                return Ok(entries);
+            }
+            let mut ldap = self.read_handle().await?;
+            return self.complete_ranges(&mut ldap, entries).await;
+        }
         let mut ldap = self.read_handle().await?;
         let res = self.send_search(&mut ldap, &req, &req.attrs).await?;
         let entries = match res.success() {

@@ -4,13 +4,18 @@
 //! connect → bind → serve (until the connection's driver ends) → back off → connect.
 //! ldap3 multiplexes operations on one connection, so a request takes a clone
 //! of any live handle; there is no checkout and nothing to return.
+//!
+//! Beside the slots, the pool keeps the gateway's own search connections (`wire`), lent to one
+//! request at a time: opened in the background on the servers the slots are connected to, up to
+//! `directory.search_connections`, and dropped once no slot uses their server.
 
+use super::wire::{SearchConn, Transport};
 use crate::config::DirectorySettings;
 use crate::metrics::DirectoryMetrics;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -74,6 +79,89 @@ struct Shared {
     wake: Notify,
     /// Set when the latest connection attempt failed: requests then fail fast instead of waiting.
     down: AtomicBool,
+    /// The server (index into `urls`) each slot is connected to; `NO_SERVER` while it is not.
+    servers: Vec<AtomicUsize>,
+    searches: Searches,
+}
+
+const NO_SERVER: usize = usize::MAX;
+
+/// Where a search connection to one server goes.
+struct Target {
+    /// `host:port`.
+    address: String,
+    host: String,
+    transport: Transport,
+}
+
+/// The pool's search connections (`wire`).
+struct Searches {
+    /// Per server (index into `urls`); `None` where searches go through ldap3 only.
+    targets: Vec<Option<Target>>,
+    idle: Mutex<Vec<SearchConn>>,
+    /// Open connections, idle or lent.
+    open: AtomicUsize,
+    /// Set while one is being opened (one at a time).
+    opening: AtomicBool,
+    cap: usize,
+    /// After a failed opening, none is tried again before this instant.
+    not_before: Mutex<Option<Instant>>,
+}
+
+/// How long the pool waits after a search connection failed to open before it tries again.
+const SEARCH_RETRY: Duration = Duration::from_secs(1);
+
+impl Shared {
+    /// Whether some slot is connected to server `server`.
+    fn serving(&self, server: usize) -> bool {
+        self.servers
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == server)
+    }
+}
+
+/// A search connection lent to one request. Dropped without `keep`, it is closed; kept, it goes
+/// back to the idle ones while its server is still in use.
+pub struct PooledSearch {
+    conn: Option<SearchConn>,
+    shared: Arc<Shared>,
+    keep: bool,
+}
+
+impl PooledSearch {
+    /// Hand the connection back for the next request: its last search was answered in full.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl std::ops::Deref for PooledSearch {
+    type Target = SearchConn;
+    fn deref(&self) -> &SearchConn {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledSearch {
+    fn deref_mut(&mut self) -> &mut SearchConn {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for PooledSearch {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let searches = &self.shared.searches;
+        if self.keep && self.shared.serving(conn.server) {
+            if let Ok(mut idle) = searches.idle.lock() {
+                idle.push(conn);
+                return;
+            }
+        }
+        searches.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Backoff between reconnect attempts; short, because a request arriving while the directory is
@@ -125,14 +213,23 @@ impl Drop for Pool {
 
 /// Connection settings (TLS trust, StartTLS, timeouts) from the directory config.
 pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectError> {
-    let mut cs = LdapConnSettings::new()
+    Ok(tls_settings(s)?.0)
+}
+
+/// `conn_settings`, and the TLS client config in it when the gateway built one (its own
+/// search connections use the same); `None` without TLS, and with
+/// `danger_skip_tls_verify`, where ldap3 is left to skip the check.
+fn tls_settings(
+    s: &DirectorySettings,
+) -> Result<(LdapConnSettings, Option<Arc<rustls::ClientConfig>>), ConnectError> {
+    let cs = LdapConnSettings::new()
         .set_conn_timeout(s.connect_timeout)
         .set_starttls(s.starttls);
     if s.danger_skip_tls_verify {
         tracing::warn!(
             "directory.danger_skip_tls_verify is set: the directory's certificate is not checked"
         );
-        return Ok(cs.set_no_tls_verify(true));
+        return Ok((cs.set_no_tls_verify(true), None));
     }
     let uses_tls = s.starttls
         || s.urls
@@ -140,7 +237,7 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
             .chain(&s.read_urls)
             .any(|u| u.starts_with("ldaps://"));
     if !uses_tls {
-        return Ok(cs);
+        return Ok((cs, None));
     }
     // Always our own rustls config with the ring provider: ldap3's default would depend on the
     // process-wide provider and drop every system root if one of them failed to load.
@@ -164,8 +261,37 @@ pub fn conn_settings(s: &DirectorySettings) -> Result<LdapConnSettings, ConnectE
     })?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cs = cs.set_config(Arc::new(config));
-    Ok(cs)
+    let config = Arc::new(config);
+    Ok((cs.set_config(config.clone()), Some(config)))
+}
+
+/// Where the gateway's own search connections to `url` go; `None` where searches to it go
+/// through ldap3 only: `ldapi://`, and TLS without a config of the gateway's
+/// (`danger_skip_tls_verify`).
+fn search_target(
+    url: &str,
+    starttls: bool,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Option<Target> {
+    let u = url::Url::parse(url).ok()?;
+    let address = tcp_address(url)?;
+    let host = match u.host() {
+        Some(url::Host::Domain("")) | None => "localhost".to_string(),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+    };
+    let transport = match (u.scheme(), starttls) {
+        ("ldaps", _) => Transport::Tls(tls?.clone()),
+        ("ldap", true) => Transport::StartTls(tls?.clone()),
+        ("ldap", false) => Transport::Plain,
+        _ => return None,
+    };
+    Some(Target {
+        address,
+        host,
+        transport,
+    })
 }
 
 fn ca_file_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, ConnectError> {
@@ -276,8 +402,19 @@ impl Pool {
         spread: bool,
         metrics: DirectoryMetrics,
     ) -> Result<Pool, ConnectError> {
-        let conn_settings = conn_settings(&settings)?;
+        let (conn_settings, tls) = tls_settings(&settings)?;
         let n = settings.pool_size;
+        let searches = Searches {
+            targets: urls
+                .iter()
+                .map(|u| search_target(u, settings.starttls, tls.as_ref()))
+                .collect(),
+            idle: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            opening: AtomicBool::new(false),
+            cap: settings.search_connections,
+            not_before: Mutex::new(None),
+        };
         let shared = Arc::new(Shared {
             settings,
             conn_settings,
@@ -290,6 +427,8 @@ impl Pool {
             ready: Notify::new(),
             wake: Notify::new(),
             down: AtomicBool::new(false),
+            servers: (0..n).map(|_| AtomicUsize::new(NO_SERVER)).collect(),
+            searches,
         });
         let supervisors = (0..n)
             .map(|i| tokio::spawn(supervise(shared.clone(), i)))
@@ -323,6 +462,116 @@ impl Pool {
         None
     }
 
+    /// An idle search connection to a server a slot is connected to; `None` when there is
+    /// none, and then one more is opened in the background (up to the configured number).
+    pub fn take_search(&self) -> Option<PooledSearch> {
+        let shared = &self.shared;
+        let searches = &shared.searches;
+        if searches.cap == 0 {
+            return None;
+        }
+        loop {
+            let conn = searches.idle.lock().ok()?.pop();
+            match conn {
+                Some(conn) if shared.serving(conn.server) => {
+                    return Some(PooledSearch {
+                        conn: Some(conn),
+                        shared: shared.clone(),
+                        keep: false,
+                    })
+                }
+                // Its server is no longer the one the slots use (failover or failback).
+                Some(_) => {
+                    searches.open.fetch_sub(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+        self.open_search();
+        None
+    }
+
+    /// Open one more search connection in the background, unless enough are open, one is
+    /// being opened, the last attempt failed less than `SEARCH_RETRY` ago, or no slot is up.
+    fn open_search(&self) {
+        let shared = &self.shared;
+        let searches = &shared.searches;
+        if searches.open.load(Ordering::Relaxed) >= searches.cap
+            || shared.down.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Ok(g) = searches.not_before.lock() {
+            if g.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+        }
+        // Spread over the servers the slots use (replicas): the slot after the last opened.
+        let n = shared.servers.len();
+        let first = searches.open.load(Ordering::Relaxed);
+        let Some(server) = (0..n)
+            .map(|k| shared.servers[(first + k) % n].load(Ordering::Relaxed))
+            .find(|&s| s != NO_SERVER)
+        else {
+            return;
+        };
+        if searches
+            .targets
+            .get(server)
+            .and_then(Option::as_ref)
+            .is_none()
+        {
+            return;
+        }
+        if searches.opening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let searches = &shared.searches;
+            let Some(target) = searches.targets[server].as_ref() else {
+                return;
+            };
+            let s = &shared.settings;
+            let opened = tokio::time::timeout(
+                s.connect_timeout,
+                SearchConn::open(
+                    &target.address,
+                    &target.host,
+                    &target.transport,
+                    &s.bind_dn,
+                    s.bind_password.expose(),
+                    server,
+                ),
+            )
+            .await;
+            match opened {
+                Ok(Ok(conn)) => {
+                    if let Ok(mut idle) = searches.idle.lock() {
+                        searches.open.fetch_add(1, Ordering::Relaxed);
+                        idle.push(conn);
+                    }
+                    shared
+                        .metrics
+                        .operations
+                        .with_label_values(&["bind", "success"])
+                        .inc();
+                }
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {:?}", s.connect_timeout),
+                    };
+                    tracing::debug!(server = %shared.urls[server], %error, "a search connection did not open; searches go through the pool");
+                    if let Ok(mut g) = searches.not_before.lock() {
+                        *g = Some(Instant::now() + SEARCH_RETRY);
+                    }
+                }
+            }
+            searches.opening.store(false, Ordering::Release);
+        });
+    }
+
     /// Stop reconnecting and unbind every connection (at shutdown, after requests have drained).
     pub async fn close(&self) {
         for s in &self.supervisors {
@@ -333,6 +582,16 @@ impl Pool {
             if let Some(mut h) = handle {
                 let _ = tokio::time::timeout(Duration::from_secs(1), h.unbind()).await;
             }
+        }
+        for server in &self.shared.servers {
+            server.store(NO_SERVER, Ordering::Relaxed);
+        }
+        if let Ok(mut idle) = self.shared.searches.idle.lock() {
+            self.shared
+                .searches
+                .open
+                .fetch_sub(idle.len(), Ordering::Relaxed);
+            idle.clear();
         }
         self.shared.down.store(true, Ordering::Relaxed);
         self.shared.metrics.up.set(0);
@@ -372,6 +631,22 @@ impl Pool {
         m.connections.with_label_values(&["idle"]).set(idle as i64);
         let up = open > 0 && !self.shared.down.load(Ordering::Relaxed);
         m.up.set(i64::from(up));
+        let (mut open, mut idle) = self.search_stats();
+        if let Some(other) = also {
+            let (o, i) = other.search_stats();
+            open += o;
+            idle += i;
+        }
+        let m = &m.search_connections;
+        m.with_label_values(&["open"]).set(open as i64);
+        m.with_label_values(&["idle"]).set(idle as i64);
+    }
+
+    /// Open search connections, and those of them no request is using.
+    pub fn search_stats(&self) -> (usize, usize) {
+        let searches = &self.shared.searches;
+        let idle = searches.idle.lock().map(|g| g.len()).unwrap_or(0);
+        (searches.open.load(Ordering::Relaxed), idle)
     }
 
     /// A live handle. Without one, the supervisors are woken and the request waits up to the
@@ -447,10 +722,16 @@ impl Shared {
         Err(last.unwrap_or(ConnectError::Timeout(self.settings.connect_timeout)))
     }
 
-    fn install(&self, slot: usize, ldap: Option<Ldap>) {
+    /// Put `ldap`, connected to server `server`, in `slot` (or empty it with `None`).
+    fn install(&self, slot: usize, ldap: Option<(Ldap, usize)>) {
+        let (ldap, server) = match ldap {
+            Some((l, server)) => (Some(l), server),
+            None => (None, NO_SERVER),
+        };
         if let Ok(mut g) = self.handles[slot].lock() {
             *g = ldap;
         }
+        self.servers[slot].store(server, Ordering::Relaxed);
     }
 }
 
@@ -471,7 +752,7 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
                     shared.metrics.reconnects.inc();
                 }
                 first = false;
-                shared.install(slot, Some(ldap));
+                shared.install(slot, Some((ldap, order[rank])));
                 shared.ready.notify_waiters();
                 let server = &shared.urls[order[rank]];
                 if failing || rank > 0 {
@@ -491,7 +772,7 @@ async fn supervise(shared: Arc<Shared>, slot: usize) {
                         _ = &mut driver => break,
                         _ = tokio::time::sleep(FAILBACK_INTERVAL) => {
                             if let Ok((better, ldap, d)) = shared.connect_first(&order, rank).await {
-                                shared.install(slot, Some(ldap));
+                                shared.install(slot, Some((ldap, order[better])));
                                 driver = d;
                                 rank = better;
                                 tracing::info!(slot, server = %shared.urls[order[rank]], "moved back to a preferred directory server");
