@@ -652,6 +652,23 @@ fn short_token_is_a_problem_that_does_not_print_the_token() {
 }
 
 #[test]
+fn search_connections_from_none_to_1024() {
+    let with = |n: &str| {
+        BASE.replace(
+            "[directory]\n",
+            &format!("[directory]\nsearch_connections = {n}\n"),
+        )
+    };
+    let c = load_str(&with("0"), &demo_env()).unwrap();
+    assert_eq!(c.directory.search_connections, 0);
+    let c = load_str(&with("1024"), &demo_env()).unwrap();
+    assert_eq!(c.directory.search_connections, 1024);
+    let p = problems(&with("1025"), &demo_env());
+    assert_eq!(keys(&p), vec!["directory.search_connections"]);
+    assert_eq!(p[0].message, "1025 must be at most 1024");
+}
+
+#[test]
 fn directory_problems() {
     let text = BASE
         .replace("url = \"ldap://127.0.0.1:3389\"", "url = \"ldaps://127.0.0.1:636\"\nstarttls = true\npool_size = 0")
@@ -1040,6 +1057,7 @@ fn operations_sections_have_documented_defaults() {
     assert_eq!(c.limits.max_requests_per_connection, Some(10_000));
     assert_eq!(c.limits.http2_max_concurrent_streams, 64);
     assert_eq!(c.directory.max_in_flight, 32, "8 × pool_size");
+    assert_eq!(c.directory.search_connections, 64);
     assert_eq!(c.directory.max_queued, 256);
     assert_eq!(c.directory.queue_timeout, Duration::from_millis(1000));
     let r = c.rate_limits.expect("quotas are on by default");

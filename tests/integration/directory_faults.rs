@@ -228,8 +228,14 @@ async fn starttls_and_ldaps_with_a_configured_ca() {
     assert_eq!(count_named(&via_ldaps, "via-starttls").await, 1);
     assert_eq!(count_named(&via_starttls, "via-ldaps").await, 1);
 
-    // slapd's own account of the binds: every one was encrypted, and both
-    // listeners saw the service account (the harness uses StartTLS too).
+    // The searches opened a search connection on each gateway, in the background: once both
+    // are open and logged, no bind of the trusted gateways is still to come.
+    via_ldaps.until_search_connection().await;
+    via_starttls.until_search_connection().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // slapd's own account of the binds: every one was encrypted (the search connections' too),
+    // and both listeners saw the service account (the harness uses StartTLS too).
     let binds = admin_binds(&slapd);
     assert!(binds.iter().all(|b| b.ssf > 0), "plaintext bind: {binds:?}");
     assert!(

@@ -237,6 +237,31 @@ impl RunningGateway {
             .unwrap()
     }
 
+    /// The value of one series in `/metrics`, written as exposed (`name{label="v"}`); 0 when
+    /// absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits up to 5 s until the gateway has one of its own search connections open (one is
+    /// opened in the background when a search finds none idle).
+    pub async fn until_search_connection(&self) {
+        let open = "scim_gateway_directory_search_connections{state=\"open\"}";
+        let opened = eventually(std::time::Duration::from_secs(5), || async {
+            self.metric(open).await >= 1.0
+        })
+        .await;
+        assert!(
+            opened,
+            "no search connection opened:\n{}",
+            self.metrics().await
+        );
+    }
+
     /// The demo config pointed at `slapd`, edited by `edit`, on a free port with a fresh certificate.
     pub async fn start(slapd: &Slapd, edit: impl FnOnce(String) -> String) -> RunningGateway {
         Self::from_config(|dir| edit(demo_config_text(slapd, dir)), &env_for(slapd)).await

@@ -23,6 +23,7 @@ mod operations_binary;
 mod passwords;
 mod projection;
 mod samba;
+mod search_connections;
 mod serve_command;
 mod slapd;
 mod sorting;

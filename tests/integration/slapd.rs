@@ -486,6 +486,12 @@ impl Slapd {
         parse_binds(&self.log())
     }
 
+    /// Every search slapd has logged, in order: the connection number and the filter as
+    /// slapd normalised it. TLS instances only, with the same delay as [`Slapd::binds`].
+    pub fn searches(&self) -> Vec<(u64, String)> {
+        parse_searches(&self.log())
+    }
+
     async fn search(&self, base: &str, scope: Scope, filter: &str) -> Vec<SearchEntry> {
         let mut ldap = self.admin().await;
         let SearchResult(entries, res) = ldap
@@ -1043,6 +1049,20 @@ fn parse_binds(log: &str) -> Vec<LoggedBind> {
         }
     }
     binds
+}
+
+fn parse_searches(log: &str) -> Vec<(u64, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("conn=")? + "conn=".len()..];
+            let (conn, rest) = rest.split_once(' ')?;
+            let conn = conn.parse::<u64>().ok()?;
+            let filter = rest.split_once(" SRCH base=")?.1;
+            let filter = filter.split_once(" filter=\"")?.1;
+            let filter = filter.rsplit_once('"')?.0;
+            Some((conn, filter.to_string()))
+        })
+        .collect()
 }
 
 /// Distinct for every instance of every test process; not a secret.
