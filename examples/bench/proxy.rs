@@ -13,10 +13,10 @@
 //! No token check, schema, mapping, validation, routing, metrics or logs. Any gateway that
 //! answers these requests from the directory over ldap3's pool does at least this, so what this
 //! proxy reaches against the direct operation (throughput at concurrency 8 and 64, added p50 at
-//! 1) bounds what such a gateway can reach on this machine (the gateway's own search
-//! connections, since b38dc97, do less than ldap3 per match and may pass it): it measures as one what the bounds and floors sum from
-//! parts, with a proxy process between client and slapd, idle while slapd works and woken by its
-//! answer, as the gateway is.
+//! concurrency 1) bounds what such a gateway can reach on this machine; the gateway's own
+//! search connections (since b38dc97) do less per match than ldap3 and may pass it. It measures
+//! as one what the bounds and floors sum from parts, with a proxy process between client and
+//! slapd, idle while slapd works and woken by its answer, as the gateway is.
 
 use crate::entra::{user_dn, EntraUser, ENTERPRISE, PEOPLE, USER_SCHEMA};
 use crate::runner::service_connection;
