@@ -97,6 +97,22 @@ async fn search_connections_of(slapd: &Slapd, name: &str, expected: usize) -> Ve
     found
 }
 
+/// Creates a user for each of `names`, then matches each (answers checked against slapd), one
+/// request at a time; the connections the matches ran on.
+async fn matched_on(gw: &RunningGateway, slapd: &Slapd, names: &[String]) -> BTreeSet<u64> {
+    for name in names {
+        create(gw, name).await;
+    }
+    for name in names {
+        assert_match(gw, slapd, name).await;
+    }
+    let mut conns = BTreeSet::new();
+    for name in names {
+        conns.insert(*search_connections_of(slapd, name, 1).await.last().unwrap());
+    }
+    conns
+}
+
 #[tokio::test]
 async fn matches_ride_one_encrypted_search_connection() {
     let (slapd, tls) = Slapd::start_tls();
@@ -121,17 +137,7 @@ async fn matches_ride_one_encrypted_search_connection() {
 
         // One request at a time: every match finds the idle search connection and takes it.
         let names: Vec<String> = (0..5).map(|n| format!("wire-{kind}-{n}")).collect();
-        for name in &names {
-            create(&gw, name).await;
-        }
-        for name in &names {
-            assert_match(&gw, &slapd, name).await;
-        }
-        let mut conns = BTreeSet::new();
-        for name in &names {
-            let on = search_connections_of(&slapd, name, 1).await;
-            conns.insert(*on.last().unwrap());
-        }
+        let conns = matched_on(&gw, &slapd, &names).await;
         assert_eq!(
             conns.len(),
             1,
@@ -174,16 +180,7 @@ async fn without_search_connections_matches_spread_over_the_pool() {
     })
     .await;
     let names: Vec<String> = (0..8).map(|n| format!("pooled-{n}")).collect();
-    for name in &names {
-        create(&gw, name).await;
-    }
-    for name in &names {
-        assert_match(&gw, &slapd, name).await;
-    }
-    let mut conns = BTreeSet::new();
-    for name in &names {
-        conns.insert(*search_connections_of(&slapd, name, 1).await.last().unwrap());
-    }
+    let conns = matched_on(&gw, &slapd, &names).await;
     // The pool lends its 4 connections in turn.
     assert!(conns.len() >= 2, "8 matches on {conns:?}");
     assert_eq!(gw.metric(OPEN).await, 0.0, "{}", gw.metrics().await);

@@ -1160,13 +1160,19 @@ mod tests {
     }
 
     async fn open_plain(address: &str) -> Result<SearchConn, WireError> {
+        open_with(address, "127.0.0.1", &Transport::Plain, 3).await
+    }
+
+    /// `SearchConn::open` to `address` as `host` by `transport`, bound as the test account,
+    /// bounded in time.
+    async fn open_with(
+        address: &str,
+        host: &str,
+        transport: &Transport,
+        server: usize,
+    ) -> Result<SearchConn, WireError> {
         within(SearchConn::open(
-            address,
-            "127.0.0.1",
-            &Transport::Plain,
-            BIND_DN,
-            PASSWORD,
-            3,
+            address, host, transport, BIND_DN, PASSWORD, server,
         ))
         .await
     }
@@ -1762,16 +1768,7 @@ mod tests {
         } else {
             Transport::Tls(client_config)
         };
-        let Ok(mut conn) = within(SearchConn::open(
-            &address,
-            "localhost",
-            &transport,
-            BIND_DN,
-            PASSWORD,
-            0,
-        ))
-        .await
-        else {
+        let Ok(mut conn) = open_with(&address, "localhost", &transport, 0).await else {
             panic!("no TLS connection");
         };
         let search = Search::new(PEOPLE, 1, FIRST_FILTER, &strings(FIRST_ATTRS), 0).unwrap();
@@ -1792,72 +1789,54 @@ mod tests {
         search_over_tls(false).await;
     }
 
-    #[tokio::test]
-    async fn a_refused_starttls_is_refused_before_the_bind() {
+    /// `SearchConn::open` by StartTLS against a server that checks the request is StartTLS
+    /// (ldap3's bytes) and answers `answer`; what the connection came to, and what the server
+    /// read after the answer until the client closed.
+    async fn starttls_answered(answer: Vec<u8>) -> (Result<(), WireError>, Vec<u8>) {
         let (_, client_config) = tls_configs();
         let (address, server) = fake_directory(|mut s| async move {
             assert_eq!(
                 read_request(&mut s).await,
                 ldap3_message(1, ldap3_starttls())
             );
-            s.write_all(&ldap3_message(
-                1,
-                result_op(24, 2, "", "unsupported extended operation"),
-            ))
-            .await
-            .unwrap();
-            // No bind follows.
+            s.write_all(&answer).await.unwrap();
             until_closed(&mut s).await
         })
         .await;
-        let opened = within(SearchConn::open(
-            &address,
-            "localhost",
-            &Transport::StartTls(client_config),
-            BIND_DN,
-            PASSWORD,
-            0,
-        ))
-        .await;
+        let transport = Transport::StartTls(client_config);
+        let opened = open_with(&address, "localhost", &transport, 0).await;
+        // Closed before the server is asked what it read: it reads until the client closes.
+        let opened = opened.map(drop);
+        (opened, within(server).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_refused_starttls_is_refused_before_the_bind() {
+        let refusal = ldap3_message(1, result_op(24, 2, "", "unsupported extended operation"));
+        let (opened, after) = starttls_answered(refusal).await;
         match opened {
             Err(WireError::Refused(outcome)) => {
                 assert_eq!(outcome.rc, 2);
                 assert_eq!(outcome.text, "unsupported extended operation");
             }
-            Err(other) => panic!("{other:?}"),
-            Ok(_) => panic!("connected without TLS"),
+            other => panic!("{other:?}"),
         }
-        assert_eq!(within(server).await.unwrap(), b"");
+        // No bind follows.
+        assert_eq!(after, b"");
     }
 
     /// Bytes after the StartTLS answer, before the handshake, fail the connection: they would
     /// otherwise be read as if TLS had protected them.
     #[tokio::test]
     async fn plaintext_after_the_starttls_answer_fails_the_connection() {
-        let (_, client_config) = tls_configs();
-        let (address, server) = fake_directory(|mut s| async move {
-            read_request(&mut s).await;
-            let mut answer = ldap3_message(1, result_op(24, 0, "", ""));
-            answer.extend(done(7, 0, "", ""));
-            s.write_all(&answer).await.unwrap();
-            until_closed(&mut s).await
-        })
-        .await;
-        let opened = within(SearchConn::open(
-            &address,
-            "localhost",
-            &Transport::StartTls(client_config),
-            BIND_DN,
-            PASSWORD,
-            0,
-        ))
-        .await;
+        let mut answer = ldap3_message(1, result_op(24, 0, "", ""));
+        answer.extend(done(7, 0, "", ""));
+        let (opened, after) = starttls_answered(answer).await;
         match opened {
             Err(WireError::Protocol(m)) => assert_eq!(m, "plaintext after the StartTLS answer"),
-            Err(other) => panic!("{other:?}"),
-            Ok(_) => panic!("connected after plaintext injected before TLS"),
+            other => panic!("{other:?}"),
         }
-        within(server).await.unwrap();
+        assert_eq!(after, b"", "no handshake and no bind");
     }
 
     /// A certificate for another name fails the connection before the bind; so does a host
@@ -1873,16 +1852,7 @@ mod tests {
         })
         .await;
         let transport = Transport::Tls(client_config.clone());
-        match within(SearchConn::open(
-            &address,
-            "example.org",
-            &transport,
-            BIND_DN,
-            PASSWORD,
-            0,
-        ))
-        .await
-        {
+        match open_with(&address, "example.org", &transport, 0).await {
             Err(WireError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}"),
             Err(other) => panic!("{other:?}"),
             Ok(_) => panic!("accepted a certificate for localhost as example.org"),
@@ -1891,16 +1861,7 @@ mod tests {
 
         let (address, server) =
             fake_directory(|mut s| async move { until_closed(&mut s).await }).await;
-        match within(SearchConn::open(
-            &address,
-            "not a host",
-            &transport,
-            BIND_DN,
-            PASSWORD,
-            0,
-        ))
-        .await
-        {
+        match open_with(&address, "not a host", &transport, 0).await {
             Err(WireError::Protocol(why)) => {
                 assert_eq!(why, "the server's host name is no TLS server name");
             }
