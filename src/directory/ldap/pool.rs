@@ -15,9 +15,10 @@ use crate::metrics::DirectoryMetrics;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Exponential backoff between reconnect attempts.
 #[derive(Debug, Clone)]
@@ -98,7 +99,8 @@ struct Target {
 struct Searches {
     /// Per server (index into `urls`); `None` where searches go through ldap3 only.
     targets: Vec<Option<Target>>,
-    idle: Mutex<Vec<SearchConn>>,
+    /// Idle connections, each with the instant it became idle; the last one is the most recent.
+    idle: Mutex<Vec<(SearchConn, Instant)>>,
     /// Open connections, idle or lent.
     open: AtomicUsize,
     /// Set while one is being opened (one at a time).
@@ -110,6 +112,12 @@ struct Searches {
 
 /// How long the pool waits after a search connection failed to open before it tries again.
 const SEARCH_RETRY: Duration = Duration::from_secs(1);
+
+/// A search connection idle longer is closed instead of used: directories close idle
+/// connections themselves (Active Directory after 900 s by default, `MaxConnIdleTime`), and a
+/// search sent on one they closed would fail and be sent again. Connections opened for a burst
+/// of traffic are closed as it ends, and reopened when it comes back.
+const SEARCH_IDLE_LIMIT: Duration = Duration::from_secs(60);
 
 impl Shared {
     /// Whether some slot is connected to server `server`.
@@ -156,7 +164,7 @@ impl Drop for PooledSearch {
         let searches = &self.shared.searches;
         if self.keep && self.shared.serving(conn.server) {
             if let Ok(mut idle) = searches.idle.lock() {
-                idle.push(conn);
+                idle.push((conn, Instant::now()));
                 return;
             }
         }
@@ -470,17 +478,34 @@ impl Pool {
         if searches.cap == 0 {
             return None;
         }
+        let now = Instant::now();
+        let usable = |(conn, since): &(SearchConn, Instant)| {
+            // Not on a server the slots no longer use (failover or failback), nor idle too long.
+            shared.serving(conn.server) && now.duration_since(*since) <= SEARCH_IDLE_LIMIT
+        };
         loop {
-            let conn = searches.idle.lock().ok()?.pop();
+            let (conn, stale) = {
+                let mut idle = searches.idle.lock().ok()?;
+                let conn = idle.pop();
+                // The longest idle one, at the bottom, is checked on every take too, so that
+                // the ones a past burst left are closed without a sweep of their own.
+                let stale = match idle.first() {
+                    Some(oldest) if !usable(oldest) => Some(idle.remove(0)),
+                    _ => None,
+                };
+                (conn, stale)
+            };
+            if stale.is_some() {
+                searches.open.fetch_sub(1, Ordering::Relaxed);
+            }
             match conn {
-                Some(conn) if shared.serving(conn.server) => {
+                Some(c) if usable(&c) => {
                     return Some(PooledSearch {
-                        conn: Some(conn),
+                        conn: Some(c.0),
                         shared: shared.clone(),
                         keep: false,
                     })
                 }
-                // Its server is no longer the one the slots use (failover or failback).
                 Some(_) => {
                     searches.open.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -549,7 +574,7 @@ impl Pool {
                 Ok(Ok(conn)) => {
                     if let Ok(mut idle) = searches.idle.lock() {
                         searches.open.fetch_add(1, Ordering::Relaxed);
-                        idle.push(conn);
+                        idle.push((conn, Instant::now()));
                     }
                     shared
                         .metrics
@@ -840,6 +865,129 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(tcp_address(url).as_deref(), want, "{url}");
         }
+    }
+
+    /// A directory that accepts every connection and answers every message with a successful
+    /// BindResponse of the same message id (all a pool and its search connections send here).
+    async fn binding_directory() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // SEQUENCE, short length, then INTEGER id: the messages here are short.
+                    let mut header = [0u8; 2];
+                    while s.read_exact(&mut header).await.is_ok() {
+                        let mut body = vec![0u8; usize::from(header[1])];
+                        if s.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let id = &body[..2 + usize::from(body[1])];
+                        let mut answer = vec![0x30, (id.len() + 9) as u8];
+                        answer.extend_from_slice(id);
+                        answer.extend_from_slice(&[
+                            0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+                        ]);
+                        if s.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("ldap://{address}")
+    }
+
+    fn settings(url: &str, search_connections: usize) -> DirectorySettings {
+        DirectorySettings {
+            url: url.to_string(),
+            urls: vec![url.to_string()],
+            read_urls: vec![],
+            starttls: false,
+            ca_file: None,
+            danger_skip_tls_verify: false,
+            bind_dn: "cn=svc".into(),
+            bind_password: crate::config::Secret::new("pw"),
+            pool_size: 2,
+            search_connections,
+            connect_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            max_search_entries: 10,
+            max_sort_entries: 10,
+            version_attribute: None,
+            max_in_flight: 8,
+            max_queued: 8,
+            queue_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Waits (in real time) until `f` holds.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: not within 5 s");
+    }
+
+    #[tokio::test]
+    async fn search_connections_open_on_demand_and_close_after_idling() {
+        let url = binding_directory().await;
+        let registry = prometheus::Registry::new();
+        let metrics = crate::metrics::Metrics::register(&registry)
+            .unwrap()
+            .directory;
+        let pool = Pool::start(settings(&url, 2), vec![url.clone()], false, metrics).unwrap();
+        until("the pool is up", || pool.stats().0 == 2).await;
+
+        // None idle: the first take opens one in the background.
+        assert!(pool.take_search().is_none());
+        until("a search connection is open", || {
+            pool.search_stats() == (1, 1)
+        })
+        .await;
+        let mut first = pool.take_search().expect("the idle one");
+        assert_eq!(pool.search_stats(), (1, 0));
+        // Lent: the next take opens a second one, and no more than the 2 configured.
+        assert!(pool.take_search().is_none());
+        until("a second one is open", || pool.search_stats() == (2, 1)).await;
+        let second = pool.take_search().expect("the second");
+        assert!(pool.take_search().is_none());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.search_stats(), (2, 0), "more than search_connections");
+
+        // Given back after a whole answer, kept; dropped without one, closed.
+        first.keep();
+        drop(first);
+        drop(second);
+        assert_eq!(pool.search_stats(), (1, 1));
+
+        // Idle past the limit: closed instead of lent, and another is opened.
+        tokio::time::pause();
+        tokio::time::advance(SEARCH_IDLE_LIMIT + Duration::from_secs(1)).await;
+        tokio::time::resume();
+        assert!(pool.take_search().is_none());
+        assert_eq!(pool.search_stats().0, 0, "the idle one is closed");
+        until("a fresh one is open", || pool.search_stats() == (1, 1)).await;
+        assert!(pool.take_search().is_some());
+    }
+
+    #[tokio::test]
+    async fn no_search_connections_when_none_are_configured() {
+        let url = binding_directory().await;
+        let registry = prometheus::Registry::new();
+        let metrics = crate::metrics::Metrics::register(&registry)
+            .unwrap()
+            .directory;
+        let pool = Pool::start(settings(&url, 0), vec![url.clone()], false, metrics).unwrap();
+        until("the pool is up", || pool.stats().0 == 2).await;
+        assert!(pool.take_search().is_none());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(pool.search_stats(), (0, 0));
     }
 
     #[tokio::test]
