@@ -818,39 +818,23 @@ mod tests {
 #[cfg(test)]
 mod fingerprint_tests {
     use super::directory_fingerprint;
-    use crate::config::{Config, FixedEnv};
-
-    fn demo(edit: impl Fn(String) -> String) -> Config {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let text = edit(std::fs::read_to_string(dir.join("gateway.toml")).unwrap());
-        let env = FixedEnv {
-            vars: [
-                ("SCIM_TOKEN", "a-token-of-at-least-32-characters-0123"),
-                ("LDAP_ADMIN_PASSWORD", "admin"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-            files: Default::default(),
-        };
-        Config::from_toml(&text, &dir, &env).unwrap()
-    }
+    use crate::mapping::tests::demo_config;
 
     /// A reload that changes how many search connections the pool keeps is told it needs a
     /// restart, as one that changes the pool's size.
     #[test]
     fn search_connections_and_pool_size_need_a_restart() {
-        let base = directory_fingerprint(&demo(|t| t));
+        let base = directory_fingerprint(&demo_config(str::to_string));
         for (from, to) in [
             ("search_connections = 64", "search_connections = 8"),
             ("pool_size = 4", "pool_size = 2"),
         ] {
-            let changed = demo(|t| {
+            let changed = demo_config(|t| {
                 assert_eq!(t.matches(from).count(), 1, "{from}");
                 t.replace(from, to)
             });
             assert_ne!(directory_fingerprint(&changed), base, "{to}");
         }
-        assert_eq!(directory_fingerprint(&demo(|t| t)), base);
+        assert_eq!(directory_fingerprint(&demo_config(str::to_string)), base);
     }
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 
 const GATEWAY_TOML: &str = include_str!("../../config/gateway.toml");
 
-/// The `[mapping.users]` of `config/gateway.toml`, for every test module that needs a mapping.
-pub(crate) fn demo_mapping() -> UserMapping {
+/// `config/gateway.toml` as `edit` changes it, loaded with its secrets set, for every test
+/// module that needs the shipped configuration.
+pub(crate) fn demo_config(edit: impl FnOnce(&str) -> String) -> Config {
     let env = FixedEnv {
         vars: [
             ("SCIM_TOKEN", "0123456789abcdef0123456789abcdef"),
@@ -23,9 +24,17 @@ pub(crate) fn demo_mapping() -> UserMapping {
         .collect(),
         files: Default::default(),
     };
-    Config::from_toml(GATEWAY_TOML, Path::new("/etc/scim-ldap-gateway"), &env)
-        .unwrap()
-        .users
+    Config::from_toml(
+        &edit(GATEWAY_TOML),
+        Path::new("/etc/scim-ldap-gateway"),
+        &env,
+    )
+    .unwrap()
+}
+
+/// The `[mapping.users]` of `config/gateway.toml`, for every test module that needs a mapping.
+pub(crate) fn demo_mapping() -> UserMapping {
+    demo_config(str::to_string).users
 }
 
 /// Index of the slot stored in `ldap` (case-insensitive).

@@ -62,18 +62,24 @@ async fn until_a_search_connection(gw: &RunningGateway, slapd: &Slapd, name: &st
     assert_match(gw, slapd, name).await;
 }
 
+/// The connections slapd logged a bind of the service account on: the gateways', not the
+/// harness's.
+fn service_connections(slapd: &Slapd) -> BTreeSet<u64> {
+    slapd
+        .binds()
+        .iter()
+        .filter(|b| b.dn.eq_ignore_ascii_case(SERVICE_DN))
+        .map(|b| b.conn)
+        .collect()
+}
+
 /// The connections bound as the service account (the gateway's, not the harness's) on which
 /// slapd logged a search whose filter names `uid=name`.
 async fn search_connections_of(slapd: &Slapd, name: &str, expected: usize) -> Vec<u64> {
     let needle = format!("(uid={name})");
     let mut found = Vec::new();
     let logged = eventually(Duration::from_secs(2), || {
-        let gateways: BTreeSet<u64> = slapd
-            .binds()
-            .iter()
-            .filter(|b| b.dn.eq_ignore_ascii_case(SERVICE_DN))
-            .map(|b| b.conn)
-            .collect();
+        let gateways = service_connections(slapd);
         found = slapd
             .searches()
             .into_iter()
@@ -185,12 +191,7 @@ async fn without_search_connections_matches_spread_over_the_pool() {
     assert!(conns.len() >= 2, "8 matches on {conns:?}");
     assert_eq!(gw.metric(OPEN).await, 0.0, "{}", gw.metrics().await);
     // 4 binds: the pool's, and nothing else.
-    let binds: BTreeSet<u64> = slapd
-        .binds()
-        .iter()
-        .filter(|b| b.dn.eq_ignore_ascii_case(SERVICE_DN))
-        .map(|b| b.conn)
-        .collect();
+    let binds = service_connections(&slapd);
     assert_eq!(binds.len(), 4, "{binds:?}");
 }
 

@@ -397,6 +397,27 @@ fn writes_unicode_pwd<'a>(mut attrs: impl Iterator<Item = &'a str>) -> bool {
     attrs.any(|a| a.eq_ignore_ascii_case(ad::UNICODE_PWD))
 }
 
+/// The read connection of one directory call, taken from the pool on first use: a search
+/// answered on one of the gateway's own search connections needs none.
+struct Reader<'a> {
+    dir: &'a LdapDirectory,
+    conn: Option<PooledConn>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(dir: &'a LdapDirectory) -> Self {
+        Reader { dir, conn: None }
+    }
+
+    /// The pool's connection for this call (`read_handle`), taken now if not yet.
+    async fn ldap(&mut self) -> Result<&mut Ldap, DirectoryError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.dir.read_handle().await?);
+        }
+        Ok(self.conn.as_deref_mut().expect("taken above"))
+    }
+}
+
 impl LdapDirectory {
     /// Start the pool; `allowed_bases` are the subtrees writes may touch.
     pub fn start(
@@ -772,15 +793,17 @@ impl LdapDirectory {
 
     /// The entries of `req` in one plain search with a size limit of `size`, or `None` when the
     /// directory has more (it answers `sizeLimitExceeded`; the entries sent are dropped).
+    /// A size of 0 leaves the limit to the directory.
     async fn at_most(
         &self,
-        ldap: &mut Ldap,
+        reader: &mut Reader<'_>,
         req: &SearchRequest,
         size: i32,
     ) -> Result<Option<Vec<Entry>>, DirectoryError> {
         let (entries, result) = match self.wire_search(req, size).await {
             Some(answer) => answer?,
             None => {
+                let ldap = reader.ldap().await?;
                 ldap.with_timeout(self.op_timeout);
                 ldap.with_search_options(SearchOptions::new().sizelimit(size));
                 let SearchResult(entries, result) = self.send_search(ldap, req, &req.attrs).await?;
@@ -792,7 +815,10 @@ impl LdapDirectory {
             4 => return Ok(None),
             _ => return Err(classify(LdapError::LdapResult { result }, self.op_timeout)),
         }
-        let entries = self.complete_ranges(ldap, entries).await?;
+        if !entries.iter().any(has_ranges) {
+            return Ok(Some(entries));
+        }
+        let entries = self.complete_ranges(reader.ldap().await?, entries).await?;
         Ok(Some(entries))
     }
 
@@ -805,9 +831,6 @@ impl LdapDirectory {
         mut entries: Vec<Entry>,
     ) -> Result<Vec<Entry>, DirectoryError> {
         for entry in &mut entries {
-            if !has_ranges(entry) {
-                continue;
-            }
             let ranged: Vec<String> = entry
                 .attrs
                 .keys()
@@ -948,24 +971,10 @@ impl LdapDirectory {
 impl EntryReader for LdapDirectory {
     async fn search(&self, req: SearchRequest) -> Result<Vec<Entry>, DirectoryError> {
         self.check_search_base(&req.base)?;
-        if let Some(answer) = self.wire_search(&req, 0).await {
-            let (entries, result) = answer?;
-            if result.rc != 0 {
-                return Err(classify(LdapError::LdapResult { result }, self.op_timeout));
-            }
-            if !entries.iter().any(has_ranges) {
-                return Ok(entries);
-            }
-            let mut ldap = self.read_handle().await?;
-            return self.complete_ranges(&mut ldap, entries).await;
-        }
-        let mut ldap = self.read_handle().await?;
-        let res = self.send_search(&mut ldap, &req, &req.attrs).await?;
-        let entries = match res.success() {
-            Ok((entries, _)) => entries_of(entries)?,
-            Err(e) => return Err(classify(e, self.op_timeout)),
-        };
-        self.complete_ranges(&mut ldap, entries).await
+        // Without a limit of the gateway's: more than the directory's own is sizeLimitExceeded.
+        self.at_most(&mut Reader::new(self), &req, 0)
+            .await?
+            .ok_or(DirectoryError::SizeLimit)
     }
 
     async fn orderable_attributes(
@@ -1027,14 +1036,14 @@ impl EntryReader for LdapDirectory {
         sort: Option<SortKey>,
     ) -> Result<Page, DirectoryError> {
         self.check_search_base(&req.base)?;
-        let mut ldap = self.read_handle().await?;
+        let mut reader = Reader::new(self);
         let Some(key) = sort else {
             return self
-                .paged_window(&mut ldap, &req, id_attr, offset, limit, None)
+                .paged_window(&mut reader, &req, id_attr, offset, limit, None)
                 .await;
         };
         match self
-            .paged_window(&mut ldap, &req, id_attr, offset, limit, Some(&key))
+            .paged_window(&mut reader, &req, id_attr, offset, limit, Some(&key))
             .await
         {
             // The directory cannot sort by this attribute (no sssvlv, or no ordering rule).
@@ -1047,7 +1056,7 @@ impl EntryReader for LdapDirectory {
                 ]
                 .contains(&code) =>
             {
-                self.gateway_sorted_window(&mut ldap, &req, id_attr, offset, limit, &key)
+                self.gateway_sorted_window(&mut reader, &req, id_attr, offset, limit, &key)
                     .await
             }
             other => other,
@@ -1060,7 +1069,7 @@ impl LdapDirectory {
     /// server-side sort control when given).
     async fn paged_window(
         &self,
-        ldap: &mut Ldap,
+        reader: &mut Reader<'_>,
         req: &SearchRequest,
         id_attr: &str,
         offset: usize,
@@ -1077,8 +1086,9 @@ impl LdapDirectory {
                 // order of its own (slapd's one-level search without paging does), so only
                 // where the window is the whole result set: later windows come in the paged
                 // order, as the walk's do.
-                None if offset == 0 => self.at_most(ldap, req, size).await?,
+                None if offset == 0 => self.at_most(reader, req, size).await?,
                 _ => {
+                    let ldap = reader.ldap().await?;
                     let (entries, next) = self
                         .page(ldap, req, &req.attrs, size, Vec::new(), sort)
                         .await?;
@@ -1099,7 +1109,7 @@ impl LdapDirectory {
         // Large result sets: walk ids only, then fetch the window's entries in one search.
         let ids = self
             .walk(
-                ldap,
+                reader.ldap().await?,
                 req,
                 &[id_attr.to_string()],
                 self.max_search_entries,
@@ -1161,7 +1171,7 @@ impl LdapDirectory {
     /// then fetch the window. Refused beyond `max_sort_entries`.
     async fn gateway_sorted_window(
         &self,
-        ldap: &mut Ldap,
+        reader: &mut Reader<'_>,
         req: &SearchRequest,
         id_attr: &str,
         offset: usize,
@@ -1170,7 +1180,13 @@ impl LdapDirectory {
     ) -> Result<Page, DirectoryError> {
         let attrs = [id_attr.to_string(), key.attr.clone()];
         let mut all = match self
-            .walk(ldap, req, &attrs, self.max_sort_entries, None)
+            .walk(
+                reader.ldap().await?,
+                req,
+                &attrs,
+                self.max_sort_entries,
+                None,
+            )
             .await
         {
             Err(DirectoryError::SizeLimit) => {

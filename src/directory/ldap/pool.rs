@@ -923,6 +923,25 @@ mod tests {
         }
     }
 
+    /// A pool of 2 connections to a `binding_directory`, up, keeping at most
+    /// `search_connections` of its own.
+    async fn started_pool(search_connections: usize) -> Pool {
+        let url = binding_directory().await;
+        let registry = prometheus::Registry::new();
+        let metrics = crate::metrics::Metrics::register(&registry)
+            .unwrap()
+            .directory;
+        let pool = Pool::start(
+            settings(&url, search_connections),
+            vec![url.clone()],
+            false,
+            metrics,
+        )
+        .unwrap();
+        until("the pool is up", || pool.stats().0 == 2).await;
+        pool
+    }
+
     /// Waits (in real time) until `f` holds.
     async fn until(what: &str, f: impl Fn() -> bool) {
         for _ in 0..500 {
@@ -936,13 +955,7 @@ mod tests {
 
     #[tokio::test]
     async fn search_connections_open_on_demand_and_close_after_idling() {
-        let url = binding_directory().await;
-        let registry = prometheus::Registry::new();
-        let metrics = crate::metrics::Metrics::register(&registry)
-            .unwrap()
-            .directory;
-        let pool = Pool::start(settings(&url, 2), vec![url.clone()], false, metrics).unwrap();
-        until("the pool is up", || pool.stats().0 == 2).await;
+        let pool = started_pool(2).await;
 
         // None idle: the first take opens one in the background.
         assert!(pool.take_search().is_none());
@@ -978,13 +991,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_search_connections_when_none_are_configured() {
-        let url = binding_directory().await;
-        let registry = prometheus::Registry::new();
-        let metrics = crate::metrics::Metrics::register(&registry)
-            .unwrap()
-            .directory;
-        let pool = Pool::start(settings(&url, 0), vec![url.clone()], false, metrics).unwrap();
-        until("the pool is up", || pool.stats().0 == 2).await;
+        let pool = started_pool(0).await;
         assert!(pool.take_search().is_none());
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(pool.search_stats(), (0, 0));
