@@ -10,7 +10,8 @@
 //! are the same for every gateway. The gateway's own round trip with no directory work (its
 //! `GET /ServiceProviderConfig`) is that plus what its HTTP layer adds.
 
-use crate::proxy::{Proxy, ProxySettings};
+use crate::proxy::{user_name_of, Proxy, ProxySettings};
+use crate::relay::{self, Relay};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -104,6 +105,13 @@ pub fn write_files(dir: &Path, body: &[u8]) -> Result<String, String> {
     Ok(cert.cert.pem())
 }
 
+impl BareResponder {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for BareResponder {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -115,6 +123,10 @@ impl Drop for BareResponder {
 pub async fn serve(dir: PathBuf) -> Result<(), String> {
     let (listener, acceptor, body) = bind(&dir).await?;
     let proxy = Proxy::open(&dir).await?.map(Arc::new);
+    let relay = match &proxy {
+        Some(p) => Some(Arc::new(Relay::new(p.settings())?)),
+        None => None,
+    };
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on port {port}")
@@ -125,7 +137,7 @@ pub async fn serve(dir: PathBuf) -> Result<(), String> {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
     });
-    answer(listener, acceptor, body, proxy).await
+    answer(listener, acceptor, body, proxy, relay).await
 }
 
 /// A listener on a free loopback port, with the TLS set-up and the body read from `dir`. The
@@ -151,6 +163,7 @@ async fn answer(
     acceptor: TlsAcceptor,
     body: Bytes,
     proxy: Option<Arc<Proxy>>,
+    relay: Option<Arc<Relay>>,
 ) -> Result<(), String> {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -159,16 +172,21 @@ async fn answer(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, body, proxy) = (acceptor.clone(), body.clone(), proxy.clone());
+        let (acceptor, body, proxy, relay) =
+            (acceptor.clone(), body.clone(), proxy.clone(), relay.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
             let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let (body, proxy) = (body.clone(), proxy.clone());
+                let (body, proxy, relay) = (body.clone(), proxy.clone(), relay.clone());
                 async move {
-                    let (status, body) = match proxy {
-                        Some(proxy) if request.uri().path().ends_with("/Users") => {
+                    let path = request.uri().path();
+                    let (status, body) = match (proxy, relay) {
+                        (_, Some(relay)) if path.starts_with(relay::PREFIX) => {
+                            relayed(&relay, &request).await
+                        }
+                        (Some(proxy), _) if path.ends_with("/Users") => {
                             proxied(&proxy, request).await
                         }
                         _ => (200, body),
@@ -202,6 +220,18 @@ async fn proxied(proxy: &Proxy, request: hyper::Request<Incoming>) -> (u16, Byte
     }
 }
 
+/// The relay's answer to a request under [`relay::PREFIX`]: only the match's.
+async fn relayed(relay: &Relay, request: &hyper::Request<Incoming>) -> (u16, Bytes) {
+    let name = request.uri().query().and_then(user_name_of);
+    match name {
+        Some(name) if request.method() == hyper::Method::GET => relay.find(&name).await,
+        _ => (
+            404,
+            Bytes::from_static(b"{\"detail\":\"the relay answers the match only\"}"),
+        ),
+    }
+}
+
 /// The directory named by [`ENV`], when this process is a responder.
 pub fn responder_dir() -> Option<PathBuf> {
     std::env::var_os(ENV).map(PathBuf::from)
@@ -220,7 +250,7 @@ mod tests {
         let cert_pem = write_files(dir.path(), body).unwrap();
         let (listener, acceptor, bytes) = bind(dir.path()).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(answer(listener, acceptor, bytes, None));
+        tokio::spawn(answer(listener, acceptor, bytes, None, None));
         let client = client_trusting(&cert_pem).http1_only().build().unwrap();
         // Any path, twice on one keep-alive connection.
         for path in ["/scim/v2/ServiceProviderConfig", "/anything"] {

@@ -29,6 +29,10 @@ impl Snapshot {
         self.slapd_ticks
     }
 
+    pub fn client_ticks(&self) -> u64 {
+        self.client_ticks
+    }
+
     pub async fn take(b: &Bench, side: Side) -> Result<Snapshot, String> {
         let exposition = match side {
             Side::Gateway => b.gw.metrics().await.0,

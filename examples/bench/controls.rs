@@ -24,10 +24,15 @@
 //! and the asserted modify.
 //!
 //! The match and the create have one more variant: the gateway's own request sent to the thin
-//! proxy (`proxy.rs`), the least a gateway can do for it, measured whole against the plain
-//! operation.
+//! proxy (`proxy.rs`), the least a gateway on ldap3's pool can do for it, measured whole against
+//! the plain operation. The match has a last one: the same request sent to the LDAP relay
+//! (`relay.rs`), the least any gateway answering from the directory can do.
+//!
+//! Each variant also records the CPU per operation of slapd, of the load generator and of the
+//! process that answered the HTTPS request (the gateway or the bare responder's).
 
 use crate::cells::Snapshot;
+use crate::process::cpu_ticks;
 use crate::report::{quantile_ms, AfterHttps, ControlsReport, FloorReport, ResolvedParts};
 use crate::runner::{run_pool, Conn, Http, Side};
 use crate::scenarios::{Answer, Scenario, ScenarioRun};
@@ -55,6 +60,8 @@ enum Via {
     /// The gateway's request, sent to the thin proxy in the bare responder's process
     /// (`proxy.rs`).
     ThinProxy,
+    /// The same request to the LDAP relay in that process (`relay.rs`).
+    Relay,
 }
 
 /// Each direct connection with an HTTPS client beside it: one worker of a paired variant.
@@ -79,13 +86,23 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
     )?;
     let through_bare = paired(&conns, b.https_connections(Https::Bare, concurrency).await?)?;
     // The thin proxy's clients: the match and the create as the gateway gets them, answered
-    // from the directory by the least a gateway can do (`proxy.rs`).
+    // from the directory by the least a gateway on ldap3's pool can do (`proxy.rs`).
     let to_proxy: Vec<Conn> = b
         .https_connections(Https::Bare, concurrency)
         .await?
         .into_iter()
         .map(Conn::Http)
         .collect();
+    let to_relay: Vec<Conn> =
+        match b.settings.scenarios.is_empty() || b.settings.scenarios.contains(&Scenario::Match) {
+            true => b
+                .relay_connections(concurrency)
+                .await?
+                .into_iter()
+                .map(Conn::Http)
+                .collect(),
+            false => Vec::new(),
+        };
     let mut out = Vec::new();
     let member = &[Answer::Plain, Answer::Resolved][..];
     let shapes = [
@@ -129,10 +146,16 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         if proxied {
             variants.push((Answer::Plain, Via::ThinProxy));
         }
+        if scenario == Scenario::Match {
+            variants.push((Answer::Plain, Via::Relay));
+        }
         let n_variants = variants.len();
         let mut ops = vec![0usize; n_variants];
         let mut seconds = vec![0f64; n_variants];
         let mut slapd_ticks = vec![0u64; n_variants];
+        // The CPU of the process answering the HTTPS request, and of the load generator.
+        let mut server_ticks = vec![0u64; n_variants];
+        let mut client_ticks = vec![0u64; n_variants];
         let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); n_variants];
         let (mut searches, mut modifies) = (Vec::new(), Vec::new());
         for round in 0..=s.rounds {
@@ -143,7 +166,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 let (controls, via) = variants[v];
                 // The proxy gets the gateway's requests.
                 let side = match via {
-                    Via::ThinProxy => Side::Gateway,
+                    Via::ThinProxy | Via::Relay => Side::Gateway,
                     _ => Side::Direct,
                 };
                 let work = Arc::new(ScenarioRun::new(
@@ -159,7 +182,16 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                     Via::After(Https::Gateway) => &through_gateway,
                     Via::After(Https::Bare) => &through_bare,
                     Via::ThinProxy => &to_proxy,
+                    Via::Relay => &to_relay,
                 };
+                let server = match via {
+                    Via::Direct => None,
+                    Via::After(Https::Gateway) => Some(b.gw.pid()),
+                    Via::After(Https::Bare) | Via::ThinProxy | Via::Relay => {
+                        b.bare.as_ref().map(|r| r.pid())
+                    }
+                };
+                let server_before = server.map(cpu_ticks).transpose()?;
                 let before_run = Snapshot::take(b, Side::Direct).await?;
                 let run = run_pool(
                     workers,
@@ -170,10 +202,15 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 .await
                 .map_err(|e| format!("{:?} {label}: {e}", variants[v]))?;
                 let after_run = Snapshot::take(b, Side::Direct).await?;
+                let server_after = server.map(cpu_ticks).transpose()?;
                 if !warmup {
                     ops[v] += run.latencies.len();
                     seconds[v] += run.elapsed.as_secs_f64();
                     slapd_ticks[v] += after_run.slapd_ticks() - before_run.slapd_ticks();
+                    client_ticks[v] += after_run.client_ticks() - before_run.client_ticks();
+                    if let (Some(a), Some(z)) = (server_before, server_after) {
+                        server_ticks[v] += z - a;
+                    }
                     latencies[v].extend(&run.latencies);
                     if via == Via::Direct {
                         for (search, modify) in work.parts.lock().expect("not poisoned").iter() {
@@ -187,7 +224,9 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             }
         }
         let rate = |v: usize| ops[v] as f64 / seconds[v];
-        let cpu = |v: usize| slapd_ticks[v] as f64 / b.ticks_per_second * 1000.0 / ops[v] as f64;
+        let per_op =
+            |ticks: &[u64], v: usize| ticks[v] as f64 / b.ticks_per_second * 1000.0 / ops[v] as f64;
+        let cpu = |v: usize| per_op(&slapd_ticks, v);
         let by_controls = |value: &dyn Fn(usize) -> f64| -> Vec<(Answer, f64)> {
             (0..answers.len()).map(|v| (answers[v], value(v))).collect()
         };
@@ -199,6 +238,8 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
                 p50_ms: p50[v],
                 over_plain: rate(v) / rate(0),
                 slapd_cpu_ms_per_op: cpu(v),
+                server_cpu_ms_per_op: per_op(&server_ticks, v),
+                client_cpu_ms_per_op: per_op(&client_ticks, v),
             })
         };
         out.push(ControlsReport {
@@ -206,6 +247,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             concurrency,
             ops_per_sec: by_controls(&rate),
             slapd_cpu_ms_per_op: by_controls(&cpu),
+            client_cpu_ms_per_op: by_controls(&|v| per_op(&client_ticks, v)),
             p50_ms: by_controls(&|v| p50[v]),
             answer: answers[answer],
             answer_over_plain: rate(answer) / rate(0),
@@ -216,6 +258,7 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
             after_https: after(Via::After(Https::Gateway)),
             after_bare_https: after(Via::After(Https::Bare)),
             thin_proxy: after(Via::ThinProxy),
+            relay: after(Via::Relay),
         });
     }
     Ok(out)

@@ -29,6 +29,7 @@ mod lean;
 mod mirror;
 mod process;
 mod proxy;
+mod relay;
 mod report;
 mod runner;
 mod scenarios;
@@ -286,6 +287,24 @@ impl Bench {
         }
     }
 
+    /// `n` keep-alive HTTPS clients of the LDAP relay in the bare responder's process, each
+    /// past its handshake.
+    pub async fn relay_connections(&self, n: usize) -> Result<Vec<Http>, String> {
+        let bare = self
+            .bare
+            .as_ref()
+            .ok_or("the bare HTTPS responder is not running")?;
+        let base = bare
+            .base
+            .replacen("/scim/", &format!("{}/scim/", relay::PREFIX), 1);
+        let out: Vec<Http> = (0..n).map(|_| Http::to(&base, &bare.cert_pem)).collect();
+        for http in &out {
+            http.find(&entra::user_filter_path("no-such-user"), 0)
+                .await?;
+        }
+        Ok(out)
+    }
+
     pub async fn connections(&self, side: Side, n: usize) -> Result<Vec<Conn>, String> {
         runner::connections(
             side,
@@ -387,6 +406,12 @@ async fn run(settings: Settings) -> Result<(), String> {
         let body = b.https_connections(Https::Gateway, 1).await?[0]
             .get("/ServiceProviderConfig", 200)
             .await?;
+        // The relay answers a match that found its user with the gateway's own bytes.
+        let match_answer = b.https_connections(Https::Gateway, 1).await?[0]
+            .get(&entra::user_filter_path(&scenarios::bulk_name(0)), 200)
+            .await?;
+        let match_answer = String::from_utf8(match_answer.to_vec())
+            .map_err(|e| format!("the gateway's answer to a match: {e}"))?;
         // With the thin proxy's routes, on as many LDAP connections as the gateway's pool.
         let proxy = proxy::ProxySettings {
             url: b.slapd.url.clone(),
@@ -394,6 +419,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             pool: b.settings.pool_size as usize,
             user_filter: b.dir.user_filter.clone(),
             user_read_attrs: b.dir.user_read_attrs.clone(),
+            match_answer,
         };
         b.bare = Some(BareResponder::start(
             &body,

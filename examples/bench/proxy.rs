@@ -1,5 +1,5 @@
-//! A thin SCIM-to-LDAP proxy: the least a gateway can do for the match and the create, run
-//! inside the bare HTTPS responder's process (`bare.rs`). It answers
+//! A thin SCIM-to-LDAP proxy: the least a gateway on ldap3's pool can do for the match and the
+//! create, run inside the bare HTTPS responder's process (`bare.rs`). It answers
 //!
 //! - `GET …/Users?filter=userName eq "<name>"` with one search by uid (the match's own search:
 //!   the same base, scope, filter and attributes as the direct side's), on a pool of ldap3
@@ -42,6 +42,9 @@ pub struct ProxySettings {
     pub user_filter: String,
     /// The attributes the gateway reads for a user.
     pub user_read_attrs: Vec<String>,
+    /// The gateway's own answer to a match that found one user: what the LDAP relay
+    /// (`relay.rs`) answers when slapd returns one entry.
+    pub match_answer: String,
 }
 
 impl ProxySettings {
@@ -80,6 +83,10 @@ impl Proxy {
             pool,
             next: AtomicUsize::new(0),
         }))
+    }
+
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
     }
 
     /// The next pooled connection, in turn.
@@ -167,7 +174,7 @@ impl Proxy {
 
 /// The quoted value of a `filter=userName eq "<value>"` query, decoded as the gateway decodes
 /// its queries (`form_urlencoded`).
-fn user_name_of(query: &str) -> Option<String> {
+pub fn user_name_of(query: &str) -> Option<String> {
     let filter =
         form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == "filter").then_some(v))?;
     let rest = filter.strip_prefix("userName eq \"")?;

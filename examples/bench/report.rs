@@ -232,6 +232,8 @@ pub struct ControlsReport {
     pub concurrency: usize,
     pub ops_per_sec: Vec<(Answer, f64)>,
     pub slapd_cpu_ms_per_op: Vec<(Answer, f64)>,
+    /// The load generator's CPU per operation (ms), by controls.
+    pub client_cpu_ms_per_op: Vec<(Answer, f64)>,
     pub p50_ms: Vec<(Answer, f64)>,
     /// The gateway's shape of the write: both controls, a create's post-read, or a member
     /// add's `Resolved`.
@@ -250,9 +252,12 @@ pub struct ControlsReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_bare_https: Option<AfterHttps>,
     /// The gateway's request (match, create) sent to the thin proxy instead (`proxy.rs`): the
-    /// least a gateway can do for it, measured whole.
+    /// least a gateway on ldap3's pool can do for it, measured whole.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thin_proxy: Option<AfterHttps>,
+    /// The match sent to the LDAP relay (`relay.rs`): an HTTPS exchange and one LDAP round trip
+    /// from the responder's process, nothing else.
+    pub relay: Option<AfterHttps>,
 }
 
 /// A member add as the gateway sends it, part by part: the search resolving the member's id,
@@ -274,6 +279,10 @@ pub struct AfterHttps {
     pub over_plain: f64,
     /// slapd's CPU per operation (ms).
     pub slapd_cpu_ms_per_op: f64,
+    /// CPU per operation (ms) of the process that answered the HTTPS request (the gateway, or
+    /// the bare responder's process, thin proxy included) and of the load generator.
+    pub server_cpu_ms_per_op: f64,
+    pub client_cpu_ms_per_op: f64,
 }
 
 impl ControlsReport {
@@ -399,7 +408,21 @@ impl Target {
             "the direct {what}, each after an HTTPS round trip {server} ({:.0} ops/s), over the plain one{gateway}",
             bound.ops_per_sec
         );
-        // The thin proxy is a whole gateway doing less than any can: a bound of its own.
+        // The relay does the least any gateway answering from the directory does: when it ran,
+        // it is the bound. Else the thin proxy, a whole gateway on ldap3's pool doing less than
+        // any such gateway can, is a bound of its own.
+        if let Some(r) = &c.relay {
+            let proxy = c
+                .thin_proxy
+                .map(|p| format!("; the thin proxy {:.2}", p.over_plain))
+                .unwrap_or_default();
+            self.note = Some(format!(
+                "bound {:.2} = the relay (the gateway's request answered with one LDAP round trip from the responder's process and nothing decoded or rendered: what any gateway answering from the directory does at least, {:.0} ops/s) over the plain one; {:.2} = {direct}{proxy}",
+                r.over_plain, r.ops_per_sec, bound.over_plain
+            ));
+            self.best_possible = Some(r.over_plain);
+            return self;
+        }
         let best = match &c.thin_proxy {
             None => {
                 self.note = Some(format!("bound {:.2} = {direct}", bound.over_plain));
@@ -408,7 +431,7 @@ impl Target {
             Some(p) => {
                 let best = bound.over_plain.min(p.over_plain);
                 self.note = Some(format!(
-                    "bound {best:.2}, the lower of {:.2} = {direct}, and {:.2} = the thin proxy (the gateway's request answered by the least a gateway can do, {:.0} ops/s) over the plain one",
+                    "bound {best:.2}, the lower of {:.2} = {direct}, and {:.2} = the thin proxy (the gateway's request answered by the least a gateway on ldap3's pool can do, {:.0} ops/s) over the plain one",
                     bound.over_plain, p.over_plain, p.ops_per_sec
                 ));
                 best
@@ -431,6 +454,95 @@ impl Target {
                 _ => best < self.limit && self.measured <= best,
             }
     }
+}
+
+/// The match's ways to the directory side by side, each with the CPU it cost per search in
+/// each process: the one that answered the HTTPS request (the gateway, or the bare responder's
+/// process with the thin proxy and the relay), slapd, and the load generator. On 2 shared cores
+/// the throughput follows the total.
+fn cpu_of_the_match(
+    cells: &[CellReport],
+    controls: &[ControlsReport],
+    line: &mut impl FnMut(String),
+) {
+    let matches: Vec<&ControlsReport> = controls
+        .iter()
+        .filter(|c| c.scenario == "match" && c.relay.is_some())
+        .collect();
+    if matches.is_empty() {
+        return;
+    }
+    line("The match's CPU per search (ms) in each process, by the way it reaches slapd: directly (the load generator's ldap3); after an HTTPS round trip through the gateway or to the bare responder; through the thin proxy; through the relay (the least any gateway does: its HTTPS exchange and one LDAP round trip from its own process, the search written by hand, slapd's answer framed but not decoded, the gateway's own answer bytes sent back); through the gateway (its cell, measured in other rounds against a direct side of its own):".into());
+    line(String::new());
+    line("| concurrency | way | ops/s | / plain | p50 ms | HTTPS server | slapd | load generator | total |".into());
+    line("|---:|---|---:|---:|---:|---:|---:|---:|---:|".into());
+    for c in matches {
+        let plain_rate = ControlsReport::of(&c.ops_per_sec, Answer::Plain).unwrap_or(f64::NAN);
+        let plain_slapd =
+            ControlsReport::of(&c.slapd_cpu_ms_per_op, Answer::Plain).unwrap_or(f64::NAN);
+        let plain_client =
+            ControlsReport::of(&c.client_cpu_ms_per_op, Answer::Plain).unwrap_or(f64::NAN);
+        let plain_p50 = ControlsReport::of(&c.p50_ms, Answer::Plain).unwrap_or(f64::NAN);
+        let row = |way: &str,
+                   rate: f64,
+                   ratio: f64,
+                   p50: f64,
+                   server: Option<f64>,
+                   slapd: f64,
+                   client: f64| {
+            let server_text = server
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "–".into());
+            format!(
+                "| {} | {way} | {rate:.0} | {ratio:.2} | {p50:.2} | {server_text} | {slapd:.4} | {client:.4} | {:.4} |",
+                c.concurrency,
+                server.unwrap_or(0.0) + slapd + client
+            )
+        };
+        line(row(
+            "directly",
+            plain_rate,
+            1.0,
+            plain_p50,
+            None,
+            plain_slapd,
+            plain_client,
+        ));
+        let ways = [
+            ("after the gateway's HTTPS round trip", &c.after_https),
+            ("after the bare responder's round trip", &c.after_bare_https),
+            ("thin proxy (ldap3)", &c.thin_proxy),
+            ("relay", &c.relay),
+        ];
+        for (way, a) in ways {
+            if let Some(a) = a {
+                line(row(
+                    way,
+                    a.ops_per_sec,
+                    a.over_plain,
+                    a.p50_ms,
+                    Some(a.server_cpu_ms_per_op),
+                    a.slapd_cpu_ms_per_op,
+                    a.client_cpu_ms_per_op,
+                ));
+            }
+        }
+        let cell = cells
+            .iter()
+            .find(|g| g.scenario == c.scenario && g.concurrency == c.concurrency);
+        if let Some(g) = cell {
+            line(row(
+                "the gateway (its cell)",
+                g.gateway.ops_per_sec,
+                g.ratio,
+                g.gateway.p50_ms,
+                Some(g.gateway_cpu_s_per_1k),
+                g.gateway.slapd_cpu_s_per_1k,
+                g.gateway.load_generator_cpu_s_per_1k,
+            ));
+        }
+    }
+    line(String::new());
 }
 
 /// The least added latency at concurrency 1 that a gateway answering as this one does can
@@ -475,7 +587,7 @@ fn floor_of(scenario: &str, measured: &Directly) -> Option<Floor> {
                 .thin_proxy
                 .map(|p| {
                     format!(
-                        "; the thin proxy (the request answered by the least a gateway can do) {:+.2} at p50",
+                        "; the thin proxy (the request answered by the least a gateway on ldap3's pool can do) {:+.2} at p50",
                         p.p50_ms - plain
                     )
                 })
@@ -816,6 +928,7 @@ pub fn markdown(
             ));
         }
         line(String::new());
+        cpu_of_the_match(cells, &measured.controls, &mut line);
     }
     for server in [Https::Gateway, Https::Bare] {
         let name = match server {
@@ -955,6 +1068,7 @@ mod tests {
             answer: p50.last().unwrap().0,
             ops_per_sec: p50.iter().map(|(a, _)| (*a, 1.0)).collect(),
             slapd_cpu_ms_per_op: p50.iter().map(|(a, _)| (*a, 1.0)).collect(),
+            client_cpu_ms_per_op: Vec::new(),
             p50_ms: p50,
             answer_over_plain: 1.0,
             parts_p50_ms: None,
@@ -963,9 +1077,12 @@ mod tests {
                 p50_ms: 10.0,
                 over_plain: 0.85,
                 slapd_cpu_ms_per_op: 1.0,
+                server_cpu_ms_per_op: 0.0,
+                client_cpu_ms_per_op: 0.0,
             }),
             after_bare_https: None,
             thin_proxy: None,
+            relay: None,
         };
         Directly {
             controls: vec![
@@ -1157,6 +1274,8 @@ mod tests {
                     p50_ms: 9.0,
                     over_plain: 0.95,
                     slapd_cpu_ms_per_op: 1.0,
+                    server_cpu_ms_per_op: 0.0,
+                    client_cpu_ms_per_op: 0.0,
                 });
             }
         }
@@ -1240,6 +1359,8 @@ mod tests {
                     p50_ms: 11.0,
                     over_plain: 0.70,
                     slapd_cpu_ms_per_op: 1.0,
+                    server_cpu_ms_per_op: 0.0,
+                    client_cpu_ms_per_op: 0.0,
                 });
             }
         }
@@ -1264,6 +1385,51 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_when_measured_is_the_bound_whatever_the_others_say() {
+        let mut m = measured_with_bare();
+        let c = m
+            .controls
+            .iter_mut()
+            .find(|c| c.scenario == "disable" && c.concurrency == 8)
+            .unwrap();
+        let after = |over_plain: f64| AfterHttps {
+            ops_per_sec: 1000.0 * over_plain,
+            p50_ms: 1.0,
+            over_plain,
+            slapd_cpu_ms_per_op: 0.09,
+            server_cpu_ms_per_op: 0.02,
+            client_cpu_ms_per_op: 0.03,
+        };
+        c.thin_proxy = Some(after(0.70));
+        c.relay = Some(after(0.83));
+        let c = bound_of("disable", 8, &m).unwrap();
+        // The thin proxy (0.70) and the bare bound (0.95) give way to the relay's 0.83: a
+        // measured 0.69 is a plain miss, not out of reach.
+        let target = Target::at_least("t".into(), 0.69, 0.75).with_bound(c, "read");
+        assert_eq!(target.best_possible, Some(0.83));
+        assert!(!target.out_of_reach());
+        let note = target.note.as_deref().unwrap();
+        assert!(note.starts_with("bound 0.83 = the relay"), "{note}");
+        assert!(note.contains("; 0.95 = the direct search"), "{note}");
+        assert!(note.ends_with("; the thin proxy 0.70"), "{note}");
+        // A relay below the limit shows the limit out of reach for a measured value below it.
+        let mut c = c.clone();
+        c.relay = Some(after(0.72));
+        let target = Target::at_least("t".into(), 0.69, 0.75).with_bound(&c, "read");
+        assert!(target.out_of_reach());
+        // The match's CPU table: one row per way, the totals summed.
+        let mut lines = Vec::new();
+        c.scenario = "match".into();
+        cpu_of_the_match(&[], &[c], &mut |l| lines.push(l));
+        let relay = lines.iter().find(|l| l.contains("| relay |")).unwrap();
+        assert!(
+            relay.ends_with("| 0.0200 | 0.0900 | 0.0300 | 0.1400 |"),
+            "{relay}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with("| 8 | directly |")));
+    }
+
+    #[test]
     fn a_floor_is_summed_from_parts_with_the_same_measured_as_one_beside_it() {
         let mut m = measured_with_bare();
         for c in &mut m.controls {
@@ -1274,12 +1440,16 @@ mod tests {
                     p50_ms: 0.92,
                     over_plain: 0.6,
                     slapd_cpu_ms_per_op: 1.0,
+                    server_cpu_ms_per_op: 0.0,
+                    client_cpu_ms_per_op: 0.0,
                 });
                 c.after_https = Some(AfterHttps {
                     ops_per_sec: 1.0,
                     p50_ms: 0.97,
                     over_plain: 0.55,
                     slapd_cpu_ms_per_op: 1.0,
+                    server_cpu_ms_per_op: 0.0,
+                    client_cpu_ms_per_op: 0.0,
                 });
             }
         }
@@ -1288,6 +1458,7 @@ mod tests {
             concurrency: 1,
             ops_per_sec: vec![(Answer::Plain, 1.0)],
             slapd_cpu_ms_per_op: vec![(Answer::Plain, 1.0)],
+            client_cpu_ms_per_op: Vec::new(),
             p50_ms: vec![(Answer::Plain, 0.12)],
             answer: Answer::Plain,
             answer_over_plain: 1.0,
@@ -1298,8 +1469,11 @@ mod tests {
                 p50_ms: 0.35,
                 over_plain: 0.4,
                 slapd_cpu_ms_per_op: 1.0,
+                server_cpu_ms_per_op: 0.0,
+                client_cpu_ms_per_op: 0.0,
             }),
             thin_proxy: None,
+            relay: None,
         });
         let disable = floor_of("disable", &m).unwrap();
         assert!(close(disable.total_ms, 0.30), "{}", disable.total_ms);
