@@ -127,10 +127,10 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         let after = ", and after an HTTPS round trip (through the gateway, to the bare responder)";
         let label = scenario.label(&b.dir);
         let proxied = matches!(scenario, Scenario::Match | Scenario::Create);
-        let thin = if proxied {
-            "; the gateway's request to the thin proxy"
-        } else {
-            ""
+        let thin = match scenario {
+            Scenario::Match => "; the gateway's request to the thin proxy and to the relay",
+            _ if proxied => "; the gateway's request to the thin proxy",
+            _ => "",
         };
         eprintln!(
             "  {label} sent directly at concurrency {concurrency}, {with_controls}{after}{thin}"
