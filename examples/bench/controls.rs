@@ -93,16 +93,18 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         .into_iter()
         .map(Conn::Http)
         .collect();
-    let to_relay: Vec<Conn> =
-        match b.settings.scenarios.is_empty() || b.settings.scenarios.contains(&Scenario::Match) {
-            true => b
-                .relay_connections(concurrency)
+    // The shapes of the scenarios this run measures; all of them when it measures none.
+    let wanted = |s: Scenario| b.settings.scenarios.is_empty() || b.settings.scenarios.contains(&s);
+    // The relay's clients: the match as the gateway gets it (`relay.rs`).
+    let mut to_relay = Vec::new();
+    if wanted(Scenario::Match) {
+        to_relay.extend(
+            b.relay_connections(concurrency)
                 .await?
                 .into_iter()
-                .map(Conn::Http)
-                .collect(),
-            false => Vec::new(),
-        };
+                .map(Conn::Http),
+        );
+    }
     let mut out = Vec::new();
     let member = &[Answer::Plain, Answer::Resolved][..];
     let shapes = [
@@ -114,8 +116,6 @@ pub async fn measure(b: &Bench, concurrency: usize) -> Result<Vec<ControlsReport
         (Scenario::MemberSmall, member),
         (Scenario::MemberBig, member),
     ];
-    // The shapes of the scenarios this run measures; all of them when it measures none.
-    let wanted = |s: Scenario| b.settings.scenarios.is_empty() || b.settings.scenarios.contains(&s);
     for (scenario, answers) in shapes.into_iter().filter(|(s, _)| wanted(*s)) {
         let with_controls = match answers.last() {
             Some(Answer::Resolved) => {

@@ -272,13 +272,7 @@ impl Bench {
                 .map(|c| c.http().cloned())
                 .collect(),
             Https::Bare => {
-                let bare = self
-                    .bare
-                    .as_ref()
-                    .ok_or("the bare HTTPS responder is not running")?;
-                let out: Vec<Http> = (0..n)
-                    .map(|_| Http::to(&bare.base, &bare.cert_pem))
-                    .collect();
+                let out = self.bare_clients(n, "")?;
                 for http in &out {
                     http.get("/ServiceProviderConfig", 200).await?;
                 }
@@ -290,19 +284,23 @@ impl Bench {
     /// `n` keep-alive HTTPS clients of the LDAP relay in the bare responder's process, each
     /// past its handshake.
     pub async fn relay_connections(&self, n: usize) -> Result<Vec<Http>, String> {
-        let bare = self
-            .bare
-            .as_ref()
-            .ok_or("the bare HTTPS responder is not running")?;
-        let base = bare
-            .base
-            .replacen("/scim/", &format!("{}/scim/", relay::PREFIX), 1);
-        let out: Vec<Http> = (0..n).map(|_| Http::to(&base, &bare.cert_pem)).collect();
+        let out = self.bare_clients(n, relay::PREFIX)?;
         for http in &out {
             http.find(&entra::user_filter_path("no-such-user"), 0)
                 .await?;
         }
         Ok(out)
+    }
+
+    /// `n` clients of the bare responder's process, its paths under `prefix` (its own at "",
+    /// the relay's at [`relay::PREFIX`]); no request sent yet.
+    fn bare_clients(&self, n: usize, prefix: &str) -> Result<Vec<Http>, String> {
+        let bare = self
+            .bare
+            .as_ref()
+            .ok_or("the bare HTTPS responder is not running")?;
+        let base = bare.base.replacen("/scim/", &format!("{prefix}/scim/"), 1);
+        Ok((0..n).map(|_| Http::to(&base, &bare.cert_pem)).collect())
     }
 
     pub async fn connections(&self, side: Side, n: usize) -> Result<Vec<Conn>, String> {
@@ -403,11 +401,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     if b.settings.controls {
         step("the writes' controls and the HTTPS bounds, directly (no gateway request in the directory), and the HTTPS floors of the gateway and of a bare responder");
         // The bare responder answers with the gateway's own bytes.
-        let body = b.https_connections(Https::Gateway, 1).await?[0]
-            .get("/ServiceProviderConfig", 200)
-            .await?;
+        let gateway = b.https_connections(Https::Gateway, 1).await?.remove(0);
+        let body = gateway.get("/ServiceProviderConfig", 200).await?;
         // The relay answers a match that found its user with the gateway's own bytes.
-        let match_answer = b.https_connections(Https::Gateway, 1).await?[0]
+        let match_answer = gateway
             .get(&entra::user_filter_path(&scenarios::bulk_name(0)), 200)
             .await?;
         let match_answer = String::from_utf8(match_answer.to_vec())
