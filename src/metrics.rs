@@ -8,6 +8,23 @@ use prometheus::{
     Registry,
 };
 
+/// One unit of a gauge, held for as long as this lives: given back also when the future that
+/// holds it is dropped half-way (a read whose client hung up).
+pub struct Held<'a>(&'a IntGauge);
+
+impl<'a> Held<'a> {
+    pub fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Buckets for request and directory latencies, in seconds: 0.5 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -73,6 +73,11 @@ pub fn orderable_attributes(attribute_types: &[String]) -> HashSet<String> {
 /// contain an unescaped `(`, so every `(attr>=` found is structure.
 pub fn ordering_assertions(filter: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // Most filters have no `>=` or `<=` anywhere: those need no closer look.
+    let ordering = |w: &[u8]| w[1] == b'=' && (w[0] == b'>' || w[0] == b'<');
+    if !filter.as_bytes().windows(2).any(ordering) {
+        return out;
+    }
     for (i, _) in filter.match_indices('(') {
         let rest = &filter[i + 1..];
         let name_len = rest

@@ -194,8 +194,14 @@ async fn observe<D: Send + Sync + 'static>(
     req.extensions_mut().insert(RequestId(rid.clone()));
     let span = tracing::info_span!("request", request_id = %rid);
     let m = &state.metrics;
-    m.in_flight.inc();
-    let started = Instant::now();
+    let in_flight = crate::metrics::Held::enter(&m.in_flight);
+    let mut counted = Counted {
+        metrics: m,
+        resource,
+        method: method_label,
+        started: Instant::now(),
+        status: CLIENT_CLOSED,
+    };
     // Paths outside the base path get their 404 without admission, as from any other server.
     let handled = async {
         if below.is_some() {
@@ -205,9 +211,11 @@ async fn observe<D: Send + Sync + 'static>(
         }
     };
     let mut resp = tracing::Instrument::instrument(handled, span.clone()).await;
-    m.in_flight.dec();
-    let elapsed = started.elapsed();
+    drop(in_flight);
+    let elapsed = counted.started.elapsed();
     let status = resp.status();
+    counted.status = status.as_u16();
+    drop(counted);
     if status == StatusCode::SERVICE_UNAVAILABLE
         && !resp.headers().contains_key(header::RETRY_AFTER)
     {
@@ -219,16 +227,6 @@ async fn observe<D: Send + Sync + 'static>(
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
-    m.requests
-        .with_label_values(&[
-            resource,
-            method_label,
-            crate::metrics::status_class(status.as_u16()),
-        ])
-        .inc();
-    m.duration
-        .with_label_values(&[resource, method_label])
-        .observe(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             %method,
@@ -239,6 +237,35 @@ async fn observe<D: Send + Sync + 'static>(
         )
     });
     resp
+}
+
+/// The status a request is counted with when its client hung up before the answer (nginx's
+/// "client closed request"): a read is dropped then (it runs in its connection's task), and
+/// still counted.
+const CLIENT_CLOSED: u16 = 499;
+
+/// Counts a request and its duration when dropped: with its answer's status, or as
+/// `CLIENT_CLOSED` when the request was dropped before it had one.
+struct Counted<'a> {
+    metrics: &'a crate::metrics::HttpMetrics,
+    resource: &'static str,
+    method: &'static str,
+    started: Instant,
+    status: u16,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let class = crate::metrics::status_class(self.status);
+        self.metrics
+            .requests
+            .with_label_values(&[self.resource, self.method, class])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[self.resource, self.method])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// GET and searches read; everything else writes.
@@ -321,7 +348,7 @@ async fn admit<D: Send + Sync + 'static>(
             .map(|r| r.0.clone())
             .unwrap_or_default(),
         token,
-        operation: format!("{} {resource}", crate::metrics::method_label(req.method())),
+        operation: [crate::metrics::method_label(req.method()), " ", resource].concat(),
     };
     let run = crate::audit::with_context(context, next.run(req));
     match tokio::time::timeout(state.request_timeout, run).await {
@@ -396,7 +423,7 @@ fn base_url<D>(state: &AppState<D>, headers: &HeaderMap, uri: &axum::http::Uri) 
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
         })
         .unwrap_or_else(|| state.fallback_authority.clone());
-    format!("{}://{host}{}", state.scheme, state.base_path)
+    [state.scheme, "://", &host, &state.base_path].concat()
 }
 
 /// A ListResponse for one page of resources, each trimmed to the request's attribute selection.
@@ -546,9 +573,15 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
             )))
         })
     };
-    q.projection = projection(raw.as_deref())?;
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if k.eq_ignore_ascii_case("filter") {
+    // One pass over the query: the attribute selection is read with the rest.
+    let (mut attributes, mut excluded) = (None, None);
+    let raw = raw.unwrap_or_default();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        if k.eq_ignore_ascii_case("attributes") {
+            attributes = Some(v);
+        } else if k.eq_ignore_ascii_case("excludedAttributes") {
+            excluded = Some(v);
+        } else if k.eq_ignore_ascii_case("filter") {
             q.filter = Some(v.into_owned());
         } else if k.eq_ignore_ascii_case("startIndex") {
             q.start_index = Some(int("startIndex", &v)?);
@@ -561,6 +594,7 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
         }
         // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
     }
+    q.projection = Projection::parse(attributes.as_deref(), excluded.as_deref())?;
     Ok(q)
 }
 

@@ -645,6 +645,36 @@ async fn serve_connection(
     }
 }
 
+/// A request in flight on a connection, for as long as its future lives.
+struct Active<'a>(&'a Activity);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// `future`'s output, or the message of the panic that ended it (what a task's `JoinError`
+/// says), for a request run in the connection's own task.
+async fn caught<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::Poll;
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        // The future is not polled again after a panic, so no broken state of it is seen.
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string()))),
+        }
+    })
+    .await
+}
+
 /// Serve HTTP/1.1 or HTTP/2 on one connection until it ends, is idle too long, has served its
 /// maximum of requests, or the server stops.
 async fn drive<I>(
@@ -674,11 +704,21 @@ async fn drive<I>(
                 let req = super::ready_body::take_ready(req)
                     .await
                     .map(axum::body::Body::new);
-                // Each request runs in its own task: when a client hangs up, hyper drops this
+                let _active = Active(&activity);
+                // A write runs in its own task: when a client hangs up, hyper drops this
                 // future, but a write already sent to the directory still completes, is audited
-                // and counted, and the gauges come back down.
-                let task = tokio::spawn(router.oneshot(req));
-                let resp = match task.await {
+                // and counted. A read changes nothing, so it runs here, in the connection's
+                // task, without a task of its own and the wake-up that hands its answer back;
+                // a read cut short leaves nothing behind (its gauges and permits are guards).
+                let read = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+                let answer = if read {
+                    caught(router.oneshot(req)).await
+                } else {
+                    tokio::spawn(router.oneshot(req))
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                let resp = match answer {
                     Ok(r) => r,
                     // A panic in a handler is a bug: 500, and the connection carries on.
                     Err(e) => {
@@ -693,7 +733,6 @@ async fn drive<I>(
                             .into_response())
                     }
                 };
-                activity.end();
                 resp
             }
         })

@@ -3,11 +3,9 @@
 //!
 //! A render builds one of these and then either turns it into a `Value` (for a response that is
 //! trimmed or inspected further) or serializes it straight into bytes (a list page with no
-//! attribute selection), with no hashed map and no copy of a string on the way. Both outputs
-//! go through the same `Serialize` calls a `Value` of the same shape makes, so the bytes are the
-//! same as the `Value`'s.
+//! attribute selection), with no hashed map and no copy of a string on the way. The bytes are
+//! the ones serde_json writes for the `Value` (the tests hold them equal).
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 /// One JSON value of a rendered resource.
@@ -74,35 +72,111 @@ impl Node<'_> {
         }
     }
 
-    /// Compact JSON, appended to `out`.
+    /// Compact JSON, appended to `out`: the bytes serde_json writes for `to_value`'s value,
+    /// written here without its serializer's per-call machinery (a list page renders every
+    /// string of every user through this).
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        // Writing to a `Vec` cannot fail, and every node is serializable.
-        let _ = serde_json::to_writer(out, self);
-    }
-}
-
-impl Serialize for Node<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Node::Str(s) => serializer.serialize_str(s),
-            Node::Bool(b) => serializer.serialize_bool(*b),
+            Node::Str(s) => write_str(out, s),
+            Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Node::Arr(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_to(out);
                 }
-                seq.end()
+                out.push(b']');
             }
             Node::Obj(obj) => {
-                let mut map = serializer.serialize_map(Some(obj.0.len()))?;
-                for (k, v) in &obj.0 {
-                    map.serialize_entry(k, v)?;
+                out.push(b'{');
+                for (i, (k, v)) in obj.0.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    v.write_to(out);
                 }
-                map.end()
+                out.push(b'}');
             }
         }
     }
 }
+
+/// `s` as a JSON string (RFC 8259 section 7), escaped as serde_json escapes: `"` and `\`, the
+/// control characters with their short escapes where JSON has one and as `\u00xx` otherwise;
+/// everything else, non-ASCII included, as it is.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut rest = bytes;
+    while let Some(at) = first_escaped(rest) {
+        out.extend_from_slice(&rest[..at]);
+        let b = rest[at];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+        }
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Where the first byte that `write_str` escapes is in `bytes`. Eight bytes are looked at in
+/// one step while none of them is one (most strings have none at all); the step's test can
+/// err only towards looking closer, which the byte-by-byte scan then does.
+fn first_escaped(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether any byte of `v` is below `n` (n <= 0x80): a byte below `n` borrows into its own
+    // high bit, and `!v` drops the bytes whose high bit was set already.
+    let any_below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH != 0;
+    let mut start = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let v = u64::from_ne_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
+        if any_below(v, 0x20)
+            || any_below(v ^ (ONES * u64::from(b'"')), 1)
+            || any_below(v ^ (ONES * u64::from(b'\\')), 1)
+        {
+            break;
+        }
+        start += 8;
+    }
+    bytes[start..]
+        .iter()
+        .position(|&b| ESCAPED[usize::from(b)])
+        .map(|i| start + i)
+}
+
+/// The bytes `write_str` escapes: the control characters, `"` and `\`.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -154,5 +228,44 @@ mod tests {
         node.write_to(&mut bytes);
         let expected = format!("prefix{}", node.to_value());
         assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn escaped_bytes_are_found_at_every_position_of_long_strings() {
+        for c in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+            for at in 0..40 {
+                let mut s = "\u{e9}x\u{7f}".repeat(8);
+                s.insert(s.char_indices().nth(at).map_or(s.len(), |(i, _)| i), c);
+                let mut ours = Vec::new();
+                write_str(&mut ours, &s);
+                assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{c:?} at {at}");
+            }
+        }
+        assert_eq!(first_escaped(b"abcdefghijklmnop"), None);
+        assert_eq!(first_escaped(b"abcdefghijklmno\""), Some(15));
+        assert_eq!(first_escaped(&[0xff; 20]), None);
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_as_serde_json_escapes_it() {
+        for c in (0u8..0x80)
+            .map(char::from)
+            .chain(['\u{7f}', '\u{80}', '\u{2028}', '\u{fffd}'])
+        {
+            let s = format!("a{c}b");
+            let mut ours = Vec::new();
+            write_str(&mut ours, &s);
+            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{c:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in proptest::prelude::any::<String>()) {
+            let mut ours = b"[".to_vec();
+            Node::Arr(vec![Node::Str(&s), Node::Bool(true)]).write_to(&mut ours);
+            let theirs = format!("[{}", serde_json::json!([s, true]));
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        }
     }
 }

@@ -447,7 +447,7 @@ pub(crate) fn finish(object_filter: &str, f: Lf) -> String {
     match f {
         Lf::True => object_filter.to_string(),
         Lf::False => "(!(objectClass=*))".to_string(),
-        Lf::F(f) => format!("(&{object_filter}{f})"),
+        Lf::F(f) => ["(&", object_filter, &f, ")"].concat(),
     }
 }
 
@@ -524,7 +524,7 @@ pub(crate) fn compare(
     }
     let v = ldap3::ldap_escape(raw.as_str());
     Ok(match op {
-        CompareOp::Eq => Lf::F(format!("({attr}={v})")),
+        CompareOp::Eq => Lf::F(["(", attr, "=", &v, ")"].concat()),
         CompareOp::Ne => Lf::F(format!("(!({attr}={v}))")),
         CompareOp::Co if raw.is_empty() => Lf::F(format!("({attr}=*)")),
         CompareOp::Co => Lf::F(format!("({attr}=*{v}*)")),

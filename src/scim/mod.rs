@@ -163,7 +163,7 @@ impl IfMatch {
 
 /// The entity tag of a resource version: `W/"<version>"`, as `meta.version` and `ETag` carry it.
 pub fn etag(version: &str) -> String {
-    format!("W/\"{version}\"")
+    ["W/\"", version, "\""].concat()
 }
 
 /// The version inside an entity tag, without `W/` and quotes.

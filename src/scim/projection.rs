@@ -57,6 +57,10 @@ impl Projection {
     /// Whether the response may contain `attr` (of the resource's `schema`) at all; used to skip
     /// reading LDAP attributes and resolving references nobody will see.
     pub fn wants(&self, schema: &str, core: &str, attr: &str) -> bool {
+        // No selection at all (most requests): everything, without comparing names.
+        if self.include.is_none() && self.exclude.is_empty() {
+            return true;
+        }
         let names = |p: &AttrPath| {
             same(&p.name, attr) && p.urn.as_deref().is_none_or(|u| same(u, schema))
                 || p.urn.is_none() && same(&p.name, schema) && !same(schema, core)

@@ -1284,7 +1284,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             })?
             .to_string();
         let meta = UserMeta {
-            location: format!("{base_url}/Users/{id}"),
+            location: [base_url, "/Users/", &id].concat(),
             created: entry
                 .first(&m.created_attribute)
                 .and_then(generalized_to_rfc3339),

@@ -1206,6 +1206,80 @@ async fn a_client_hanging_up_does_not_lose_the_audit_of_its_write() {
     );
 }
 
+/// A client that hangs up while its read waits on the directory: the read, which runs in its
+/// connection's task, is dropped with the connection and counted as 499 (a 4xx); every gauge
+/// comes back to zero; and the search connection it held is not lent again with the late
+/// answer in it: the next lookups each get their own user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_on_a_read_leaves_no_gauge_or_late_answer_behind() {
+    let gw = TestGateway::start().await;
+    let created = gw
+        .client
+        .post(format!("{}/Users", gw.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(user("read-after-hang-up").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert!(gw
+        .slapd
+        .entry(&people_dn("read-after-hang-up"))
+        .await
+        .is_some());
+    let impatient = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca_pem).unwrap())
+        .http1_only()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    gw.slapd.pause();
+    let sent = impatient
+        .get(alice_url(&gw))
+        .bearer_auth(TOKEN)
+        .send()
+        .await;
+    assert!(
+        sent.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gave up: {sent:?}"
+    );
+    drop(impatient);
+    let series =
+        "scim_gateway_http_requests_total{method=\"GET\",resource=\"Users\",status_class=\"4xx\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&gw.metrics().await, series) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned read was not counted as 499 while the directory was paused"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "scim_gateway_http_requests_in_flight"), 0.0);
+    assert_eq!(
+        metric(&m, "scim_gateway_directory_operations_in_flight"),
+        0.0
+    );
+    assert_eq!(metric(&m, "scim_gateway_directory_operations_queued"), 0.0);
+    gw.slapd.resume();
+    for name in ["read-after-hang-up", "alice", "read-after-hang-up"] {
+        let url = format!(
+            "{}/Users?filter={}",
+            gw.base,
+            crate::gateway::url_encode(&format!("userName eq \"{name}\""))
+        );
+        let r = gw.client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["totalResults"], 1, "{body}");
+        assert_eq!(body["Resources"][0]["userName"], name, "{body}");
+    }
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, series), 1.0);
+    assert_eq!(metric(&m, "scim_gateway_http_requests_in_flight"), 0.0);
+}
+
 /// At `max_connections`, a further client waits in the kernel's backlog (its TLS handshake does
 /// not complete) until an open connection closes; it is then served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

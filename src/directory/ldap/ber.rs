@@ -15,22 +15,51 @@ pub(super) const OCTET_STRING: u8 = 0x04;
 pub(super) const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 
-/// One attribute of a decoded entry: its name as sent and its values' bytes.
-pub type RawAttribute<'a> = (&'a str, Vec<&'a [u8]>);
-
-/// The DN and the attributes of the SearchResultEntry encoded in `value`.
-pub fn search_result_entry(value: &[u8]) -> Option<(&str, Vec<RawAttribute<'_>>)> {
+/// The DN of the SearchResultEntry encoded in `value`, and its attributes (each a
+/// `PartialAttribute` SEQUENCE, read with `attribute`). Only the entry's outer structure is
+/// checked here; each attribute is checked as it is read.
+pub fn search_result_entry(value: &[u8]) -> Option<(&str, Elements<'_>)> {
     let entry = whole(value, SEARCH_RESULT_ENTRY)?;
     let (dn, rest) = element(entry, OCTET_STRING)?;
-    let attributes = all(whole(rest, SEQUENCE)?, SEQUENCE)?
-        .into_iter()
-        .map(|attribute| {
-            let (name, rest) = element(attribute, OCTET_STRING)?;
-            let values = all(whole(rest, SET)?, OCTET_STRING)?;
-            Some((std::str::from_utf8(name).ok()?, values))
-        })
-        .collect::<Option<_>>()?;
+    let attributes = Elements::new(whole(rest, SEQUENCE)?, SEQUENCE);
     Some((std::str::from_utf8(dn).ok()?, attributes))
+}
+
+/// The name and the values of one `PartialAttribute` (the contents of its SEQUENCE).
+pub fn attribute(contents: &[u8]) -> Option<(&str, Elements<'_>)> {
+    let (name, rest) = element(contents, OCTET_STRING)?;
+    let values = Elements::new(whole(rest, SET)?, OCTET_STRING);
+    Some((std::str::from_utf8(name).ok()?, values))
+}
+
+/// The elements, each tagged `tag`, that fill some contents, read one at a time and borrowed:
+/// each is `Some(contents)`, or `None` where the bytes are no such element (and nothing follows).
+#[derive(Clone)]
+pub struct Elements<'a> {
+    rest: &'a [u8],
+    tag: u8,
+}
+
+impl<'a> Elements<'a> {
+    fn new(contents: &'a [u8], tag: u8) -> Self {
+        Elements {
+            rest: contents,
+            tag,
+        }
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let read = element(self.rest, self.tag);
+        self.rest = read.map_or(&[], |(_, rest)| rest);
+        Some(read.map(|(contents, _)| contents))
+    }
 }
 
 /// The contents of the one element, tagged `tag`, that `input` holds with nothing after it.
@@ -64,17 +93,6 @@ pub(super) fn put(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
         out.extend_from_slice(&digits[skip..]);
     }
     out.extend_from_slice(contents);
-}
-
-/// The contents of the elements, each tagged `tag`, that fill `input`.
-fn all(mut input: &[u8], tag: u8) -> Option<Vec<&[u8]>> {
-    let mut out = Vec::new();
-    while !input.is_empty() {
-        let (contents, rest) = element(input, tag)?;
-        out.push(contents);
-        input = rest;
-    }
-    Some(out)
 }
 
 /// The contents of the element at the start of `input` if its tag is `tag`, and what follows it.
@@ -168,6 +186,12 @@ mod tests {
         );
         let (dn, attrs) = search_result_entry(&bytes).unwrap();
         assert_eq!(dn, "uid=a\\2cb,ou=people,dc=example,dc=org");
+        let attrs: Vec<(&str, Vec<&[u8]>)> = attrs
+            .map(|a| {
+                let (name, values) = attribute(a.unwrap()).unwrap();
+                (name, values.collect::<Option<_>>().unwrap())
+            })
+            .collect();
         let names: Vec<&str> = attrs.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["uid", "mail", "description", "objectGUID", "empty"]);
         assert_eq!(attrs[1].1, [&b"a@example.org"[..], &b"b@example.org"[..]]);
@@ -205,7 +229,9 @@ mod tests {
             // And it reads back as what was written.
             let (list, rest) = element(&theirs, SEQUENCE).unwrap();
             assert!(rest.is_empty());
-            let names: Vec<&[u8]> = all(list, OCTET_STRING).unwrap();
+            let names: Vec<&[u8]> = Elements::new(list, OCTET_STRING)
+                .collect::<Option<_>>()
+                .unwrap();
             assert_eq!(
                 names,
                 attrs.iter().map(|a| a.as_bytes()).collect::<Vec<_>>()
@@ -213,31 +239,43 @@ mod tests {
         }
     }
 
+    /// The entry in `value` as the gateway keeps it, or `None` where any part is malformed.
+    fn decoded(value: &[u8]) -> Option<crate::directory::Entry> {
+        let (dn, attributes) = search_result_entry(value)?;
+        crate::directory::ldap::entry_from_raw(dn.to_string(), attributes)
+    }
+
     #[test]
     fn refuses_malformed_values_without_panicking() {
         let good = encoded("uid=a,dc=org", &[("cn", &[b"A"])]);
-        assert!(search_result_entry(&good).is_some());
+        assert!(decoded(&good).is_some());
         // Every truncation, and every single-byte change of a tag or length, is refused or
         // decoded within bounds; none panics.
         for cut in 0..good.len() {
-            assert!(search_result_entry(&good[..cut]).is_none(), "cut at {cut}");
+            assert!(decoded(&good[..cut]).is_none(), "cut at {cut}");
         }
         for at in 0..good.len() {
             for b in [0x00, 0x7f, 0x80, 0x81, 0x84, 0x85, 0xff] {
                 let mut bad = good.clone();
                 bad[at] = b;
-                let _ = search_result_entry(&bad);
+                let _ = decoded(&bad);
             }
         }
         let mut trailing = good.clone();
         trailing.push(0);
-        assert!(search_result_entry(&trailing).is_none());
+        assert!(decoded(&trailing).is_none());
         // The indefinite length form and a length beyond the input.
-        assert!(search_result_entry(&[0x64, 0x80, 0, 0]).is_none());
-        assert!(search_result_entry(&[0x64, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(decoded(&[0x64, 0x80, 0, 0]).is_none());
+        assert!(decoded(&[0x64, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        // An attribute whose values are not a SET, inside a well-framed entry.
+        let mut not_a_set = good.clone();
+        let at = not_a_set.iter().rposition(|&b| b == SET).unwrap();
+        not_a_set[at] = SEQUENCE;
+        assert!(search_result_entry(&not_a_set).is_some());
+        assert!(decoded(&not_a_set).is_none());
         // Not a SearchResultEntry at all.
-        assert!(search_result_entry(&[0x30, 0x00]).is_none());
-        assert!(search_result_entry(&[]).is_none());
+        assert!(decoded(&[0x30, 0x00]).is_none());
+        assert!(decoded(&[]).is_none());
     }
 
     /// The entry the gateway made of ldap3's text and binary attributes before it decoded entries
@@ -260,9 +298,12 @@ mod tests {
         crate::directory::Entry { dn, attrs: out }
     }
 
+    /// An attribute's name and values, as a test writes them.
+    type Attribute = (&'static str, Vec<&'static [u8]>);
+
     /// Entries' attributes for comparing the gateway's decoding with ldap3's: text, GUIDs in
     /// either form, binary values, an empty value list, names in mixed case.
-    fn entry_cases() -> Vec<Vec<RawAttribute<'static>>> {
+    fn entry_cases() -> Vec<Vec<Attribute>> {
         let guid: &[u8] = &[
             0xff, 0xfe, 0x00, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
         ];
@@ -303,7 +344,7 @@ mod tests {
             .parse();
             let expected = entry_from("t".into(), theirs.attrs, theirs.bin_attrs);
             let (_, raw) = search_result_entry(&bytes).unwrap();
-            assert_eq!(entry_from_raw("t".into(), raw), expected, "{attrs:?}");
+            assert_eq!(entry_from_raw("t".into(), raw), Some(expected), "{attrs:?}");
         }
     }
 

@@ -176,15 +176,30 @@ fn scope(s: Scope) -> ldap3::Scope {
     }
 }
 
-/// An entry from the attributes of a decoded post-read control, kept as a search's entries are
-/// (`push_values`).
-fn entry_from_raw(dn: String, attrs: Vec<ber::RawAttribute<'_>>) -> Entry {
+/// An entry from the attributes of an encoded SearchResultEntry (a search connection's answer,
+/// a post-read control), kept as a search's entries are (`push_values`): each value copied once,
+/// and checked as text once. `None` when an attribute is malformed.
+fn entry_from_raw(dn: String, attributes: ber::Elements<'_>) -> Option<Entry> {
     let mut out = BTreeMap::new();
-    for (name, values) in attrs {
-        let values = values.into_iter().map(<[u8]>::to_vec).collect();
-        push_values(&mut out, name.to_string(), values);
+    for attribute in attributes {
+        let (name, values) = ber::attribute(attribute?)?;
+        let mut text = Vec::new();
+        let mut binary = false;
+        for value in values.clone() {
+            match std::str::from_utf8(value?) {
+                Ok(t) if !binary => text.push(t.to_string()),
+                Ok(_) => {}
+                Err(_) => binary = true,
+            }
+        }
+        if binary {
+            let values = values.collect::<Option<Vec<&[u8]>>>()?;
+            push_binary(&mut out, name, values);
+        } else {
+            push_text(&mut out, name.to_string(), text);
+        }
     }
-    Entry { dn, attrs: out }
+    Some(Entry { dn, attrs: out })
 }
 
 /// The values of attribute `name` into `out`: as text when every value is UTF-8, as ldap3's
@@ -287,9 +302,22 @@ fn post_read_control(attrs: &[String]) -> RawControl {
     }
 }
 
+/// One request waiting in the directory's queue, for as long as this lives.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Whether `entry` holds an attribute in ranges (`complete_ranges`).
 fn has_ranges(entry: &Entry) -> bool {
-    entry.attrs.keys().any(|k| ad::parse_range(k).is_some())
+    // Most names have no option at all: those are passed over without parsing.
+    entry
+        .attrs
+        .keys()
+        .any(|k| k.bytes().any(|b| b == b';') && ad::parse_range(k).is_some())
 }
 
 /// The entries of a search result (referrals and intermediate messages left out).
@@ -548,6 +576,7 @@ impl LdapDirectory {
     }
 
     /// A slot for one operation: at once, or after waiting in a bounded queue for a bounded time.
+    /// (`Queued` takes a waiting request off the count however its wait ends.)
     async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DirectoryError> {
         if let Ok(p) = self.slots.try_acquire() {
             return Ok(p);
@@ -560,10 +589,12 @@ impl LdapDirectory {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(reject("queue_full"));
         }
-        self.metrics.queued.inc();
-        let waited = tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.queued.dec();
+        let waited = {
+            // Out of the queue again however the wait ends, a dropped request's included.
+            let _gauge = crate::metrics::Held::enter(&self.metrics.queued);
+            let _counted = Queued(&self.queued);
+            tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await
+        };
         match waited {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(DirectoryError::Unavailable(
@@ -638,11 +669,11 @@ impl LdapDirectory {
         F: std::future::Future<Output = Result<T, LdapError>>,
     {
         let _slot = self.admit().await?;
-        self.metrics.in_flight.inc();
+        let in_flight = crate::metrics::Held::enter(&self.metrics.in_flight);
         self.operations.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.op_timeout + Duration::from_millis(250), f).await;
-        self.metrics.in_flight.dec();
+        drop(in_flight);
         let result = match &outcome {
             Err(_) => "timeout",
             Ok(Ok(t)) => result_code_name(t.rc()),
@@ -940,8 +971,10 @@ impl LdapDirectory {
                 .flatten()
         });
         if let Some(value) = post_read {
-            if let Some((_, attrs)) = ber::search_result_entry(value) {
-                return Ok(entry_from_raw(target.to_string(), attrs));
+            if let Some(entry) = ber::search_result_entry(value)
+                .and_then(|(_, attrs)| entry_from_raw(target.to_string(), attrs))
+            {
+                return Ok(entry);
             }
             tracing::warn!("the server's post-read control holds no entry; reading the entry back");
         }

@@ -374,9 +374,10 @@ impl SearchConn {
             match op.first() {
                 Some(&SEARCH_RESULT_ENTRY) => {
                     let (whole, _) = split_element(op)?;
-                    let (dn, attrs) = ber::search_result_entry(whole)
+                    let entry = ber::search_result_entry(whole)
+                        .and_then(|(dn, attrs)| super::entry_from_raw(dn.to_string(), attrs))
                         .ok_or(WireError::Protocol("a malformed search result entry"))?;
-                    entries.push(super::entry_from_raw(dn.to_string(), attrs));
+                    entries.push(entry);
                 }
                 Some(&SEARCH_RESULT_REFERENCE | &INTERMEDIATE_RESPONSE) => {}
                 Some(&SEARCH_RESULT_DONE) => {
