@@ -804,6 +804,47 @@ const CLOSE_IDLE: Duration = Duration::from_millis(500);
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_read_that_panics_in_the_connections_task_is_caught_with_its_message() {
+        assert_eq!(caught(async { 7 }).await, Ok(7));
+        let yields_then_panics = async {
+            tokio::task::yield_now().await;
+            panic!("handler bug {}", 42);
+        };
+        assert_eq!(
+            caught(yields_then_panics).await,
+            Err::<(), _>("handler bug 42".to_string())
+        );
+        assert_eq!(
+            caught(async { panic!("plain") }).await,
+            Err::<(), _>("plain".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_half_way_is_no_longer_in_flight() {
+        let a = activity();
+        a.begin(None);
+        let request = {
+            let a = a.clone();
+            async move {
+                let _active = Active(&a);
+                std::future::pending::<()>().await;
+            }
+        };
+        let mut request = Box::pin(request);
+        assert!(poll_once(request.as_mut()).is_pending());
+        assert_eq!(a.in_flight.load(Ordering::Acquire), 1);
+        drop(request);
+        assert_eq!(a.in_flight.load(Ordering::Acquire), 0);
+    }
+
+    /// Polls `f` once with a waker that does nothing.
+    fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        f.poll(&mut cx)
+    }
+
     fn activity() -> Arc<Activity> {
         Arc::new(Activity::new())
     }
