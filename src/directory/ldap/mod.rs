@@ -183,7 +183,8 @@ fn entry_from_raw(dn: String, attributes: ber::Elements<'_>) -> Option<Entry> {
     let mut out = BTreeMap::new();
     for attribute in attributes {
         let (name, values) = ber::attribute(attribute?)?;
-        let mut text = Vec::new();
+        // Sized once: most attributes have one value, and a first push would allocate for four.
+        let mut text = Vec::with_capacity(values.clone().count());
         let mut binary = false;
         for value in values.clone() {
             match std::str::from_utf8(value?) {
