@@ -1136,6 +1136,25 @@ async fn http2_stream_limit_is_advertised() {
     );
 }
 
+/// Sends `req` (from `impatient_client`), which must time out: the client gives up.
+async fn gives_up(req: reqwest::RequestBuilder) {
+    let sent = req.send().await;
+    assert!(
+        sent.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gave up: {sent:?}"
+    );
+}
+
+/// An HTTP/1.1 client trusting the gateway's CA that gives up on a request after 800 ms.
+fn impatient_client(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .http1_only()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap()
+}
+
 /// A client that hangs up while its write waits on the directory does not cancel the write
 /// half-way: the write completes, is audited, and every gauge comes back to zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1149,25 +1168,17 @@ async fn a_client_hanging_up_does_not_lose_the_audit_of_its_write() {
     })
     .await;
     let path = gw.dir().join("audit.jsonl");
-    let impatient = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca_pem).unwrap())
-        .http1_only()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap();
+    let impatient = impatient_client(&gw.ca_pem);
     gw.slapd.pause();
-    let sent = impatient
-        .post(format!("{}/Users", gw.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/scim+json")
-        .header("x-request-id", "hung-up-1")
-        .body(user("hung-up").to_string())
-        .send()
-        .await;
-    assert!(
-        sent.as_ref().is_err_and(|e| e.is_timeout()),
-        "the client gave up: {sent:?}"
-    );
+    gives_up(
+        impatient
+            .post(format!("{}/Users", gw.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/scim+json")
+            .header("x-request-id", "hung-up-1")
+            .body(user("hung-up").to_string()),
+    )
+    .await;
     drop(impatient);
     gw.slapd.resume();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1228,22 +1239,9 @@ async fn a_client_hanging_up_on_a_read_leaves_no_gauge_or_late_answer_behind() {
         .entry(&people_dn("read-after-hang-up"))
         .await
         .is_some());
-    let impatient = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&gw.ca_pem).unwrap())
-        .http1_only()
-        .timeout(Duration::from_millis(800))
-        .build()
-        .unwrap();
+    let impatient = impatient_client(&gw.ca_pem);
     gw.slapd.pause();
-    let sent = impatient
-        .get(alice_url(&gw))
-        .bearer_auth(TOKEN)
-        .send()
-        .await;
-    assert!(
-        sent.as_ref().is_err_and(|e| e.is_timeout()),
-        "the client gave up: {sent:?}"
-    );
+    gives_up(impatient.get(alice_url(&gw)).bearer_auth(TOKEN)).await;
     drop(impatient);
     let series =
         "scim_gateway_http_requests_total{method=\"GET\",resource=\"Users\",status_class=\"4xx\"}";
