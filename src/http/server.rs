@@ -646,9 +646,16 @@ async fn serve_connection(
 }
 
 /// A request in flight on a connection, for as long as its future lives.
-struct Active<'a>(&'a Activity);
+struct Active(Arc<Activity>);
 
-impl Drop for Active<'_> {
+impl Active {
+    fn begin(activity: &Arc<Activity>, max_requests: Option<u64>) -> Active {
+        activity.begin(max_requests);
+        Active(activity.clone())
+    }
+}
+
+impl Drop for Active {
     fn drop(&mut self) {
         self.0.end();
     }
@@ -694,17 +701,17 @@ async fn drive<I>(
         let activity = activity.clone();
         let server = server.clone();
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            activity.begin(max_requests);
+            // In flight from here until the request's future is dropped, also unpolled.
+            let active = Active::begin(&activity, max_requests);
             req.extensions_mut().insert(PeerAddr(peer));
             let router = server.live().routers[index].clone();
-            let activity = activity.clone();
             async move {
+                let _active = active;
                 // The body's first frame is taken here, in the connection's task, if the
                 // connection has already read it (see `ready_body`); nothing waits for it.
                 let req = super::ready_body::take_ready(req)
                     .await
                     .map(axum::body::Body::new);
-                let _active = Active(&activity);
                 // A write runs in its own task: when a client hangs up, hyper drops this
                 // future, but a write already sent to the directory still completes, is audited
                 // and counted. A read changes nothing, so it runs here, in the connection's
@@ -824,19 +831,21 @@ mod tests {
     #[tokio::test]
     async fn a_request_dropped_half_way_is_no_longer_in_flight() {
         let a = activity();
-        a.begin(None);
-        let request = {
-            let a = a.clone();
-            async move {
-                let _active = Active(&a);
-                std::future::pending::<()>().await;
-            }
+        let request = |active: Active| async move {
+            let _active = active;
+            std::future::pending::<()>().await;
         };
-        let mut request = Box::pin(request);
-        assert!(poll_once(request.as_mut()).is_pending());
+        let mut started = Box::pin(request(Active::begin(&a, None)));
+        assert!(poll_once(started.as_mut()).is_pending());
         assert_eq!(a.in_flight.load(Ordering::Acquire), 1);
-        drop(request);
+        drop(started);
         assert_eq!(a.in_flight.load(Ordering::Acquire), 0);
+        // Also a request dropped before its first poll.
+        let unpolled = request(Active::begin(&a, None));
+        assert_eq!(a.in_flight.load(Ordering::Acquire), 1);
+        drop(unpolled);
+        assert_eq!(a.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(a.served.load(Ordering::Acquire), 2);
     }
 
     /// Polls `f` once with a waker that does nothing.

@@ -108,7 +108,7 @@ impl Node<'_> {
 /// `s` as a JSON string (RFC 8259 section 7), escaped as serde_json escapes: `"` and `\`, the
 /// control characters with their short escapes where JSON has one and as `\u00xx` otherwise;
 /// everything else, non-ASCII included, as it is.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
