@@ -530,20 +530,41 @@ async fn json_body<D>(
         .map_err(|e| ScimError::InvalidSyntax(format!("malformed JSON: {e}")).into())
 }
 
+/// The `attributes` / `excludedAttributes` parameters of a query, gathered while it is read.
+#[derive(Default)]
+struct Selection<'a> {
+    attributes: Option<std::borrow::Cow<'a, str>>,
+    excluded: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Selection<'a> {
+    /// Keeps the parameter `k` = `v` when it is one of the two; any other comes back.
+    fn take(&mut self, k: &str, v: std::borrow::Cow<'a, str>) -> Option<std::borrow::Cow<'a, str>> {
+        if k.eq_ignore_ascii_case("attributes") {
+            self.attributes = Some(v);
+        } else if k.eq_ignore_ascii_case("excludedAttributes") {
+            self.excluded = Some(v);
+        } else {
+            return Some(v);
+        }
+        None
+    }
+
+    fn projection(&self) -> Result<Projection, ApiError> {
+        Ok(Projection::parse(
+            self.attributes.as_deref(),
+            self.excluded.as_deref(),
+        )?)
+    }
+}
+
 /// The `attributes` / `excludedAttributes` of a request.
 fn projection(raw: Option<&str>) -> Result<Projection, ApiError> {
-    let (mut attributes, mut excluded) = (None, None);
+    let mut selection = Selection::default();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if k.eq_ignore_ascii_case("attributes") {
-            attributes = Some(v.into_owned());
-        } else if k.eq_ignore_ascii_case("excludedAttributes") {
-            excluded = Some(v.into_owned());
-        }
+        selection.take(&k, v);
     }
-    Ok(Projection::parse(
-        attributes.as_deref(),
-        excluded.as_deref(),
-    )?)
+    selection.projection()
 }
 
 /// 201 with `Location` (taken before the attribute selection may drop `meta`).
@@ -574,14 +595,13 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
         })
     };
     // One pass over the query: the attribute selection is read with the rest.
-    let (mut attributes, mut excluded) = (None, None);
+    let mut selection = Selection::default();
     let raw = raw.unwrap_or_default();
     for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-        if k.eq_ignore_ascii_case("attributes") {
-            attributes = Some(v);
-        } else if k.eq_ignore_ascii_case("excludedAttributes") {
-            excluded = Some(v);
-        } else if k.eq_ignore_ascii_case("filter") {
+        let Some(v) = selection.take(&k, v) else {
+            continue;
+        };
+        if k.eq_ignore_ascii_case("filter") {
             q.filter = Some(v.into_owned());
         } else if k.eq_ignore_ascii_case("startIndex") {
             q.start_index = Some(int("startIndex", &v)?);
@@ -594,7 +614,7 @@ fn list_query(raw: Option<String>, max_page_size: usize) -> Result<ListQuery, Ap
         }
         // Other parameters (aadOptscim062020, ...) are ignored, as clients expect.
     }
-    q.projection = Projection::parse(attributes.as_deref(), excluded.as_deref())?;
+    q.projection = selection.projection()?;
     Ok(q)
 }
 

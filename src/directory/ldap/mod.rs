@@ -314,11 +314,7 @@ impl Drop for Queued<'_> {
 
 /// Whether `entry` holds an attribute in ranges (`complete_ranges`).
 fn has_ranges(entry: &Entry) -> bool {
-    // Most names have no option at all: those are passed over without parsing.
-    entry
-        .attrs
-        .keys()
-        .any(|k| k.bytes().any(|b| b == b';') && ad::parse_range(k).is_some())
+    entry.attrs.keys().any(|k| ad::parse_range(k).is_some())
 }
 
 /// The entries of a search result (referrals and intermediate messages left out).
