@@ -13,6 +13,7 @@ pub mod ldap;
 pub mod schema;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One directory entry: its DN and its attributes, keyed by lowercased name.
@@ -61,7 +62,9 @@ pub struct SearchRequest {
     pub base: String,
     pub scope: Scope,
     pub filter: String,
-    pub attrs: Vec<String>,
+    /// The attributes to return: shared, so that a list computed once (a projection's) is lent
+    /// to every search instead of copied name by name.
+    pub attrs: Arc<[String]>,
 }
 
 /// Sort a search by one attribute (ascending unless `reverse`).

@@ -421,7 +421,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
     }
 
     async fn find(&self, id: &str, with_members: bool) -> Result<Option<Entry>, ScimError> {
-        let attrs = self.groups.read_attributes(with_members);
+        let attrs = self.groups.read_attributes(with_members).into();
         Ok(self
             .subtree()
             .find(self.dir.as_ref(), &self.ids, id, attrs)
@@ -479,7 +479,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                     base: g.base.clone(),
                     scope: g.scope,
                     filter,
-                    attrs: g.read_attributes(with_members),
+                    attrs: g.read_attributes(with_members).into(),
                 },
                 &g.id_attribute,
                 start_index - 1,
@@ -907,7 +907,7 @@ impl<D: EntryReader + EntryWriter> GroupService<D> {
                     g.name_attribute,
                     ldap3::ldap_escape(name)
                 ),
-                attrs: vec!["1.1".into()],
+                attrs: vec!["1.1".into()].into(),
             })
             .await?;
         if found

@@ -104,7 +104,7 @@ impl Subtree<'_> {
         dir: &D,
         ids: &IdCache,
         id: &str,
-        attrs: Vec<String>,
+        attrs: std::sync::Arc<[String]>,
     ) -> Result<Option<Entry>, DirectoryError> {
         let filter = self.id_filter(id, "");
         if let Some(dn) = ids.get(id) {
@@ -154,7 +154,7 @@ impl Subtree<'_> {
                 base: self.base.to_string(),
                 scope: self.scope,
                 filter: self.id_term(id),
-                attrs: vec!["1.1".into()],
+                attrs: vec!["1.1".into()].into(),
             })
             .await?;
         Ok(match &found[..] {

@@ -137,7 +137,7 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
                 base: target.to_string(),
                 scope: crate::directory::Scope::Base,
                 filter: g,
-                attrs: vec!["1.1".into()],
+                attrs: vec!["1.1".into()].into(),
             })
             .await;
         match found {
@@ -162,7 +162,7 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
                 base: base.to_string(),
                 scope,
                 filter,
-                attrs,
+                attrs: attrs.into(),
             })
             .await?)
     }
@@ -374,7 +374,7 @@ impl<D: EntryReader + EntryWriter> Members<'_, D> {
                             "(&{filter}({member_of}={}))",
                             ldap3::ldap_escape(group_dn)
                         ),
-                        attrs: vec![id_attr.clone()],
+                        attrs: vec![id_attr.clone()].into(),
                     },
                     MAX_MEMBERS,
                 )

@@ -56,9 +56,14 @@ impl Projection {
 
     /// Whether the response may contain `attr` (of the resource's `schema`) at all; used to skip
     /// reading LDAP attributes and resolving references nobody will see.
+    /// No `attributes` and no `excludedAttributes`: the whole resource.
+    pub fn is_everything(&self) -> bool {
+        self.include.is_none() && self.exclude.is_empty()
+    }
+
     pub fn wants(&self, schema: &str, core: &str, attr: &str) -> bool {
         // No selection at all (most requests): everything, without comparing names.
-        if self.include.is_none() && self.exclude.is_empty() {
+        if self.is_everything() {
             return true;
         }
         let names = |p: &AttrPath| {

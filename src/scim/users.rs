@@ -193,6 +193,9 @@ pub struct UserService<D> {
     ids: Arc<IdCache>,
     /// PATCHes that need no read go as one modify (`blind`); off only to test the general path.
     blind: bool,
+    /// Every attribute a whole user is read from (`read_attributes`), listed once: lent to
+    /// each search and post-read that reads the whole user.
+    read_all: Arc<[String]>,
 }
 
 impl<D> Clone for UserService<D> {
@@ -205,6 +208,7 @@ impl<D> Clone for UserService<D> {
             orderable: self.orderable.clone(),
             ids: self.ids.clone(),
             blind: self.blind,
+            read_all: self.read_all.clone(),
         }
     }
 }
@@ -223,7 +227,10 @@ impl SchemaLookup for UserMapping {
 
 impl<D: EntryReader + EntryWriter> UserService<D> {
     pub fn new(dir: Arc<D>, mapping: Arc<UserMapping>, settings: UserServiceSettings) -> Self {
+        let mut read_all = mapping.read_attributes();
+        read_all.extend(settings.version_attribute.clone());
         UserService {
+            read_all: read_all.into(),
             dir,
             mapping,
             settings,
@@ -327,10 +334,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.settings.version_attribute.is_some()
     }
 
-    fn read_attributes(&self) -> Vec<String> {
-        let mut attrs = self.mapping.read_attributes();
-        attrs.extend(self.settings.version_attribute.clone());
-        attrs
+    fn read_attributes(&self) -> Arc<[String]> {
+        self.read_all.clone()
     }
 
     /// The LDAP attribute a `sortBy` names, or 400 when it names nothing this gateway stores.
@@ -389,7 +394,15 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
     }
 
     /// Only the LDAP attributes a response with this projection can show.
-    fn read_attributes_for(&self, p: &Projection) -> Vec<String> {
+    fn read_attributes_for(&self, p: &Projection) -> Arc<[String]> {
+        if p.is_everything() {
+            return self.read_attributes();
+        }
+        self.selected_attributes(p).into()
+    }
+
+    /// `read_attributes_for` worked out; with no selection it lists `read_attributes` (tested).
+    fn selected_attributes(&self, p: &Projection) -> Vec<String> {
         let m = &self.mapping;
         let meta = p.wants(CORE_USER, CORE_USER, "meta");
         let mut attrs = Vec::with_capacity(m.slots.len() + 5);
@@ -422,7 +435,11 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         self.find_reading(id, self.read_attributes()).await
     }
 
-    async fn find_reading(&self, id: &str, attrs: Vec<String>) -> Result<Option<Entry>, ScimError> {
+    async fn find_reading(
+        &self,
+        id: &str,
+        attrs: Arc<[String]>,
+    ) -> Result<Option<Entry>, ScimError> {
         Ok(self
             .subtree()
             .find(self.dir.as_ref(), &self.ids, id, attrs)
@@ -460,14 +477,16 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         projection: &Projection,
     ) -> Result<Value, ScimError> {
         let with_groups = projection.wants(CORE_USER, CORE_USER, "groups");
-        let mut attrs = self.read_attributes_for(projection);
-        if with_groups {
-            attrs.extend(
-                self.groups
-                    .as_ref()
-                    .and_then(|g| g.member_of_attribute.clone()),
-            );
-        }
+        let attrs = self.read_attributes_for(projection);
+        let member_of = self
+            .groups
+            .as_ref()
+            .and_then(|g| g.member_of_attribute.as_ref())
+            .filter(|_| with_groups);
+        let attrs = match member_of {
+            Some(a) => attrs.iter().chain([a]).cloned().collect(),
+            None => attrs,
+        };
         let entry = self
             .find_reading(id, attrs)
             .await?
@@ -1050,7 +1069,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 base: dn.to_string(),
                 scope: Scope::Base,
                 filter: "(objectClass=*)".into(),
-                attrs: vec!["1.1".into()],
+                attrs: vec!["1.1".into()].into(),
             })
             .await
         {
@@ -1109,7 +1128,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                     m.object_filter,
                     ldap3::ldap_escape(user_name)
                 ),
-                attrs: vec!["1.1".into()],
+                attrs: vec!["1.1".into()].into(),
             })
             .await?;
         let clash = found
@@ -1199,7 +1218,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 base: m.base.clone(),
                 scope: m.scope,
                 filter: format!("(&{}(|{alternatives}))", m.object_filter),
-                attrs: vec![m.id_attribute.clone()],
+                attrs: vec![m.id_attribute.clone()].into(),
             })
             .await?;
         let mut out = HashMap::new();
@@ -1226,7 +1245,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 base: target.to_string(),
                 scope: Scope::Base,
                 filter: m.object_filter.clone(),
-                attrs: vec![m.id_attribute.clone()],
+                attrs: vec![m.id_attribute.clone()].into(),
             })
             .await;
         match found {

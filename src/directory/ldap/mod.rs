@@ -564,7 +564,7 @@ impl LdapDirectory {
             base,
             scope: Scope::Base,
             filter: "(objectClass=*)".into(),
-            attrs: vec!["1.1".into()],
+            attrs: vec!["1.1".into()].into(),
         });
         match tokio::time::timeout(timeout, probe).await {
             Err(_) => Err(DirectoryError::Timeout(timeout)),

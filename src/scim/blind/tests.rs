@@ -219,7 +219,7 @@ async fn stored(dir: &FakeDir) -> Entry {
             base: PEOPLE.into(),
             scope: Scope::OneLevel,
             filter: "(uid=alice)".into(),
-            attrs: vec![],
+            attrs: vec![].into(),
         })
         .await
         .unwrap()

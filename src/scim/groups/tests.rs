@@ -243,7 +243,7 @@ fn group_lookup(id: &str, with_members: bool) -> SearchRequest {
         base: GROUPS.into(),
         scope: Scope::OneLevel,
         filter: format!("(&{GON}(entryUUID={id}))"),
-        attrs: demo_groups().read_attributes(with_members),
+        attrs: demo_groups().read_attributes(with_members).into(),
     }
 }
 
@@ -253,7 +253,7 @@ fn group_locate(id: &str) -> SearchRequest {
         base: GROUPS.into(),
         scope: Scope::OneLevel,
         filter: format!("(entryUUID={id})"),
-        attrs: strings(&["1.1"]),
+        attrs: strings(&["1.1"]).into(),
     }
 }
 
@@ -291,7 +291,7 @@ fn user_id_lookup(ids: &[&str]) -> SearchRequest {
         base: PEOPLE.into(),
         scope: Scope::OneLevel,
         filter: format!("(&(objectClass=inetOrgPerson)(|{alternatives}))"),
-        attrs: strings(&["entryUUID", "uid"]),
+        attrs: strings(&["entryUUID", "uid"]).into(),
     }
 }
 
@@ -357,7 +357,7 @@ async fn create_adds_one_entry_with_resolved_members_and_the_placeholder() {
                 base: GROUPS.into(),
                 scope: Scope::OneLevel,
                 filter: format!("(&{GON}(|(entryUUID=eng-uuid)))"),
-                attrs: strings(&["entryUUID"]),
+                attrs: strings(&["entryUUID"]).into(),
             }
         ]
     );
@@ -506,7 +506,7 @@ async fn create_with_subtree_scope_checks_the_name_first() {
             base: GROUPS.into(),
             scope: Scope::Subtree,
             filter: format!("(&{GON}(cn=sales))"),
-            attrs: strings(&["1.1"]),
+            attrs: strings(&["1.1"]).into(),
         }]
     );
     assert_eq!(dir.writes(), vec![]);
@@ -1093,7 +1093,7 @@ async fn adding_a_group_id_nests_the_group_by_its_dn() {
                 base: GROUPS.into(),
                 scope: Scope::OneLevel,
                 filter: format!("(&{GON}(|(entryUUID=eng-uuid)))"),
-                attrs: strings(&["entryUUID"]),
+                attrs: strings(&["entryUUID"]).into(),
             }
         ]
     );
@@ -1159,13 +1159,13 @@ async fn get_with_members_renders_users_and_groups_without_the_placeholder() {
                 base: PEOPLE.into(),
                 scope: Scope::OneLevel,
                 filter: format!("(&(objectClass=inetOrgPerson)(|(entryDN={BOB_DN})))"),
-                attrs: strings(&["entryUUID"]),
+                attrs: strings(&["entryUUID"]).into(),
             },
             SearchRequest {
                 base: GROUPS.into(),
                 scope: Scope::OneLevel,
                 filter: format!("(&{GON}(|(entryDN={SALES_DN})))"),
-                attrs: strings(&["entryUUID"]),
+                attrs: strings(&["entryUUID"]).into(),
             }
         ]
     );
@@ -1226,7 +1226,7 @@ async fn list_by_member_translates_the_id_to_its_dn() {
                 base: GROUPS.into(),
                 scope: Scope::OneLevel,
                 filter: format!("(&{GON}(member={ALICE_DN}))"),
-                attrs: demo_groups().read_attributes(false),
+                attrs: demo_groups().read_attributes(false).into(),
             },
             id_attr: "entryUUID".into(),
             offset: 0,
@@ -1259,7 +1259,7 @@ async fn list_by_display_name_reads_members_only_when_asked() {
     let pages = dir.pages();
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].req.filter, format!("(&{GON}(cn=Sales))"));
-    assert_eq!(pages[0].req.attrs, demo_groups().read_attributes(true));
+    assert_eq!(*pages[0].req.attrs, demo_groups().read_attributes(true));
     assert_eq!((pages[0].offset, pages[0].limit), (0, 200));
     assert_eq!(page.total, 1);
     assert_eq!(
@@ -1431,7 +1431,7 @@ async fn delete_in_gateway_mode_removes_the_group_from_groups_listing_it() {
             base: GROUPS.into(),
             scope: Scope::OneLevel,
             filter: format!("(&{GON}(member={SALES_DN}))"),
-            attrs: strings(&["entryUUID", "cn"]),
+            attrs: strings(&["entryUUID", "cn"]).into(),
         }
     );
     assert_eq!(
@@ -1614,7 +1614,7 @@ async fn a_remembered_group_is_read_at_its_dn_and_forgotten_when_renamed() {
         base: SALES_DN.into(),
         scope: Scope::Base,
         filter: format!("(&{GON}(entryUUID=sales-uuid))"),
-        attrs: demo_groups().read_attributes(false),
+        attrs: demo_groups().read_attributes(false).into(),
     };
     assert_eq!(
         dir.searches(),

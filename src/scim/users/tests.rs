@@ -273,7 +273,7 @@ async fn create_checks_uniqueness_by_search_when_the_directory_cannot() {
             base: PEOPLE.into(),
             scope: Scope::Subtree,
             filter: "(&(objectClass=inetOrgPerson)(uid=ALICE))".into(),
-            attrs: vec!["1.1".into()],
+            attrs: vec!["1.1".into()].into(),
         }]
     );
 }
@@ -374,13 +374,13 @@ async fn get_renders_the_user_and_resolves_the_manager() {
                 base: PEOPLE.into(),
                 scope: Scope::OneLevel,
                 filter: "(&(objectClass=inetOrgPerson)(entryUUID=alice-uuid))".into(),
-                attrs: read_attrs(),
+                attrs: read_attrs().into(),
             },
             SearchRequest {
                 base: BOSS_DN.into(),
                 scope: Scope::Base,
                 filter: OC.into(),
-                attrs: vec!["entryUUID".into()],
+                attrs: vec!["entryUUID".into()].into(),
             },
         ]
     );
@@ -1206,7 +1206,7 @@ async fn list_delegates_the_window_to_search_page() {
                 base: PEOPLE.into(),
                 scope: Scope::OneLevel,
                 filter: OC.into(),
-                attrs: read_attrs(),
+                attrs: read_attrs().into(),
             },
             id_attr: "entryUUID".into(),
             offset: 2,
@@ -1292,7 +1292,7 @@ async fn list_resolves_manager_ids_before_translating() {
             base: PEOPLE.into(),
             scope: Scope::OneLevel,
             filter: "(&(objectClass=inetOrgPerson)(|(entryUUID=boss-uuid)))".into(),
-            attrs: vec!["entryUUID".into()],
+            attrs: vec!["entryUUID".into()].into(),
         }
     );
     assert_eq!(
@@ -1942,5 +1942,28 @@ fn patch_fails_without_writing_or_matches_the_hand_model() {
     });
     if let Err(e) = outcome {
         panic!("{e}");
+    }
+}
+
+#[test]
+fn a_request_without_selection_reads_the_attributes_worked_out_for_it() {
+    let dir = Arc::new(FakeDir::default());
+    for version in [Some("entryCSN"), None] {
+        for mapping in [demo_mapping(), cn_named_mapping(), ad_mapping()] {
+            let svc = service_with(&dir, mapping, version);
+            let everything = Projection::default();
+            assert_eq!(
+                svc.selected_attributes(&everything),
+                *svc.read_attributes_for(&everything),
+                "{version:?}"
+            );
+            assert_eq!(
+                *svc.read_attributes(),
+                *svc.read_attributes_for(&everything)
+            );
+            // A selection is still worked out for itself.
+            let narrow = Projection::parse(Some("userName"), None).unwrap();
+            assert!(svc.read_attributes_for(&narrow).len() < svc.read_attributes().len());
+        }
     }
 }
