@@ -1,31 +1,43 @@
 //! Bearer-token authentication with constant-time comparison.
 //!
-//! Tokens are compared as SHA-256 digests with `subtle`, so neither the content
-//! nor the length of a configured token leaks through timing.
+//! Each configured token is kept zero-padded to a common length (`PAD`, a multiple of 512 bytes).
+//! A presented token is compared with `subtle` against the first as many bytes of each padded
+//! token as it has itself, and its length against the token's in constant time: the time taken
+//! depends on the presented token's length only, so neither the content nor the length of a
+//! configured token leaks through timing. A presented token longer than the padding is refused
+//! before any comparison, which tells only that it is longer than every configured token.
 
 use crate::config::Token;
 use axum::http::{header, HeaderMap};
-use ring::digest::{digest, SHA256};
 use subtle::ConstantTimeEq;
 
-/// The configured tokens, kept only as digests.
+/// The padding's granularity: the common length is the longest token's rounded up to it.
+const PAD: usize = 512;
+
+/// The configured tokens, each zero-padded to the same length.
 pub struct TokenSet {
-    tokens: Vec<(String, [u8; 32])>,
+    tokens: Vec<(String, Padded)>,
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let d = digest(&SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
+struct Padded {
+    bytes: Box<[u8]>,
+    len: u64,
 }
 
 impl TokenSet {
     pub fn new(tokens: &[Token]) -> Self {
+        let longest = tokens.iter().map(|t| t.secret.expose().len()).max();
+        let padded = longest.unwrap_or(0).div_ceil(PAD).max(1) * PAD;
         TokenSet {
             tokens: tokens
                 .iter()
-                .map(|t| (t.name.clone(), sha256(t.secret.expose().as_bytes())))
+                .map(|t| {
+                    let secret = t.secret.expose().as_bytes();
+                    let mut bytes = vec![0u8; padded].into_boxed_slice();
+                    bytes[..secret.len()].copy_from_slice(secret);
+                    let len = secret.len() as u64;
+                    (t.name.clone(), Padded { bytes, len })
+                })
                 .collect(),
         }
     }
@@ -43,10 +55,13 @@ impl TokenSet {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return None;
         }
-        let presented = sha256(token.as_bytes());
+        let presented = token.as_bytes();
         let mut found: Option<&str> = None;
-        for (name, d) in &self.tokens {
-            if bool::from(d.ct_eq(&presented)) {
+        for (name, t) in &self.tokens {
+            // Every token has the same padded length: past it, none can match.
+            let prefix = t.bytes.get(..presented.len())?;
+            let same = prefix.ct_eq(presented) & t.len.ct_eq(&(presented.len() as u64));
+            if bool::from(same) {
                 found = Some(name);
             }
         }
@@ -114,6 +129,35 @@ mod tests {
                 "Bearer 0123456789abcdef0123",
                 "Bearer 0123456789abcdef0123"
             ])),
+            None
+        );
+    }
+
+    #[test]
+    fn tokens_of_any_length_pass_and_only_they() {
+        let long = "x".repeat(700);
+        let s = TokenSet::new(&[
+            Token {
+                name: "short".into(),
+                secret: Secret::new("0123456789abcdef"),
+            },
+            Token {
+                name: "long".into(),
+                secret: Secret::new(&long),
+            },
+        ]);
+        let bearer = |t: &str| with(&[&format!("Bearer {t}")]);
+        assert_eq!(s.authenticate(&bearer("0123456789abcdef")), Some("short"));
+        assert_eq!(s.authenticate(&bearer(&long)), Some("long"));
+        // Neither a prefix of a token nor an extension passes.
+        assert_eq!(s.authenticate(&bearer(&long[..699])), None);
+        assert_eq!(s.authenticate(&bearer(&format!("{long}x"))), None);
+        // Longer than the padding (1,024 bytes here): refused before any comparison.
+        assert_eq!(s.authenticate(&bearer(&"x".repeat(1025))), None);
+        assert_eq!(s.authenticate(&bearer(&"x".repeat(1024))), None);
+        // No token configured: nothing passes.
+        assert_eq!(
+            TokenSet::new(&[]).authenticate(&bearer("0123456789abcdef")),
             None
         );
     }
