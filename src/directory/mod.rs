@@ -23,23 +23,33 @@ pub struct Entry {
     pub attrs: BTreeMap<String, Vec<String>>,
 }
 
+/// Whether the key `k` (lowercase, as every entry's keys are) is `attr` lowercased. An entry is
+/// searched by a scan with this: it has a few dozen attributes at most, the length tells most
+/// apart, and a render looks up every mapped attribute, where a lowercased copy and a tree search
+/// each cost more than the scan.
+fn is_lowered(k: &str, attr: &str) -> bool {
+    k.len() == attr.len()
+        && k.bytes()
+            .zip(attr.bytes())
+            .all(|(k, a)| k == a.to_ascii_lowercase())
+}
+
 impl Entry {
     /// All values of an attribute (case-insensitive name); empty when absent.
     pub fn values(&self, attr: &str) -> &[String] {
-        // The key that is `attr` lowercased, found by a scan: an entry has a few dozen
-        // attributes at most, the length tells most apart, and a render looks up every mapped
-        // attribute, where a lowercased copy and a tree search each cost more than the scan.
-        let lowered = |k: &str| {
-            k.len() == attr.len()
-                && k.bytes()
-                    .zip(attr.bytes())
-                    .all(|(k, a)| k == a.to_ascii_lowercase())
-        };
         self.attrs
             .iter()
-            .find(|(k, _)| lowered(k))
+            .find(|(k, _)| is_lowered(k, attr))
             .map(|(_, v)| v.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// The values of an attribute (case-insensitive name) to take or change; `None` when absent.
+    pub fn values_mut(&mut self, attr: &str) -> Option<&mut Vec<String>> {
+        self.attrs
+            .iter_mut()
+            .find(|(k, _)| is_lowered(k, attr))
+            .map(|(_, v)| v)
     }
 
     /// The first value of an attribute, if any.

@@ -107,6 +107,34 @@ impl UserMapping {
         }
     }
 
+    /// `values_from_entry`, with the values moved out of `entry` instead of copied. A slot that
+    /// stores the same attribute as an earlier slot gets a copy of what that slot took.
+    pub fn values_taken_from(&self, mut entry: Entry) -> UserValues {
+        let active = Some(match self.disable.attribute() {
+            Some(attr) => self.disable.is_active(entry.values(attr)),
+            None => true,
+        });
+        let mut slots: Vec<Vec<String>> = Vec::with_capacity(self.slots.len());
+        for (i, s) in self.slots.iter().enumerate() {
+            let taken = match entry.values_mut(&s.ldap) {
+                // An attribute an entry holds has values: empty, an earlier slot took them.
+                Some(v) if v.is_empty() => self.slots[..i]
+                    .iter()
+                    .position(|e| e.ldap.eq_ignore_ascii_case(&s.ldap))
+                    .map(|j| slots[j].clone())
+                    .unwrap_or_default(),
+                Some(v) => std::mem::take(v),
+                None => Vec::new(),
+            };
+            slots.push(taken);
+        }
+        UserValues {
+            slots,
+            active,
+            password: None,
+        }
+    }
+
     /// Render a user as SCIM JSON. Reference slots must hold ids.
     pub fn to_json(&self, values: &UserValues, meta: &UserMeta) -> Value {
         self.tree(values, meta).to_value()

@@ -813,6 +813,39 @@ fn values_from_entry_reads_lowercased_attributes_and_state() {
     assert_eq!(m.values_from_entry(&entry).active, Some(true));
 }
 
+#[test]
+fn values_taken_from_an_entry_are_the_values_read_from_it() {
+    let demo = demo_mapping();
+    // Two slots storing one attribute (displayName kept in cn, written in another case).
+    let mut shared = demo_mapping();
+    let display = slot(&shared, "displayName");
+    shared.slots[display].ldap = "CN".into();
+    let mut entry = Entry {
+        dn: "uid=alice,ou=people,dc=example,dc=org".into(),
+        ..Entry::default()
+    };
+    for (k, v) in [
+        ("uid", &["alice"][..]),
+        ("cn", &["Alice Liddell", "Alice"]),
+        ("displayname", &["Alice L."]),
+        ("mail", &["alice@example.org"]),
+        ("manager", &["uid=boss,ou=people,dc=example,dc=org"]),
+        ("pwdaccountlockedtime", &[PPOLICY_LOCKED_FOREVER]),
+        ("objectclass", &["inetOrgPerson"]),
+    ] {
+        entry.attrs.insert(k.to_string(), strings(v));
+    }
+    let empty = Entry::default();
+    for m in [&demo, &shared] {
+        for e in [&entry, &empty] {
+            assert_eq!(m.values_taken_from(e.clone()), m.values_from_entry(e));
+        }
+    }
+    let v = shared.values_taken_from(entry);
+    assert_eq!(v.slots[display], strings(&["Alice Liddell", "Alice"]));
+    assert_eq!(v.slots[slot(&demo, "cn")], v.slots[display]);
+}
+
 // ---------------------------------------------------------------------------
 // diff
 

@@ -540,8 +540,8 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         let (page, start_index) = self.list_entries(q).await?;
         let mut cache = HashMap::new();
         let mut users = Vec::with_capacity(page.entries.len());
-        for e in &page.entries {
-            users.push(self.rendered(e, base_url, &mut cache).await?);
+        for e in page.entries {
+            users.push(self.rendered_owned(e, base_url, &mut cache).await?);
         }
         Ok((page.total, start_index, users))
     }
@@ -1277,9 +1277,31 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
         base_url: &str,
         cache: &mut HashMap<String, Option<String>>,
     ) -> Result<(UserValues, UserMeta), ScimError> {
-        let m = &self.mapping;
-        let mut values = m.values_from_entry(entry);
-        for (i, s) in m.slots.iter().enumerate() {
+        let values = self.mapping.values_from_entry(entry);
+        let values = self.with_reference_ids(values, cache).await?;
+        Ok((values, self.meta_of(entry, base_url)?))
+    }
+
+    /// `rendered` for an entry no longer needed: its values are moved, not copied.
+    async fn rendered_owned(
+        &self,
+        entry: Entry,
+        base_url: &str,
+        cache: &mut HashMap<String, Option<String>>,
+    ) -> Result<(UserValues, UserMeta), ScimError> {
+        let meta = self.meta_of(&entry, base_url)?;
+        let values = self.mapping.values_taken_from(entry);
+        Ok((self.with_reference_ids(values, cache).await?, meta))
+    }
+
+    /// `values` with the DNs in reference slots turned into ids (each looked up once per render
+    /// pass through `cache`); DNs of no user in scope are left out.
+    async fn with_reference_ids(
+        &self,
+        mut values: UserValues,
+        cache: &mut HashMap<String, Option<String>>,
+    ) -> Result<UserValues, ScimError> {
+        for (i, s) in self.mapping.slots.iter().enumerate() {
             if s.kind != ValueKind::Reference {
                 continue;
             }
@@ -1295,6 +1317,12 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
             }
             values.slots[i] = ids;
         }
+        Ok(values)
+    }
+
+    /// A user's id and meta, read from its entry.
+    fn meta_of(&self, entry: &Entry, base_url: &str) -> Result<UserMeta, ScimError> {
+        let m = &self.mapping;
         let id = entry
             .first(&m.id_attribute)
             .ok_or_else(|| DirectoryError::Other {
@@ -1302,7 +1330,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 message: format!("entry has no {} attribute", m.id_attribute),
             })?
             .to_string();
-        let meta = UserMeta {
+        Ok(UserMeta {
             location: [base_url, "/Users/", &id].concat(),
             created: entry
                 .first(&m.created_attribute)
@@ -1312,8 +1340,7 @@ impl<D: EntryReader + EntryWriter> UserService<D> {
                 .and_then(generalized_to_rfc3339),
             version: self.version_of(entry).map(etag),
             id,
-        };
-        Ok((values, meta))
+        })
     }
 }
 
