@@ -781,21 +781,26 @@ fn to_json_meta_falls_back_to_created() {
     );
 }
 
+/// Alice's entry with these (lowercased) attributes.
+fn alice(attrs: &[(&str, &[&str])]) -> Entry {
+    Entry {
+        dn: "uid=alice,ou=people,dc=example,dc=org".into(),
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), strings(v)))
+            .collect(),
+    }
+}
+
 #[test]
 fn values_from_entry_reads_lowercased_attributes_and_state() {
     let m = demo_mapping();
-    let mut entry = Entry {
-        dn: "uid=alice,ou=people,dc=example,dc=org".into(),
-        ..Entry::default()
-    };
-    for (k, v) in [
-        ("uid", &["alice"][..]),
+    let mut entry = alice(&[
+        ("uid", &["alice"]),
         ("cn", &["Alice Liddell", "Alice"]),
         ("manager", &["uid=boss,ou=people,dc=example,dc=org"]),
         ("pwdaccountlockedtime", &[PPOLICY_LOCKED_FOREVER]),
-    ] {
-        entry.attrs.insert(k.to_string(), strings(v));
-    }
+    ]);
     let v = m.values_from_entry(&entry);
     assert_eq!(
         v,
@@ -820,21 +825,15 @@ fn values_taken_from_an_entry_are_the_values_read_from_it() {
     let mut shared = demo_mapping();
     let display = slot(&shared, "displayName");
     shared.slots[display].ldap = "CN".into();
-    let mut entry = Entry {
-        dn: "uid=alice,ou=people,dc=example,dc=org".into(),
-        ..Entry::default()
-    };
-    for (k, v) in [
-        ("uid", &["alice"][..]),
+    let entry = alice(&[
+        ("uid", &["alice"]),
         ("cn", &["Alice Liddell", "Alice"]),
         ("displayname", &["Alice L."]),
         ("mail", &["alice@example.org"]),
         ("manager", &["uid=boss,ou=people,dc=example,dc=org"]),
         ("pwdaccountlockedtime", &[PPOLICY_LOCKED_FOREVER]),
         ("objectclass", &["inetOrgPerson"]),
-    ] {
-        entry.attrs.insert(k.to_string(), strings(v));
-    }
+    ]);
     let empty = Entry::default();
     for m in [&demo, &shared] {
         for e in [&entry, &empty] {
