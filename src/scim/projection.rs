@@ -54,13 +54,13 @@ impl Projection {
         })
     }
 
-    /// Whether the response may contain `attr` (of the resource's `schema`) at all; used to skip
-    /// reading LDAP attributes and resolving references nobody will see.
     /// No `attributes` and no `excludedAttributes`: the whole resource.
     pub fn is_everything(&self) -> bool {
         self.include.is_none() && self.exclude.is_empty()
     }
 
+    /// Whether the response may contain `attr` (of the resource's `schema`) at all; used to skip
+    /// reading LDAP attributes and resolving references nobody will see.
     pub fn wants(&self, schema: &str, core: &str, attr: &str) -> bool {
         // No selection at all (most requests): everything, without comparing names.
         if self.is_everything() {
