@@ -200,7 +200,7 @@ async fn observe<D: Send + Sync + 'static>(
         resource,
         method: method_label,
         started: Instant::now(),
-        status: CLIENT_CLOSED,
+        done: false,
     };
     // Paths outside the base path get their 404 without admission, as from any other server.
     let handled = async {
@@ -212,10 +212,8 @@ async fn observe<D: Send + Sync + 'static>(
     };
     let mut resp = tracing::Instrument::instrument(handled, span.clone()).await;
     drop(in_flight);
-    let elapsed = counted.started.elapsed();
     let status = resp.status();
-    counted.status = status.as_u16();
-    drop(counted);
+    let elapsed = counted.count(status.as_u16());
     if status == StatusCode::SERVICE_UNAVAILABLE
         && !resp.headers().contains_key(header::RETRY_AFTER)
     {
@@ -244,19 +242,22 @@ async fn observe<D: Send + Sync + 'static>(
 /// still counted.
 const CLIENT_CLOSED: u16 = 499;
 
-/// Counts a request and its duration when dropped: with its answer's status, or as
-/// `CLIENT_CLOSED` when the request was dropped before it had one.
+/// Counts a request and its duration: with its answer's status (`count`), or, when the request
+/// is dropped before it had one, as `CLIENT_CLOSED`.
 struct Counted<'a> {
     metrics: &'a crate::metrics::HttpMetrics,
     resource: &'static str,
     method: &'static str,
     started: Instant,
-    status: u16,
+    done: bool,
 }
 
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        let class = crate::metrics::status_class(self.status);
+impl Counted<'_> {
+    /// Counts the request with `status`; its duration, which the access log shows too.
+    fn count(&mut self, status: u16) -> std::time::Duration {
+        self.done = true;
+        let elapsed = self.started.elapsed();
+        let class = crate::metrics::status_class(status);
         self.metrics
             .requests
             .with_label_values(&[self.resource, self.method, class])
@@ -264,7 +265,16 @@ impl Drop for Counted<'_> {
         self.metrics
             .duration
             .with_label_values(&[self.resource, self.method])
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        elapsed
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.count(CLIENT_CLOSED);
+        }
     }
 }
 

@@ -99,21 +99,23 @@ impl UserMapping {
                 .iter()
                 .map(|s| entry.values(&s.ldap).to_vec())
                 .collect(),
-            active: Some(match self.disable.attribute() {
-                Some(attr) => self.disable.is_active(entry.values(attr)),
-                None => true,
-            }),
+            active: self.active_in(entry),
             password: None,
         }
+    }
+
+    /// Whether the entry's user is active, by the disable strategy (always, without one).
+    fn active_in(&self, entry: &Entry) -> Option<bool> {
+        Some(match self.disable.attribute() {
+            Some(attr) => self.disable.is_active(entry.values(attr)),
+            None => true,
+        })
     }
 
     /// `values_from_entry`, with the values moved out of `entry` instead of copied. A slot that
     /// stores the same attribute as an earlier slot gets a copy of what that slot took.
     pub fn values_taken_from(&self, mut entry: Entry) -> UserValues {
-        let active = Some(match self.disable.attribute() {
-            Some(attr) => self.disable.is_active(entry.values(attr)),
-            None => true,
-        });
+        let active = self.active_in(&entry);
         let mut slots: Vec<Vec<String>> = Vec::with_capacity(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             let taken = match entry.values_mut(&s.ldap) {
